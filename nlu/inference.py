@@ -1,0 +1,130 @@
+"""The NLU runtime the workers use: load both models once, annotate batches.
+
+    nlu = NLU.load("models/intent", "models/sentiment")
+    nlu.annotate(["where is my order?", "我的快递到哪了"])
+
+When the two models were fine-tuned from the same frozen trunk (the default
+models are), the trunk runs once per batch for both and is held in memory once.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from .data import normalize_text
+from .language import detect_language
+from .model import LoadedModel, _autocast, load_model
+
+DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+def models_dir() -> Path:
+    return Path(os.environ.get("NLU_MODELS_DIR", DEFAULT_MODELS_DIR))
+
+
+@dataclass(frozen=True)
+class Annotation:
+    language: str  # zh | en | other
+    intent: str
+    intent_confidence: float
+    intent_top_k: tuple[tuple[str, float], ...]
+    sentiment: str  # negative | neutral | positive
+    sentiment_score: float  # P(positive) - P(negative), in [-1, 1]
+
+    def to_dict(self) -> dict[str, object]:
+        d = asdict(self)
+        d["intent_top_k"] = [list(p) for p in self.intent_top_k]
+        return d
+
+
+class NLU:
+    def __init__(self, intent: LoadedModel, sentiment: LoadedModel, top_k: int = 3, batch_size: int = 64):
+        if intent.meta.task != "intent" or sentiment.meta.task != "sentiment":
+            raise ValueError(
+                f"expected an intent and a sentiment model, got {intent.meta.task!r} and {sentiment.meta.task!r}"
+            )
+        self.intent = intent
+        self.sentiment = sentiment
+        self.top_k = top_k
+        self.batch_size = batch_size
+        self.device = intent.device
+        self.shared_trunk = (
+            intent.meta.trunk_fingerprint == sentiment.meta.trunk_fingerprint
+            and intent.meta.freeze_layers == sentiment.meta.freeze_layers
+            and intent.meta.text_prefix == sentiment.meta.text_prefix
+            and len(intent.tokenizer) == len(sentiment.tokenizer)
+        )
+        if self.shared_trunk:
+            # Identical weights: keep one copy.
+            k = intent.meta.freeze_layers
+            s_enc, i_enc = sentiment.model.encoder, intent.model.encoder
+            s_enc.embeddings = i_enc.embeddings
+            for i in range(k):
+                s_enc.encoder.layer[i] = i_enc.encoder.layer[i]
+        labels = sentiment.labels
+        self._pos = labels.index("positive") if "positive" in labels else None
+        self._neg = labels.index("negative") if "negative" in labels else None
+
+    @classmethod
+    def load(
+        cls, intent_dir: str | Path | None = None, sentiment_dir: str | Path | None = None,
+        device: str | None = None, **kw: int,
+    ) -> NLU:
+        base = models_dir()
+        intent = load_model(intent_dir or base / "intent", device)
+        sentiment = load_model(sentiment_dir or base / "sentiment", device)
+        return cls(intent, sentiment, **kw)
+
+    @torch.inference_mode()
+    def _probs(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.shared_trunk:
+            return self.intent.predict_proba(texts, self.batch_size), self.sentiment.predict_proba(texts, self.batch_size)
+        i_model, s_model = self.intent.model, self.sentiment.model
+        max_len = max(self.intent.meta.max_length, self.sentiment.meta.max_length)
+        tok = self.intent.tokenizer
+        p_int = torch.empty(len(texts), len(self.intent.labels))
+        p_sen = torch.empty(len(texts), len(self.sentiment.labels))
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            enc = tok(
+                [self.intent.meta.text_prefix + normalize_text(texts[i]) for i in idx],
+                padding=True, truncation=True, max_length=max_len, return_tensors="pt",
+            )
+            ids, mask = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
+            with _autocast(self.device):
+                hidden = i_model.trunk(ids, mask)
+                li = i_model.top(hidden, mask)
+                ls = s_model.top(hidden, mask)
+            p_int[idx] = torch.softmax(li.float(), -1).cpu()
+            p_sen[idx] = torch.softmax(ls.float(), -1).cpu()
+        return p_int, p_sen
+
+    def annotate(self, texts: list[str]) -> list[Annotation]:
+        """Language, intent (+confidence, top-k) and sentiment (+score) per text."""
+        if not texts:
+            return []
+        p_int, p_sen = self._probs(list(texts))
+        k = min(self.top_k, p_int.shape[1])
+        top_p, top_i = p_int.topk(k, dim=1)
+        out = []
+        for row, text in enumerate(texts):
+            top = tuple((self.intent.labels[j], round(float(p), 4)) for p, j in zip(top_p[row], top_i[row], strict=True))
+            ps = p_sen[row]
+            pos = float(ps[self._pos]) if self._pos is not None else 0.0
+            neg = float(ps[self._neg]) if self._neg is not None else 0.0
+            out.append(
+                Annotation(
+                    language=detect_language(text),
+                    intent=top[0][0],
+                    intent_confidence=top[0][1],
+                    intent_top_k=top,
+                    sentiment=self.sentiment.labels[int(ps.argmax())],
+                    sentiment_score=round(pos - neg, 4),
+                )
+            )
+        return out

@@ -1,0 +1,197 @@
+"""The text classifier: a pretrained encoder, mean pooling, a linear head.
+
+The encoder is split in two. The *trunk* (embeddings and the bottom
+``freeze_layers`` layers) stays as pretrained; the *top* layers and the head are
+fine-tuned. Two models fine-tuned from the same base with the same frozen trunk
+share it bit for bit (``trunk_fingerprint``), so the inference runtime computes
+the trunk once for intent and sentiment together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+FORMAT_VERSION = 1
+META_FILE = "nlu_model.json"
+LABELS_FILE = "labels.json"
+HEAD_FILE = "head.safetensors"
+
+
+class ModelDirError(ValueError):
+    """A model directory is missing or incomplete."""
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    task: str
+    base_model: str
+    freeze_layers: int
+    max_length: int
+    text_prefix: str
+    trunk_fingerprint: str
+    format_version: int = FORMAT_VERSION
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+class TextClassifier(nn.Module):
+    def __init__(self, encoder: nn.Module, num_labels: int, freeze_layers: int, dropout: float = 0.1):
+        super().__init__()
+        if not (hasattr(encoder, "embeddings") and hasattr(encoder, "encoder") and hasattr(encoder.encoder, "layer")):
+            raise ModelDirError(
+                f"{type(encoder).__name__} is not a BERT-family encoder (embeddings + encoder.layer);"
+                " use a BERT, RoBERTa, XLM-R, MiniLM or E5 base model"
+            )
+        n_layers = len(encoder.encoder.layer)
+        if not 0 <= freeze_layers <= n_layers:
+            raise ValueError(f"freeze_layers must be between 0 and {n_layers}, got {freeze_layers}")
+        self.encoder = encoder
+        self.freeze_layers = freeze_layers
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(encoder.config.hidden_size, num_labels)
+        encoder.embeddings.requires_grad_(False)
+        for layer in encoder.encoder.layer[:freeze_layers]:
+            layer.requires_grad_(False)
+        if getattr(encoder, "pooler", None) is not None:
+            encoder.pooler.requires_grad_(False)
+
+    def _mask(self, hidden: torch.Tensor, attention_mask: torch.Tensor):
+        from transformers.masking_utils import create_bidirectional_mask
+
+        return create_bidirectional_mask(
+            config=self.encoder.config, inputs_embeds=hidden, attention_mask=attention_mask
+        )
+
+    def trunk(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Hidden states after the frozen part (identical for models that share it)."""
+        hidden = self.encoder.embeddings(input_ids=input_ids)
+        if self.freeze_layers:
+            mask = self._mask(hidden, attention_mask)
+            for layer in self.encoder.encoder.layer[: self.freeze_layers]:
+                hidden = layer(hidden, mask)
+        return hidden
+
+    def top(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Logits from trunk hidden states."""
+        layers = self.encoder.encoder.layer[self.freeze_layers :]
+        if len(layers):
+            mask = self._mask(hidden, attention_mask)
+            for layer in layers:
+                hidden = layer(hidden, mask)
+        return self.head(self.dropout(mean_pool(hidden, attention_mask)))
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.top(self.trunk(input_ids, attention_mask), attention_mask)
+
+    def trunk_fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        trunk = [self.encoder.embeddings, *self.encoder.encoder.layer[: self.freeze_layers]]
+        for module in trunk:
+            for name, tensor in sorted(module.state_dict().items()):
+                digest.update(name.encode())
+                digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
+
+
+@dataclass
+class LoadedModel:
+    model: TextClassifier
+    tokenizer: object
+    labels: list[str]
+    meta: ModelMeta
+    path: Path
+    device: torch.device
+
+    def encode(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        from .data import normalize_text
+
+        batch = self.tokenizer(
+            [self.meta.text_prefix + normalize_text(t) for t in texts],
+            padding=True,
+            truncation=True,
+            max_length=self.meta.max_length,
+            return_tensors="pt",
+        )
+        return {k: batch[k].to(self.device) for k in ("input_ids", "attention_mask")}
+
+    @torch.inference_mode()
+    def predict_proba(self, texts: list[str], batch_size: int = 64) -> torch.Tensor:
+        """Class probabilities, one row per text (in input order)."""
+        self.model.eval()
+        out = torch.empty(len(texts), len(self.labels))
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # less padding
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            enc = self.encode([texts[i] for i in idx])
+            with _autocast(self.device):
+                logits = self.model(enc["input_ids"], enc["attention_mask"])
+            out[idx] = torch.softmax(logits.float(), dim=-1).cpu()
+        return out
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def pick_device(prefer: str | None = None) -> torch.device:
+    if prefer:
+        return torch.device(prefer)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def save_model(out: Path, model: TextClassifier, tokenizer, labels: list[str], meta: ModelMeta) -> None:
+    from safetensors.torch import save_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    model.encoder.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}, str(out / HEAD_FILE))
+    (out / LABELS_FILE).write_text(json.dumps(labels, ensure_ascii=False, indent=1), encoding="utf-8")
+    (out / META_FILE).write_text(json.dumps(asdict(meta), indent=2), encoding="utf-8")
+
+
+def load_model(path: str | Path, device: str | torch.device | None = None) -> LoadedModel:
+    """Load a model directory written by ``nlu.train``; fp16 on CUDA."""
+    from safetensors.torch import load_file
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    p = Path(path)
+    missing = [f for f in (META_FILE, LABELS_FILE, HEAD_FILE, "config.json") if not (p / f).is_file()]
+    if not p.is_dir() or missing:
+        raise ModelDirError(
+            f"{p} is not a model directory from nlu.train"
+            + (f" (missing {', '.join(missing)})" if p.is_dir() else " (no such directory)")
+        )
+    meta_raw = json.loads((p / META_FILE).read_text())
+    if meta_raw.get("format_version") != FORMAT_VERSION:
+        raise ModelDirError(f"{p}: model format {meta_raw.get('format_version')} is not supported; retrain it")
+    meta = ModelMeta(**meta_raw)
+    labels = json.loads((p / LABELS_FILE).read_text(encoding="utf-8"))
+    dev = torch.device(device) if device else pick_device()
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the encoder has no pooler weights by design
+    try:
+        encoder = AutoModel.from_pretrained(p, add_pooling_layer=False)
+        tokenizer = AutoTokenizer.from_pretrained(p)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    model = TextClassifier(encoder, len(labels), meta.freeze_layers)
+    model.head.load_state_dict(load_file(str(p / HEAD_FILE)))
+    model.eval().to(dev)
+    if dev.type == "cuda":
+        model.half()
+    return LoadedModel(model, tokenizer, labels, meta, p, dev)

