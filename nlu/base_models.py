@@ -70,7 +70,8 @@ def resolve_base_model(name: str) -> Path | str:
         if not (path / "config.json").is_file():
             raise BaseModelError(f"base model folder {path} has no config.json: it is not a Hugging Face model folder")
         return path
-    if name.startswith((".", "/", "~")) or os.sep in name and name.count("/") > 1:
+    # A hub id is "org/name"; anything else path-like that does not exist is a typo.
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise BaseModelError(f"base model folder {name} does not exist")
     return name
 
@@ -201,10 +202,7 @@ def _precompiled_charsmap(norm_map: dict[int, tuple[int, ...]]) -> bytes:
 
     with tempfile.TemporaryDirectory() as tmp:
         rules = Path(tmp, "rules.tsv")
-        lines = [
-            f"{src:X}\t{' '.join(f'{c:X}' for c in dst)}"
-            for src, dst in sorted(norm_map.items())
-        ]
+        lines = [f"{src:X}\t{' '.join(f'{c:X}' for c in dst)}" for src, dst in sorted(norm_map.items())]
         rules.write_text("\n".join(lines) + "\n", encoding="utf-8")
         corpus = Path(tmp, "corpus.txt")
         corpus.write_text("hello world\nnormalization map\n", encoding="utf-8")
@@ -223,16 +221,12 @@ def _precompiled_charsmap(norm_map: dict[int, tuple[int, ...]]) -> bytes:
 
 
 def _tokenizer_json(f: _E5File) -> str:
-    import base64
-
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
     vocab = [(p, float(s)) for p, s in zip(f.pieces, f.scores, strict=True)]
     tok = Tokenizer(models.Unigram(vocab, unk_id=f.special["unk"], byte_fallback=False))
     charsmap = _precompiled_charsmap(f.norm_map)
-    tok.normalizer = normalizers.Sequence(
-        [normalizers.Precompiled(charsmap), normalizers.Replace(Regex(" {2,}"), " ")]
-    )
+    tok.normalizer = normalizers.Sequence([normalizers.Precompiled(charsmap), normalizers.Replace(Regex(" {2,}"), " ")])
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
     bos, eos = f.pieces[f.special["bos"]], f.pieces[f.special["eos"]]
@@ -241,11 +235,8 @@ def _tokenizer_json(f: _E5File) -> str:
         pair=f"{bos} $A {eos} {eos} $B {eos}",
         special_tokens=[(bos, f.special["bos"]), (eos, f.special["eos"])],
     )
-    from tokenizers import AddedToken
-
     specials = [f.pieces[f.special[k]] for k in ("bos", "pad", "eos", "unk")] + ["<mask>"]
     tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in specials])
-    del base64
     return tok.to_str()
 
 

@@ -52,10 +52,18 @@ def is_complete(model_dir: Path) -> bool:
     return all((model_dir / f).is_file() for f in ("nlu_model.json", "head.safetensors", "metrics.json"))
 
 
-def build(data: Path, out: Path, force: bool = False, tasks: tuple[str, ...] = ("intent", "sentiment")) -> list[Path]:
+def build(
+    data: Path,
+    out: Path,
+    force: bool = False,
+    tasks: tuple[str, ...] = ("intent", "sentiment"),
+    specs: dict[str, dict] | None = None,
+    progress: bool = True,
+) -> list[Path]:
+    """Train each missing default model; return the folders trained now."""
     built = []
     for task in tasks:
-        spec = DEFAULTS[task]
+        spec = (specs or DEFAULTS)[task]
         target = out / task
         if is_complete(target) and not force:
             print(f"{task}: {target} already exists (use --force to retrain)", file=sys.stderr)
@@ -66,10 +74,8 @@ def build(data: Path, out: Path, force: bool = False, tasks: tuple[str, ...] = (
             raise DataError(f"training data not found: {', '.join(missing)} (set --data-dir or NLU_DATA_DIR)")
         tmp = out / f".{task}.partial"
         t0 = time.perf_counter()
-        train(TrainConfig(
-            task=task, data=[str(f) for f in files], out=tmp, epochs=spec["epochs"],
-            max_train_per_file=spec["max_train_per_file"],
-        ))
+        options = {k: v for k, v in spec.items() if k != "files"}
+        train(TrainConfig(task=task, data=[str(f) for f in files], out=tmp, progress=progress, **options))
         if target.exists():
             import shutil
 
@@ -82,14 +88,22 @@ def build(data: Path, out: Path, force: bool = False, tasks: tuple[str, ...] = (
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m nlu.build_default", description="Train the default models.")
-    ap.add_argument("--data-dir", type=Path, default=None, help="folder with the training CSVs (default ../shared/data)")
-    ap.add_argument("--models-dir", type=Path, default=None, help="where models go (default: models/, or NLU_MODELS_DIR)")
+    ap.add_argument(
+        "--data-dir", type=Path, default=None, help="folder with the training CSVs (default ../shared/data)"
+    )
+    ap.add_argument(
+        "--models-dir", type=Path, default=None, help="where models go (default: models/, or NLU_MODELS_DIR)"
+    )
     ap.add_argument("--task", choices=("intent", "sentiment"), action="append", help="only this model (repeatable)")
     ap.add_argument("--force", action="store_true", help="retrain models that already exist")
     args = ap.parse_args(argv)
     try:
-        build(args.data_dir or data_dir(), args.models_dir or models_dir(), args.force,
-              tuple(args.task) if args.task else ("intent", "sentiment"))
+        build(
+            args.data_dir or data_dir(),
+            args.models_dir or models_dir(),
+            args.force,
+            tuple(args.task) if args.task else ("intent", "sentiment"),
+        )
     except (DataError, BaseModelError) as exc:
         print(f"nlu.build_default: error: {exc}", file=sys.stderr)
         return 2

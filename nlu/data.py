@@ -117,9 +117,7 @@ def check_label_counts(examples: list[Example], minimum: int = MIN_EXAMPLES_PER_
         )
 
 
-def stratified_split(
-    examples: list[Example], val_fraction: float, seed: int
-) -> tuple[list[Example], list[Example]]:
+def stratified_split(examples: list[Example], val_fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
     """Hold out ``val_fraction`` of every (source file, label) group."""
     from sklearn.model_selection import train_test_split
 

@@ -37,11 +37,18 @@ def evaluate(model_dir: str, data: str, device: str | None = None) -> tuple[dict
 
     by_lang = accuracy_by_group(truth, pred, [detect_language(e.text) for e in examples])
     if len(by_lang) > 1:
-        text += "\naccuracy by language: " + ", ".join(f"{k} {v['accuracy']:.3f} ({v['n']})" for k, v in by_lang.items())
+        text += "\naccuracy by language: " + ", ".join(
+            f"{k} {v['accuracy']:.3f} ({v['n']})" for k, v in by_lang.items()
+        )
     summary = {
-        "accuracy": report["accuracy"], "macro_f1": report["macro_f1"], "n": report["n"],
-        "model": str(model.path), "task": model.meta.task, "data": data,
-        "worst_confusions": confusions[:5], "by_language": by_lang,
+        "accuracy": report["accuracy"],
+        "macro_f1": report["macro_f1"],
+        "n": report["n"],
+        "model": str(model.path),
+        "task": model.meta.task,
+        "data": data,
+        "worst_confusions": confusions[:5],
+        "by_language": by_lang,
     }
     return summary, text
 

@@ -71,8 +71,11 @@ class NLU:
 
     @classmethod
     def load(
-        cls, intent_dir: str | Path | None = None, sentiment_dir: str | Path | None = None,
-        device: str | None = None, **kw: int,
+        cls,
+        intent_dir: str | Path | None = None,
+        sentiment_dir: str | Path | None = None,
+        device: str | None = None,
+        **kw: int,
     ) -> NLU:
         base = models_dir()
         intent = load_model(intent_dir or base / "intent", device)
@@ -82,7 +85,9 @@ class NLU:
     @torch.inference_mode()
     def _probs(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.shared_trunk:
-            return self.intent.predict_proba(texts, self.batch_size), self.sentiment.predict_proba(texts, self.batch_size)
+            return self.intent.predict_proba(texts, self.batch_size), self.sentiment.predict_proba(
+                texts, self.batch_size
+            )
         i_model, s_model = self.intent.model, self.sentiment.model
         max_len = max(self.intent.meta.max_length, self.sentiment.meta.max_length)
         tok = self.intent.tokenizer
@@ -93,7 +98,10 @@ class NLU:
             idx = order[start : start + self.batch_size]
             enc = tok(
                 [self.intent.meta.text_prefix + normalize_text(texts[i]) for i in idx],
-                padding=True, truncation=True, max_length=max_len, return_tensors="pt",
+                padding=True,
+                truncation=True,
+                max_length=max_len,
+                return_tensors="pt",
             )
             ids, mask = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
             with _autocast(self.device):
@@ -113,7 +121,9 @@ class NLU:
         top_p, top_i = p_int.topk(k, dim=1)
         out = []
         for row, text in enumerate(texts):
-            top = tuple((self.intent.labels[j], round(float(p), 4)) for p, j in zip(top_p[row], top_i[row], strict=True))
+            top = tuple(
+                (self.intent.labels[j], round(float(p), 4)) for p, j in zip(top_p[row], top_i[row], strict=True)
+            )
             ps = p_sen[row]
             pos = float(ps[self._pos]) if self._pos is not None else 0.0
             neg = float(ps[self._neg]) if self._neg is not None else 0.0

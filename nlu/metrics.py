@@ -22,14 +22,17 @@ FLAG_NAMES = {
 }
 
 
-def classification_report(
-    y_true: list[str], y_pred: list[str], labels: list[str]
-) -> dict[str, object]:
+def classification_report(y_true: list[str], y_pred: list[str], labels: list[str]) -> dict[str, object]:
     from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     per_class = {
-        label: {"precision": round(float(p[i]), 4), "recall": round(float(r[i]), 4), "f1": round(float(f[i]), 4), "support": int(s[i])}
+        label: {
+            "precision": round(float(p[i]), 4),
+            "recall": round(float(r[i]), 4),
+            "f1": round(float(f[i]), 4),
+            "support": int(s[i]),
+        }
         for i, label in enumerate(labels)
     }
     present = [label for label in labels if label in set(y_true)]
@@ -82,8 +85,15 @@ def plot_confusion(y_true: list[str], y_pred: list[str], labels: list[str], out:
     for i in range(len(labels)):
         for j in range(len(labels)):
             if cm[i, j]:
-                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=6,
-                        color="white" if norm[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    str(cm[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if norm[i, j] > 0.5 else "black",
+                )
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     fig.savefig(out, dpi=110)

@@ -1,6 +1,6 @@
 """Classify texts with a trained model.
 
-    python -m nlu.predict --model models/intent "where is my order?" "我的快递到哪了"
+python -m nlu.predict --model models/intent "where is my order?" "我的快递到哪了"
 """
 
 from __future__ import annotations
@@ -35,7 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     for row, text in enumerate(texts):
         alts = [(model.labels[j], round(float(p), 4)) for p, j in zip(top_p[row], top_i[row], strict=True)]
         if args.json:
-            print(json.dumps({"text": text, "label": alts[0][0], "confidence": alts[0][1], "top_k": alts}, ensure_ascii=False))
+            print(
+                json.dumps(
+                    {"text": text, "label": alts[0][0], "confidence": alts[0][1], "top_k": alts}, ensure_ascii=False
+                )
+            )
         else:
             others = ", ".join(f"{label} {p:.3f}" for label, p in alts[1:])
             print(f"{alts[0][0]}\t{alts[0][1]:.3f}\t{text}" + (f"\t(also: {others})" if others else ""))

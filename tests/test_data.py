@@ -84,7 +84,16 @@ def test_train_cli_errors_are_clear(tmp_path):
     r = run_cli("nlu.train", "--task", "intent", "--data", str(few), "--out", str(tmp_path / "m"))
     assert r.returncode == 2 and "'leave' (1)" in r.stderr
     ok = write(tmp_path / "ok.csv", "text,label\n" + "".join(f"hi {i},greet\nbye {i},leave\n" for i in range(6)))
-    r = run_cli("nlu.train", "--task", "intent", "--data", str(ok), "--out", str(tmp_path / "m"),
-                "--base-model", "no-such-org/no-such-model")
+    r = run_cli(
+        "nlu.train",
+        "--task",
+        "intent",
+        "--data",
+        str(ok),
+        "--out",
+        str(tmp_path / "m"),
+        "--base-model",
+        "no-such-org/no-such-model",
+    )
     assert r.returncode == 2 and "unknown base model 'no-such-org/no-such-model'" in r.stderr
     assert not (tmp_path / "m").exists()

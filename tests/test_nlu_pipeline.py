@@ -24,8 +24,16 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_model_directory_is_self_contained(small_models):
     d = small_models["intent_dir"]
-    for name in ("config.json", "model.safetensors", "tokenizer.json", "labels.json", "nlu_model.json",
-                 "head.safetensors", "metrics.json", "confusion_matrix.png"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "labels.json",
+        "nlu_model.json",
+        "head.safetensors",
+        "metrics.json",
+        "confusion_matrix.png",
+    ):
         assert (d / name).is_file(), name
     assert (d / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     metrics = json.loads((d / "metrics.json").read_text())
@@ -47,7 +55,10 @@ def test_reloaded_model_reproduces_validation_accuracy(small_models, tmp_path):
     assert r.returncode == 0, r.stderr
     lines = r.stdout.strip().splitlines()
     summary = json.loads(lines[-1])
-    assert summary["n"] == small_models["intent_metrics"]["train_examples"] + small_models["intent_metrics"]["val_examples"]
+    assert (
+        summary["n"]
+        == small_models["intent_metrics"]["train_examples"] + small_models["intent_metrics"]["val_examples"]
+    )
     assert summary["accuracy"] >= 0.7 and 0 < summary["macro_f1"] <= 1
     assert "worst confusions" in r.stdout or summary["accuracy"] == 1.0
     assert any(line.startswith("track_order") for line in lines)  # per-class table
@@ -64,8 +75,14 @@ def test_evaluate_counts_unknown_labels_as_wrong(small_models, tmp_path):
 
 
 def test_predict_prints_label_confidence_and_alternatives(small_models):
-    r = run_cli("nlu.predict", "--model", str(small_models["intent_dir"]), "--json",
-                "where is my package, it has not arrived", "I want my money back")
+    r = run_cli(
+        "nlu.predict",
+        "--model",
+        str(small_models["intent_dir"]),
+        "--json",
+        "where is my package, it has not arrived",
+        "I want my money back",
+    )
     assert r.returncode == 0, r.stderr
     out = [json.loads(line) for line in r.stdout.strip().splitlines()]
     assert [o["label"] for o in out] == ["track_order", "get_refund"]
@@ -92,8 +109,14 @@ def test_annotate_shares_the_trunk_and_matches_each_model_alone(small_models):
     nlu = NLU.load(small_models["intent_dir"], small_models["sentiment_dir"], device="cpu")
     assert nlu.shared_trunk
     assert nlu.sentiment.model.encoder.embeddings is nlu.intent.model.encoder.embeddings
-    texts = ["where is my package?", "我的快递到哪了", "this is awful, I hate you", "thanks, great service!",
-             "质量很好，非常满意", "¿Dónde está mi pedido?"]
+    texts = [
+        "where is my package?",
+        "我的快递到哪了",
+        "this is awful, I hate you",
+        "thanks, great service!",
+        "质量很好，非常满意",
+        "¿Dónde está mi pedido?",
+    ]
     result = nlu.annotate(texts)
     assert [a.language for a in result] == ["en", "zh", "en", "en", "zh", "other"]
     alone_i = load_model(small_models["intent_dir"], "cpu").predict_proba(texts)

@@ -1,0 +1,196 @@
+"""NLU benchmark: training time, quality against the TF-IDF baseline, inference speed.
+
+    python bench/bench_nlu.py                 # train defaults into bench/results/models, then measure
+    python bench/bench_nlu.py --models models # measure existing models only (no training)
+
+Targets (issue "NLU"): both default models trained in <= 20 min on the 2-core
+CPU; >= 150 messages/s batched for both models together; English intent >= 0.97,
+sentiment >= 0.85 (English) and >= 0.94 (Chinese) on the validation splits.
+Results go to bench/results/nlu-<device>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import platform
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from nlu.build_default import DEFAULTS, build, data_dir  # noqa: E402
+from nlu.inference import NLU  # noqa: E402
+
+CHECK_SETS = {
+    "intent_zh_check": ROOT / "nlu" / "data" / "intents-zh-check.csv",
+    "intent_en_check": ROOT / "nlu" / "data" / "intents-en-check.csv",
+}
+
+
+def read(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def check_set_quality(nlu: NLU, data: Path) -> dict[str, object]:
+    """Held-out phrasings: transformer vs a TF-IDF baseline trained on the same files."""
+    from nlu.baseline import predict_baseline, train_baseline
+
+    files = [f if isinstance(f, Path) else data / f for f in DEFAULTS["intent"]["files"]]
+    rows = [r for f in files for r in read(f)]
+    pipe = train_baseline([r["text"] for r in rows], [r["label"] for r in rows])
+    out: dict[str, object] = {}
+    for name, path in CHECK_SETS.items():
+        check = read(path)
+        texts, truth = [r["text"] for r in check], [r["label"] for r in check]
+        ann = nlu.annotate(texts)
+        acc = sum(a.intent == t for a, t in zip(ann, truth, strict=True)) / len(truth)
+        base = sum(p == t for p, t in zip(predict_baseline(pipe, texts), truth, strict=True)) / len(truth)
+        out[name] = {"n": len(truth), "transformer_accuracy": round(acc, 4), "baseline_accuracy": round(base, 4)}
+    probe = nlu.annotate(["我的快递到哪了"])[0]
+    out["我的快递到哪了"] = {"intent": probe.intent, "confidence": probe.intent_confidence}
+    return out
+
+
+def add_typos(text: str, rng: random.Random, per_text: int = 2) -> str:
+    """Drop, double, swap or replace a letter, ``per_text`` times."""
+    chars = list(text)
+    for _ in range(per_text):
+        letters = [i for i, c in enumerate(chars) if c.isalpha()]
+        if len(letters) < 3:
+            break
+        i = rng.choice(letters[:-1])
+        op = rng.randrange(4)
+        if op == 0:
+            del chars[i]
+        elif op == 1:
+            chars.insert(i, chars[i])
+        elif op == 2:
+            chars[i], chars[i + 1] = chars[i + 1], chars[i]
+        else:
+            chars[i] = rng.choice("abcdefghijklmnopqrstuvwxyz")
+    return "".join(chars)
+
+
+def typo_robustness(nlu: NLU, metrics: dict[str, object]) -> dict[str, object]:
+    """The intent validation split again (same files, seed, fraction), with two
+    injected typos per message: transformer vs the TF-IDF baseline."""
+    from nlu.baseline import predict_baseline, train_baseline
+    from nlu.data import load_datasets, stratified_split
+
+    hp = metrics["hyperparameters"]
+    ds = load_datasets([f["path"] for f in metrics["data_files"]])  # type: ignore[index]
+    train_rows, val_rows = stratified_split(ds.examples, hp["val_fraction"], hp["seed"])  # type: ignore[index]
+    val_rows = [e for e in val_rows if e.source == "intents-bitext-en.csv"]
+    rng = random.Random(7)
+    noisy = [add_typos(e.text, rng) for e in val_rows]
+    truth = [e.label for e in val_rows]
+    pipe = train_baseline([e.text for e in train_rows], [e.label for e in train_rows])
+    acc = sum(a.intent == t for a, t in zip(nlu.annotate(noisy), truth, strict=True)) / len(truth)
+    base = sum(p == t for p, t in zip(predict_baseline(pipe, noisy), truth, strict=True)) / len(truth)
+    return {
+        "n": len(truth),
+        "typos_per_message": 2,
+        "transformer_accuracy": round(acc, 4),
+        "baseline_accuracy": round(base, 4),
+        "example": noisy[0],
+    }
+
+
+def chat_messages(data: Path, n: int = 2000, seed: int = 0) -> list[str]:
+    """A stand-in for shop chat traffic: half customer-service utterances, a
+    quarter support messages, a quarter short Chinese shopper texts."""
+    rng = random.Random(seed)
+    utter = [r["text"] for r in read(data / "intents-bitext-en.csv")]
+    support = [r["text"] for r in read(data / "sentiment-support-tweets-en.csv")]
+    zh = [r["text"] for r in read(data / "sentiment-shopping-reviews-zh.csv") if len(r["text"]) <= 60]
+    msgs = rng.sample(utter, n // 2) + rng.sample(support, n // 4) + rng.sample(zh, n // 4)
+    rng.shuffle(msgs)
+    return msgs
+
+
+def speed(nlu: NLU, data: Path, seconds: float) -> dict[str, object]:
+    msgs = chat_messages(data)
+    tok = nlu.intent.tokenizer
+    lengths = sorted(len(tok(nlu.intent.meta.text_prefix + m)["input_ids"]) for m in msgs)
+    result: dict[str, object] = {
+        "messages": "50% intent utterances, 25% support tweets, 25% Chinese reviews <= 60 chars",
+        "tokens_p50_p90_max": [lengths[len(lengths) // 2], lengths[int(len(lengths) * 0.9)], lengths[-1]],
+        "throughput_msgs_per_s": {},
+    }
+    nlu.annotate(msgs[:64])  # warm-up
+    for bs in (1, 8, 32, 128):
+        n, i, t0 = 0, 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            if i + bs > len(msgs):
+                i = 0
+            nlu.annotate(msgs[i : i + bs])
+            i += bs
+            n += bs
+        result["throughput_msgs_per_s"][str(bs)] = round(n / (time.perf_counter() - t0), 1)  # type: ignore[index]
+    lat = []
+    for t in msgs[:300]:
+        t0 = time.perf_counter()
+        nlu.annotate([t])
+        lat.append((time.perf_counter() - t0) * 1000)
+    q = statistics.quantiles(lat, n=100)
+    result["single_message_latency_ms"] = {"p50": round(q[49], 1), "p99": round(q[98], 1)}
+    return result
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", type=Path, default=None, help="measure these models; skip training")
+    ap.add_argument("--data-dir", type=Path, default=None)
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--seconds", type=float, default=5.0, help="per batch size")
+    args = ap.parse_args()
+    data = args.data_dir or data_dir()
+    out_dir = ROOT / "bench" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report: dict[str, object] = {
+        "machine": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+    }
+    models = args.models
+    if models is None:
+        models = out_dir / "models"
+        t0 = time.perf_counter()
+        build(data, models, force=True)
+        report["training_seconds_both"] = round(time.perf_counter() - t0, 1)
+    for task in ("intent", "sentiment"):
+        m = json.loads((models / task / "metrics.json").read_text())
+        report[f"{task}_validation"] = {
+            "transformer": m["validation"],
+            "baseline": {k: m["baseline"].get(k) for k in ("accuracy", "macro_f1")},
+            "by_source": m["validation_by_source"],
+            "baseline_by_source": m["baseline"].get("by_source"),
+            "training_seconds": m["total_seconds"],
+        }
+        if task == "intent":
+            report["intent_by_flag"] = m["validation_by_flag"]
+    nlu = NLU.load(models / "intent", models / "sentiment", device=args.device)
+    report["device"] = str(nlu.device)
+    report["shared_trunk"] = nlu.shared_trunk
+    report["check_sets"] = check_set_quality(nlu, data)
+    report["intent_validation_with_typos"] = typo_robustness(
+        nlu, json.loads((models / "intent" / "metrics.json").read_text())
+    )
+    report["speed"] = speed(nlu, data, args.seconds)
+    path = out_dir / f"nlu-{nlu.device.type}.json"
+    path.write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    print(json.dumps(report, indent=2, ensure_ascii=False))
+    print(f"written to {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

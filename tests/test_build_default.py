@@ -1,0 +1,62 @@
+"""The default-model command: skips what exists, never leaves half a model, clear errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nlu.build_default import DEFAULTS, build, is_complete
+from nlu.inference import NLU
+
+from .conftest import INTENTS_SMALL, sample_csv
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_defaults_cover_both_tasks_and_the_chinese_seed_set():
+    assert set(DEFAULTS) == {"intent", "sentiment"}
+    intent_files = [str(f) for f in DEFAULTS["intent"]["files"]]
+    assert "intents-bitext-en.csv" in intent_files
+    assert any(f.endswith("intents-zh-seed.csv") and Path(f).is_file() for f in intent_files)
+    assert DEFAULTS["sentiment"]["files"] == ["sentiment-support-tweets-en.csv", "sentiment-shopping-reviews-zh.csv"]
+
+
+@pytest.mark.slow
+def test_build_trains_missing_models_and_keeps_existing_ones(tmp_path, data_dir, monkeypatch):
+    small = tmp_path / "data"
+    small.mkdir()
+    sample_csv(data_dir / "intents-bitext-en.csv", small / "i.csv", 30, INTENTS_SMALL)
+    sample_csv(data_dir / "sentiment-support-tweets-en.csv", small / "s.csv", 30)
+    specs = {
+        "intent": {"files": ["i.csv"], "epochs": 1, "freeze_layers": 11, "max_length": 32},
+        "sentiment": {"files": ["s.csv"], "epochs": 1, "freeze_layers": 11, "max_length": 32},
+    }
+    out = tmp_path / "models"
+    built = build(small, out, specs=specs, progress=False)
+    assert built == [out / "intent", out / "sentiment"]
+    assert all(is_complete(p) for p in built)
+    assert not list(out.glob(".*partial"))
+    stamp = (out / "intent" / "head.safetensors").stat().st_mtime_ns
+    assert build(small, out, specs=specs, progress=False) == []  # present: kept
+    assert (out / "intent" / "head.safetensors").stat().st_mtime_ns == stamp
+    assert build(small, out, specs=specs, tasks=("intent",), force=True, progress=False) == [out / "intent"]
+    # The product finds them through NLU_MODELS_DIR.
+    monkeypatch.setenv("NLU_MODELS_DIR", str(out))
+    nlu = NLU.load(device="cpu")
+    assert nlu.annotate(["where is my order"])[0].language == "en"
+
+
+def test_missing_training_data_is_a_clear_error(tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-m", "nlu.build_default", "--data-dir", str(tmp_path), "--models-dir", str(tmp_path / "m")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2
+    assert "training data not found" in r.stderr and "intents-bitext-en.csv" in r.stderr
+    assert "Traceback" not in r.stderr

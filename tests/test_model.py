@@ -1,0 +1,46 @@
+"""The trunk/top split computes exactly what the plain encoder computes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+from nlu.base_models import resolve_base_model
+from nlu.model import TextClassifier, mean_pool
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    path = resolve_base_model("minilm")
+    return AutoTokenizer.from_pretrained(path), path
+
+
+@pytest.mark.parametrize("freeze", [0, 3, 6])
+def test_split_forward_equals_plain_encoder(minilm, freeze):
+    tok, path = minilm
+    encoder = AutoModel.from_pretrained(path, add_pooling_layer=False)
+    model = TextClassifier(encoder, num_labels=5, freeze_layers=freeze).eval()
+    batch = tok(["where is my order", "a much longer message, with padding for the other one"],
+                padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        plain = encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        expected = model.head(mean_pool(plain, batch["attention_mask"]))
+        got = model(batch["input_ids"], batch["attention_mask"])
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_frozen_parts_get_no_gradient_and_share_a_fingerprint(minilm):
+    _, path = minilm
+    a = TextClassifier(AutoModel.from_pretrained(path, add_pooling_layer=False), 3, freeze_layers=4)
+    b = TextClassifier(AutoModel.from_pretrained(path, add_pooling_layer=False), 7, freeze_layers=4)
+    trainable = {n for n, p in a.named_parameters() if p.requires_grad}
+    assert not any(n.startswith("encoder.embeddings") for n in trainable)
+    assert not any(n.startswith(f"encoder.encoder.layer.{i}.") for i in range(4) for n in trainable)
+    assert any(n.startswith("encoder.encoder.layer.5.") for n in trainable) and "head.weight" in trainable
+    assert a.trunk_fingerprint() == b.trunk_fingerprint()
+    with torch.no_grad():
+        b.encoder.encoder.layer[0].output.dense.bias.add_(1e-3)
+    assert a.trunk_fingerprint() != b.trunk_fingerprint()
+    with pytest.raises(ValueError, match="between 0 and 6"):
+        TextClassifier(AutoModel.from_pretrained(path, add_pooling_layer=False), 3, freeze_layers=7)
