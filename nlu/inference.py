@@ -42,7 +42,7 @@ class Annotation:
 
 
 class NLU:
-    def __init__(self, intent: LoadedModel, sentiment: LoadedModel, top_k: int = 3, batch_size: int = 64):
+    def __init__(self, intent: LoadedModel, sentiment: LoadedModel, top_k: int = 3, batch_size: int | None = None):
         if intent.meta.task != "intent" or sentiment.meta.task != "sentiment":
             raise ValueError(
                 f"expected an intent and a sentiment model, got {intent.meta.task!r} and {sentiment.meta.task!r}"
@@ -50,8 +50,10 @@ class NLU:
         self.intent = intent
         self.sentiment = sentiment
         self.top_k = top_k
-        self.batch_size = batch_size
         self.device = intent.device
+        # Texts run in length-sorted sub-batches: on the 2-core CPU 16 beat 8, 32
+        # and 64 (less padding, same efficiency); a GPU wants big batches.
+        self.batch_size = batch_size or (128 if self.device.type == "cuda" else 16)
         self.shared_trunk = (
             intent.meta.trunk_fingerprint == sentiment.meta.trunk_fingerprint
             and intent.meta.freeze_layers == sentiment.meta.freeze_layers

@@ -22,6 +22,10 @@ def test_defaults_cover_both_tasks_and_the_chinese_seed_set():
     assert "intents-bitext-en.csv" in intent_files
     assert any(f.endswith("intents-zh-seed.csv") and Path(f).is_file() for f in intent_files)
     assert DEFAULTS["sentiment"]["files"] == ["sentiment-support-tweets-en.csv", "sentiment-shopping-reviews-zh.csv"]
+    # The runtime shares the trunk only when both models froze the same part of the same base.
+    for key in ("freeze_layers", "max_length"):
+        assert DEFAULTS["intent"][key] == DEFAULTS["sentiment"][key]
+    assert "base_model" not in DEFAULTS["intent"] and "base_model" not in DEFAULTS["sentiment"]
 
 
 @pytest.mark.slow

@@ -97,3 +97,16 @@ def test_train_cli_errors_are_clear(tmp_path):
     )
     assert r.returncode == 2 and "unknown base model 'no-such-org/no-such-model'" in r.stderr
     assert not (tmp_path / "m").exists()
+
+
+def test_oversample_must_name_a_data_file(tmp_path):
+    ok = write(tmp_path / "ok.csv", "text,label\n" + "".join(f"hi {i},greet\nbye {i},leave\n" for i in range(6)))
+    r = run_cli(
+        "nlu.train", "--task", "intent", "--data", str(ok), "--out", str(tmp_path / "m"), "--oversample", "other.csv=3"
+    )
+    assert r.returncode == 2 and "--oversample takes NAME=K" in r.stderr and "ok.csv" in r.stderr
+    r = run_cli(
+        "nlu.train", "--task", "intent", "--data", str(ok), "--out", str(tmp_path / "m"), "--oversample", "ok.csv=x"
+    )
+    assert r.returncode == 2 and "NAME=K" in r.stderr
+    assert not (tmp_path / "m").exists()

@@ -21,8 +21,11 @@ def test_split_forward_equals_plain_encoder(minilm, freeze):
     tok, path = minilm
     encoder = AutoModel.from_pretrained(path, add_pooling_layer=False)
     model = TextClassifier(encoder, num_labels=5, freeze_layers=freeze).eval()
-    batch = tok(["where is my order", "a much longer message, with padding for the other one"],
-                padding=True, return_tensors="pt")
+    batch = tok(
+        ["where is my order", "a much longer message, with padding for the other one"],
+        padding=True,
+        return_tensors="pt",
+    )
     with torch.inference_mode():
         plain = encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
         expected = model.head(mean_pool(plain, batch["attention_mask"]))
