@@ -368,10 +368,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="repeat the training rows of data file NAME K times per epoch (repeatable)",
     )
     ap.add_argument(
-        "--text-prefix",
-        default=None,
-        help="text put before every message (default: the base model's own, 'query: ' for e5)",
+        "--augment-typos",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="add a misspelt copy of this share of the training rows (0-1; default 0)",
     )
+    ap.add_argument("--text-prefix", default="", help="text put before every message (default: none)")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the TF-IDF baseline")
     return ap

@@ -141,3 +141,56 @@ def test_annotate_batches_give_the_same_answer_as_single_texts(small_models):
     for b, s in zip(batched, single, strict=True):
         assert b.intent == s.intent and b.intent_confidence == pytest.approx(s.intent_confidence, abs=2e-3)
         assert b.sentiment_score == pytest.approx(s.sentiment_score, abs=2e-3)
+
+
+def test_train_command_line_with_every_option(tmp_path, data_dir):
+    from .conftest import INTENTS_SMALL, sample_csv
+
+    data = sample_csv(data_dir / "intents-bitext-en.csv", tmp_path / "few.csv", 12, INTENTS_SMALL)
+    seed = ROOT / "nlu" / "data" / "intents-zh-seed.csv"
+    zh = tmp_path / "zh.csv"
+    rows = [line for line in seed.read_text(encoding="utf-8").splitlines()[1:] if line.split(",")[1] in INTENTS_SMALL]
+    zh.write_text("text,label\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    out = tmp_path / "model"
+    r = run_cli(
+        "nlu.train",
+        "--task",
+        "intent",
+        "--data",
+        str(data),
+        "--data",
+        str(zh),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--seed",
+        "5",
+        "--freeze-layers",
+        "11",
+        "--max-length",
+        "32",
+        "--batch-size",
+        "8",
+        "--lr",
+        "2e-4",
+        "--val-fraction",
+        "0.2",
+        "--oversample",
+        "zh.csv=2",
+        "--augment-typos",
+        "0.5",
+        "--text-prefix",
+        "query: ",
+        "--no-baseline",
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout.strip().splitlines()[-1])["out"] == str(out)
+    metrics = json.loads((out / "metrics.json").read_text())
+    hp = metrics["hyperparameters"]
+    assert (hp["epochs"], hp["seed"], hp["freeze_layers"], hp["max_length"]) == (1, 5, 11, 32)
+    assert hp["oversample"] == {"zh.csv": 2} and hp["augment_typos"] == 0.5 and hp["text_prefix"] == "query: "
+    assert metrics["typo_copies"] > 0 and metrics["baseline"] == {}
+    assert [f["name"] for f in metrics["data_files"]] == ["few.csv", "zh.csv"]
+    assert json.loads((out / "nlu_model.json").read_text())["text_prefix"] == "query: "
+    assert "training intent" in r.stderr  # the progress bar
