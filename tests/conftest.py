@@ -3,6 +3,8 @@ from __future__ import annotations
 import csv
 import os
 import random
+import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -11,6 +13,11 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("NLU_DATA_DIR", ROOT.parent / "shared" / "data"))
+
+
+def run_cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m <module> args`` from the project root, as a user would."""
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
 def sample_csv(src: Path, dest: Path, per_label: int, labels: list[str] | None = None, seed: int = 0) -> Path:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +9,7 @@ import pytest
 from nlu.build_default import DEFAULTS, build, is_complete
 from nlu.inference import NLU
 
-from .conftest import INTENTS_SMALL, sample_csv
+from .conftest import INTENTS_SMALL, run_cli, sample_csv
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,13 +52,7 @@ def test_build_trains_missing_models_and_keeps_existing_ones(tmp_path, data_dir,
 
 
 def test_missing_training_data_is_a_clear_error(tmp_path):
-    r = subprocess.run(
-        [sys.executable, "-m", "nlu.build_default", "--data-dir", str(tmp_path), "--models-dir", str(tmp_path / "m")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    r = run_cli("nlu.build_default", "--data-dir", str(tmp_path), "--models-dir", str(tmp_path / "m"), timeout=120)
     assert r.returncode == 2
     assert "training data not found" in r.stderr and "intents-bitext-en.csv" in r.stderr
     assert "Traceback" not in r.stderr

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from nlu.data import DataError, Example, check_label_counts, read_csv, stratified_split
+
+from .conftest import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,10 +66,6 @@ def test_stratified_split_is_disjoint_and_keeps_proportions():
     counts = Counter((e.source, e.label) for e in val)
     assert counts == {("f1", "a"): 10, ("f1", "b"): 5, ("f2", "a"): 4}
     assert stratified_split(rows, 0.1, seed=1) == (train, val)  # reproducible
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
 def test_train_cli_errors_are_clear(tmp_path):
