@@ -15,7 +15,6 @@ from pathlib import Path
 
 import torch
 
-from .data import normalize_text
 from .language import detect_language
 from .model import LoadedModel, _autocast, load_model
 
@@ -92,20 +91,13 @@ class NLU:
             )
         i_model, s_model = self.intent.model, self.sentiment.model
         max_len = max(self.intent.meta.max_length, self.sentiment.meta.max_length)
-        tok = self.intent.tokenizer
         p_int = torch.empty(len(texts), len(self.intent.labels))
         p_sen = torch.empty(len(texts), len(self.sentiment.labels))
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
-            enc = tok(
-                [self.intent.meta.text_prefix + normalize_text(texts[i]) for i in idx],
-                padding=True,
-                truncation=True,
-                max_length=max_len,
-                return_tensors="pt",
-            )
-            ids, mask = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
+            enc = self.intent.encode([texts[i] for i in idx], max_len)
+            ids, mask = enc["input_ids"], enc["attention_mask"]
             with _autocast(self.device):
                 hidden = i_model.trunk(ids, mask)
                 li = i_model.top(hidden, mask)

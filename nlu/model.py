@@ -111,14 +111,15 @@ class LoadedModel:
     path: Path
     device: torch.device
 
-    def encode(self, texts: list[str]) -> dict[str, torch.Tensor]:
+    def encode(self, texts: list[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
+        """Token ids and mask on the model's device (``max_length`` defaults to the model's own)."""
         from .data import normalize_text
 
         batch = self.tokenizer(
             [self.meta.text_prefix + normalize_text(t) for t in texts],
             padding=True,
             truncation=True,
-            max_length=self.meta.max_length,
+            max_length=max_length or self.meta.max_length,
             return_tensors="pt",
         )
         return {k: batch[k].to(self.device) for k in ("input_ids", "attention_mask")}
