@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("NLU_DATA_DIR", ROOT.parent / "shared" / "data"))
@@ -70,3 +72,62 @@ def small_models(tmp_path_factory, data_dir):
         "intent_metrics": intent,
         "sentiment_metrics": sentiment,
     }
+
+
+# -- the pipeline: real redis-server, Celery worker and gateway processes ------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    from services import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def test_policies(tmp_path_factory) -> Path:
+    """The packaged policies with a confidence threshold that suits the small test models."""
+    import yaml
+
+    raw = yaml.safe_load((ROOT / "dialogue" / "policies.yaml").read_text(encoding="utf-8"))
+    raw["thresholds"]["min_intent_confidence"] = 0.4
+    raw["thresholds"]["angry_sentiment_score"] = -0.99  # the test sentiment model is too weak to judge anger
+    raw["intents"]["track_order"]["quick_replies"] = {"en": ["Track another order"], "zh": ["查询其他订单"]}
+    path = tmp_path_factory.mktemp("policies") / "policies.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pipeline_models(tmp_path_factory, small_models) -> Path:
+    """A models folder for the pipeline: the small sentiment model and an intent model trained
+    three epochs on the same sample, sure enough of itself to drive a conversation."""
+    from nlu.train import TrainConfig, train
+
+    folder = tmp_path_factory.mktemp("pipeline-models")
+    train(
+        TrainConfig(
+            task="intent", data=[str(small_models["intent_csv"])], out=folder / "intent", epochs=3, batch_size=16,
+            freeze_layers=9, progress=False, baseline=False,
+        )
+    )  # fmt: skip
+    (folder / "sentiment").symlink_to(small_models["sentiment_dir"], target_is_directory=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def product(tmp_path_factory, redis_server, pipeline_models, test_policies):
+    """Gateway and one worker on the test Redis, with small real models; yields a handle."""
+    from services import gateway, product_env, wait_ready, worker
+
+    tmp = tmp_path_factory.mktemp("product")
+    env = product_env(redis_server.url, pipeline_models, tmp, test_policies)
+    w = worker(env, tmp / "worker.log")
+    g, url = gateway(env, tmp / "gateway.log")
+    wait_ready(url, 180, w)
+    handle = {"url": url, "env": env, "tmp": tmp, "worker": w, "gateway": g, "redis_url": redis_server.url}
+    yield handle
+    g.stop()
+    handle["worker"].stop()

@@ -1,0 +1,47 @@
+"""The contracts between channels and the rest of the product (see DESIGN.md, Contracts)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ChannelError(ValueError):
+    """A payload a channel cannot accept; ``reason`` is safe to show to the sender."""
+
+    def __init__(self, reason: str, status: int = 400):
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    id: str  # the platform's own message id (or the client's), so retries collapse
+    channel: str
+    account: str
+    sender_id: str
+    chat_id: str
+    text: str
+    locale: str | None = None
+    sent_at: float | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def conversation_id(self) -> str:
+        return f"{self.channel}:{self.account}:{self.chat_id}"
+
+    def meta(self) -> dict[str, str]:
+        m = {"channel": self.channel, "account": self.account, "chat": self.chat_id, "sender": self.sender_id}
+        if self.locale:
+            m["locale"] = self.locale
+        return m
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    conversation_id: str
+    text: str
+    sender: str  # bot | agent | system
+    quick_replies: tuple[str, ...] = ()
+    idempotency_key: str = ""

@@ -1,0 +1,121 @@
+"""Dialogue policies from a YAML file the shop can edit (see ``policies.yaml``)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+DEFAULT_FILE = Path(__file__).with_name("policies.yaml")
+LANGUAGES = ("en", "zh")
+
+
+class PolicyError(ValueError):
+    """The policies file is missing, unreadable or incomplete; the message says where."""
+
+
+@dataclass(frozen=True)
+class IntentPolicy:
+    texts: dict[str, str]
+    needs: tuple[str, ...] = ()
+    quick_replies: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Policy:
+    min_intent_confidence: float
+    misunderstood_handoff_after: int
+    angry_sentiment_score: float
+    angry_handoff_after: int
+    handoff_intents: frozenset[str]
+    priority: dict[str, int]
+    slot_patterns: dict[str, re.Pattern[str]]
+    messages: dict[str, dict[str, object]]
+    intents: dict[str, IntentPolicy]
+
+    def message(self, name: str, lang: str, **values: str) -> str:
+        return str(self.messages[name][lang]).format(**values)
+
+    def quick_replies(self, lang: str) -> tuple[str, ...]:
+        return tuple(self.messages["quick_replies"][lang])  # type: ignore[arg-type]
+
+
+def _need(d: dict, name: str, where: str):
+    if not isinstance(d, dict) or name not in d:
+        raise PolicyError(f"{where}: missing '{name}'")
+    return d[name]
+
+
+def _texts(d: dict, where: str) -> dict[str, str]:
+    out = {}
+    for lang in LANGUAGES:
+        text = _need(d, lang, where)
+        if not isinstance(text, str) or not text.strip():
+            raise PolicyError(f"{where}.{lang}: must be a non-empty text")
+        out[lang] = text
+    return out
+
+
+def load_policy(path: str | Path | None = None) -> Policy:
+    path = Path(path) if path else DEFAULT_FILE
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise PolicyError(f"cannot read policies file {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"policies file {path} is not valid YAML: {exc}") from exc
+    where = str(path)
+    th = _need(raw, "thresholds", where)
+    ho = _need(raw, "handoff", where)
+    msgs = _need(raw, "messages", where)
+    names = (
+        "greeting",
+        "not_understood",
+        "handoff",
+        "handoff_angry",
+        "agent_joined",
+        "back_to_bot",
+        "ask_order_number",
+    )
+    messages: dict[str, dict[str, object]] = {
+        n: dict(_texts(_need(msgs, n, f"{where}: messages"), f"messages.{n}")) for n in names
+    }
+    qr = _need(msgs, "quick_replies", f"{where}: messages")
+    messages["quick_replies"] = {lang: tuple(_need(qr, lang, "messages.quick_replies")) for lang in LANGUAGES}
+    intents = {}
+    for name, spec in (_need(raw, "intents", where) or {}).items():
+        qrs = spec.get("quick_replies") or {}
+        intents[name] = IntentPolicy(
+            texts=_texts(spec, f"intents.{name}"),
+            needs=tuple(spec.get("needs") or ()),
+            quick_replies={lang: tuple(v) for lang, v in qrs.items()},
+        )
+    slots = {}
+    for name, spec in (raw.get("slots") or {}).items():
+        try:
+            slots[name] = re.compile(_need(spec, "pattern", f"slots.{name}"))
+        except re.error as exc:
+            raise PolicyError(f"slots.{name}.pattern is not a valid regular expression: {exc}") from exc
+    for name, ip in intents.items():
+        for slot in ip.needs:
+            if slot not in slots:
+                raise PolicyError(f"intents.{name} needs slot '{slot}', which has no pattern under slots")
+    priority = {k: int(v) for k, v in _need(ho, "priority", "handoff").items()}
+    for reason in ("angry", "requested", "not_understood"):
+        _need(priority, reason, "handoff.priority")
+    try:
+        return Policy(
+            min_intent_confidence=float(_need(th, "min_intent_confidence", "thresholds")),
+            misunderstood_handoff_after=int(_need(th, "misunderstood_handoff_after", "thresholds")),
+            angry_sentiment_score=float(_need(th, "angry_sentiment_score", "thresholds")),
+            angry_handoff_after=int(th.get("angry_handoff_after", 1)),
+            handoff_intents=frozenset(_need(ho, "intents", "handoff")),
+            priority=priority,
+            slot_patterns=slots,
+            messages=messages,
+            intents=intents,
+        )
+    except (TypeError, ValueError) as exc:
+        raise PolicyError(f"{where}: a threshold is not a number: {exc}") from exc

@@ -1,0 +1,44 @@
+"""The state of one conversation, as stored in Redis (JSON)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Literal
+
+Status = Literal["bot", "queued", "agent", "closed"]
+HISTORY = 10
+
+
+@dataclass
+class ConversationState:
+    status: Status = "bot"
+    locale: str = "en"
+    slots: dict[str, str] = field(default_factory=dict)
+    awaiting: dict[str, str] | None = None  # {"intent": ..., "slot": ...} while the bot waits for a detail
+    last_intents: list[str] = field(default_factory=list)
+    sentiment_scores: list[float] = field(default_factory=list)
+    turns: int = 0
+    misunderstood: int = 0
+    angry: int = 0
+    agent: str | None = None
+    handoff_reason: str | None = None
+    priority: int = 0
+    queued_at: float | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, object] | None) -> ConversationState:
+        if not d:
+            return cls()
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})  # type: ignore[arg-type]
+
+    def remember(self, intent: str | None, score: float | None) -> None:
+        if intent:
+            self.last_intents = (self.last_intents + [intent])[-HISTORY:]
+        if score is not None:
+            self.sentiment_scores = (self.sentiment_scores + [round(score, 3)])[-HISTORY:]

@@ -1,0 +1,1 @@
+"""The aiohttp gateway: channels' webhooks, the web chat, the agents' API."""

@@ -1,0 +1,94 @@
+"""The gateway: an aiohttp app that takes shoppers' messages, queues them and answers at once.
+
+``create_app(settings)`` builds it; ``python -m gateway`` serves it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from dialogue import load_policy
+from handoff.queue import HandoffQueue
+from shopbot.settings import Settings
+from shopbot.store import ConversationStore
+
+from . import handoff_routes, web_routes
+from .context import aredis_key, celery_key, json_error, make_celery, queue_key, settings_key, store_key
+from .web_routes import XREAD_BLOCK_MS
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).with_name("static")
+MAX_BODY = 64 * 1024
+
+
+@web.middleware
+async def errors_as_json(request: web.Request, handler) -> web.StreamResponse:
+    """Every error is JSON with a reason; nothing unexpected escapes as a bare 500 page."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        return json_error(
+            exc.status, exc.reason if exc.text is None or exc.text.startswith(str(exc.status)) else exc.text
+        )
+    except (RedisError, ConnectionError, TimeoutError, OSError) as exc:
+        log.error("backend unavailable: %s", type(exc).__name__, extra={"path": request.path})
+        return json_error(503, "a backend service is unavailable; try again shortly")
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    s = app[settings_key]
+    app[store_key] = ConversationStore.from_url(s.redis_url, s.conversation_ttl_s)
+    # Sockets hold a connection each in a blocking XREAD; the read timeout must outlast the block.
+    app[aredis_key] = aioredis.Redis.from_url(
+        s.redis_url, decode_responses=True, max_connections=10_000, socket_timeout=XREAD_BLOCK_MS / 1000 + 10
+    )
+    app[celery_key] = make_celery(s)
+    app[queue_key] = HandoffQueue(app[store_key], load_policy(s.policies_file))
+    yield
+    await app[aredis_key].aclose()
+    app[store_key].r.close()
+    app[celery_key].close()
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    store = request.app[store_key]
+    try:
+        await asyncio.wait_for(request.app[aredis_key].ping(), 2)
+        workers = await asyncio.to_thread(store.live_workers)
+    except (RedisError, ConnectionError, TimeoutError, OSError):
+        return web.json_response({"ready": False, "redis": False, "workers": 0}, status=503)
+    ready = bool(workers)
+    body = {"ready": ready, "redis": True, "workers": len(workers)}
+    if not ready:
+        body["reason"] = "no worker has sent a heartbeat in the last 15 s"
+    return web.json_response(body, status=200 if ready else 503)
+
+
+async def index(_request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "shop.html")
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[errors_as_json], client_max_size=MAX_BODY)
+    app[settings_key] = settings
+    app.cleanup_ctx.append(_resources)
+    app.router.add_get("/", index)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_static("/static/", STATIC, append_version=False)
+    web_routes.setup(app)
+    handoff_routes.setup(app)
+    return app

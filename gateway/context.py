@@ -1,0 +1,46 @@
+"""What the gateway's route modules share: typed app keys and small request helpers."""
+
+from __future__ import annotations
+
+import json
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from celery import Celery
+
+from handoff.queue import HandoffQueue
+from shopbot.settings import Settings
+from shopbot.store import ConversationStore
+
+settings_key = web.AppKey("settings", Settings)
+store_key = web.AppKey("store", ConversationStore)
+aredis_key = web.AppKey("aredis", aioredis.Redis)
+celery_key = web.AppKey("celery", Celery)
+queue_key = web.AppKey("handoff_queue", HandoffQueue)
+
+
+def json_error(status: int, reason: str, **extra: object) -> web.Response:
+    return web.json_response({"error": reason, **extra}, status=status)
+
+
+async def read_json(request: web.Request) -> object:
+    if request.content_type not in ("application/json", "text/plain", "application/octet-stream"):
+        raise web.HTTPUnsupportedMediaType(
+            text=f"send JSON (Content-Type: application/json), not {request.content_type}"
+        )
+    raw = await request.read()
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise web.HTTPBadRequest(text=f"body is not valid JSON: {exc}") from None
+
+
+def make_celery(settings: Settings) -> Celery:
+    """A sending-only Celery client; the tasks are referred to by name (no torch in the gateway)."""
+    app = Celery("shopbot-gateway", broker=settings.redis_url)
+    app.conf.update(task_serializer="json", accept_content=["json"], broker_connection_retry_on_startup=True)
+    return app
+
+
+def enqueue_annotation(app: web.Application, cid: str, mid: str) -> None:
+    app[celery_key].send_task("workers.tasks.annotate", args=[cid, mid], queue="nlu")

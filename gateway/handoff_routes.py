@@ -1,0 +1,105 @@
+"""The human queue's HTTP API for agents (the Slack desk uses it too).
+
+Every route needs ``Authorization: Bearer <SHOPBOT_AGENT_TOKEN>``; with no token
+configured the API is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hmac
+import re
+
+from aiohttp import web
+
+from handoff.queue import HandoffError
+
+from .context import json_error, queue_key, read_json, settings_key
+
+PREFIX = "/handoff/api"
+AGENT_RE = re.compile(r"^[\w.@:+-]{1,120}$")
+
+
+@web.middleware
+async def agent_auth(request: web.Request, handler):
+    if not request.path.startswith(PREFIX):
+        return await handler(request)
+    secret = request.app[settings_key].agent_token
+    if secret is None or not secret.get_secret_value():
+        return json_error(503, "the agent API is closed: set SHOPBOT_AGENT_TOKEN")
+    given = request.headers.get("Authorization", "")
+    scheme, _, token = given.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return json_error(401, "send Authorization: Bearer <agent token>")
+    if not hmac.compare_digest(token.encode(), secret.get_secret_value().encode()):
+        return json_error(401, "wrong agent token")
+    return await handler(request)
+
+
+def _cid(request: web.Request) -> str:
+    return request.match_info["cid"]
+
+
+async def _body(request: web.Request, *fields: str) -> dict[str, str]:
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text="body must be a JSON object")
+    out = {}
+    for name in fields:
+        value = body.get(name)
+        if not isinstance(value, str) or not value.strip():
+            raise web.HTTPBadRequest(text=f"{name} is required (a non-empty string)")
+        out[name] = value.strip()
+    if "agent" in out and not AGENT_RE.match(out["agent"]):
+        raise web.HTTPBadRequest(text="agent must be 1-120 letters, digits or . _ @ : + -")
+    if "text" in out and len(out["text"]) > 4000:
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=4000, actual_size=len(out["text"]), text="text is over 4000 characters"
+        )
+    return out
+
+
+async def _run(fn, *args) -> web.Response:
+    try:
+        await asyncio.to_thread(fn, *args)
+    except HandoffError as exc:
+        return json_error(exc.status, exc.reason)
+    return web.json_response({"ok": True})
+
+
+async def list_queue(request: web.Request) -> web.Response:
+    items = await asyncio.to_thread(request.app[queue_key].waiting)
+    return web.json_response({"waiting": [dataclasses.asdict(i) for i in items]})
+
+
+async def get_conversation(request: web.Request) -> web.Response:
+    try:
+        item = await asyncio.to_thread(request.app[queue_key].get, _cid(request))
+    except HandoffError as exc:
+        return json_error(exc.status, exc.reason)
+    return web.json_response(dataclasses.asdict(item))
+
+
+async def claim(request: web.Request) -> web.Response:
+    b = await _body(request, "agent")
+    return await _run(request.app[queue_key].claim, _cid(request), b["agent"])
+
+
+async def reply(request: web.Request) -> web.Response:
+    b = await _body(request, "agent", "text")
+    return await _run(request.app[queue_key].reply, _cid(request), b["agent"], b["text"])
+
+
+async def resolve(request: web.Request) -> web.Response:
+    b = await _body(request, "agent")
+    return await _run(request.app[queue_key].resolve, _cid(request), b["agent"])
+
+
+def setup(app: web.Application) -> None:
+    app.middlewares.append(agent_auth)
+    app.router.add_get(f"{PREFIX}/queue", list_queue)
+    app.router.add_get(f"{PREFIX}/conversations/{{cid}}", get_conversation)
+    app.router.add_post(f"{PREFIX}/conversations/{{cid}}/claim", claim)
+    app.router.add_post(f"{PREFIX}/conversations/{{cid}}/reply", reply)
+    app.router.add_post(f"{PREFIX}/conversations/{{cid}}/resolve", resolve)

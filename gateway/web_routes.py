@@ -1,0 +1,179 @@
+"""Routes of the web channel: sessions, messages over HTTP, the WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+from aiohttp import WSMsgType, web
+from redis.exceptions import RedisError
+
+from channels import web as web_channel
+from channels.base import ChannelError, InboundMessage
+from shopbot.store import key, parse_entry
+
+from .context import aredis_key, enqueue_annotation, json_error, read_json, store_key
+
+log = logging.getLogger(__name__)
+XREAD_BLOCK_MS = 15_000
+
+
+async def accept(app: web.Application, msg: InboundMessage) -> tuple[str, bool]:
+    """Record and queue one shopper message; (message id, duplicate)."""
+    store = app[store_key]
+    cid = msg.conversation_id
+    mid, duplicate = await asyncio.to_thread(store.record_inbound, cid, msg.text, msg.id, msg.meta())
+    if not duplicate:
+        try:
+            await asyncio.to_thread(enqueue_annotation, app, cid, mid)
+        except Exception:  # noqa: BLE001 - recorded already; the worker's sweeper re-queues it
+            log.warning("could not queue a recorded message; the sweeper will", extra={"conversation_id": cid})
+        log.info("message accepted", extra={"conversation_id": cid, "message_id": mid})
+    return mid, duplicate
+
+
+async def create_session(request: web.Request) -> web.Response:
+    body: object = {}
+    if request.can_read_body:
+        body = await read_json(request)
+    if not isinstance(body, dict):
+        return json_error(400, "body must be a JSON object")
+    locale = body.get("locale")
+    if locale is not None and (not isinstance(locale, str) or not web_channel.LOCALE_RE.match(locale)):
+        return json_error(400, "locale must be a language tag such as en or zh-CN")
+    sid = web_channel.new_session_id()
+    cid = web_channel.conversation_id(sid)
+    meta = {"channel": "web", "account": web_channel.ACCOUNT, "chat": sid, "sender": sid}
+    if locale:
+        meta["locale"] = locale
+    await asyncio.to_thread(request.app[store_key].create, cid, meta)
+    return web.json_response({"session_id": sid, "conversation_id": cid}, status=201)
+
+
+async def post_message(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    try:
+        msg = web_channel.parse_message(body)
+    except ChannelError as exc:
+        return json_error(exc.status, exc.reason)
+    mid, duplicate = await accept(request.app, msg)
+    return web.json_response(
+        {"message_id": mid, "conversation_id": msg.conversation_id, "duplicate": duplicate}, status=202
+    )
+
+
+async def _known_session(request: web.Request) -> str:
+    try:
+        sid = web_channel.check_session_id(request.query.get("session_id"))
+    except ChannelError as exc:
+        raise web.HTTPBadRequest(text=exc.reason) from None
+    cid = web_channel.conversation_id(sid)
+    if not await asyncio.to_thread(request.app[store_key].exists, cid):
+        raise web.HTTPNotFound(text="unknown session_id: create one with POST /web/sessions or send a message first")
+    return cid
+
+
+def _after(request: web.Request) -> str | None:
+    after = request.query.get("after")
+    if after in (None, "", "0"):
+        return None
+    if not _valid_stream_id(after):
+        raise web.HTTPBadRequest(text="after must be a message id, e.g. 1732350000000-0")
+    return after
+
+
+def _valid_stream_id(value: str) -> bool:
+    ms, _, seq = value.partition("-")
+    return ms.isdigit() and (seq == "" or seq.isdigit()) and len(value) <= 40
+
+
+async def get_messages(request: web.Request) -> web.Response:
+    cid = await _known_session(request)
+    after = _after(request)
+    entries = await asyncio.to_thread(request.app[store_key].messages_after, cid, after)
+    return web.json_response({"conversation_id": cid, "messages": [e.to_json() for e in entries]})
+
+
+async def websocket(request: web.Request) -> web.WebSocketResponse:
+    cid = await _known_session(request)
+    after = _after(request)
+    ws = web.WebSocketResponse(heartbeat=25, max_msg_size=web_channel.MAX_TEXT * 8)
+    await ws.prepare(request)
+    sid = cid.rsplit(":", 1)[1]
+    pusher = asyncio.create_task(_push(request.app, ws, cid, after))
+    try:
+        async for frame in ws:
+            if frame.type != WSMsgType.TEXT:
+                continue
+            await _on_client_frame(request.app, ws, sid, frame.data)
+    except (TimeoutError, ConnectionResetError):
+        pass  # the client stopped answering pings, or went away: it catches up with ?after= on return
+    finally:
+        pusher.cancel()
+        await asyncio.gather(pusher, return_exceptions=True)
+    return ws
+
+
+async def _on_client_frame(app: web.Application, ws: web.WebSocketResponse, sid: str, data: str) -> None:
+    try:
+        body = json.loads(data)
+    except json.JSONDecodeError:
+        await ws.send_json({"type": "error", "reason": "frame is not valid JSON"})
+        return
+    kind = body.get("type") if isinstance(body, dict) else None
+    if kind == "ping":
+        await ws.send_json({"type": "pong"})
+        return
+    if kind != "message":
+        await ws.send_json({"type": "error", "reason": 'frames must be {"type": "message", "text": ...} or ping'})
+        return
+    try:
+        msg = web_channel.parse_message(body, session_id=sid)
+    except ChannelError as exc:
+        await ws.send_json({"type": "error", "reason": exc.reason, "client_message_id": body.get("client_message_id")})
+        return
+    mid, duplicate = await accept(app, msg)
+    await ws.send_json({"type": "ack", "message_id": mid, "client_message_id": msg.id or None, "duplicate": duplicate})
+
+
+async def _push(app: web.Application, ws: web.WebSocketResponse, cid: str, after: str | None) -> None:
+    """Send the conversation's bot, agent and system messages as they are logged."""
+    try:
+        await _push_log(app, ws, cid, after)
+    except ConnectionResetError:
+        pass  # the socket closed under us
+    except RedisError:
+        log.warning("lost Redis while pushing; closing the socket", extra={"conversation_id": cid})
+        await ws.close(code=1011, message=b"backend unavailable, reconnect")
+
+
+async def _push_log(app: web.Application, ws: web.WebSocketResponse, cid: str, after: str | None) -> None:
+    r = app[aredis_key]
+    log_key = key(cid, "log")
+    if after is None:
+        last = await r.xrevrange(log_key, count=1)
+        after = last[0][0] if last else "0-0"
+    while not ws.closed:
+        got = await r.xread({log_key: after}, block=XREAD_BLOCK_MS, count=100)
+        for _stream, entries in got or []:
+            for entry_id, fields in entries:
+                after = entry_id
+                entry = parse_entry(entry_id, fields)
+                if entry.sender == "shopper":
+                    if await _bot_is_on(app, cid):
+                        await ws.send_json({"type": "typing", "from": "bot"})
+                    continue
+                await ws.send_json(entry.to_json())
+
+
+async def _bot_is_on(app: web.Application, cid: str) -> bool:
+    raw = await app[aredis_key].get(key(cid, "state"))
+    return raw is None or json.loads(raw).get("status", "bot") == "bot"
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_post("/web/sessions", create_session)
+    app.router.add_post("/web/messages", post_message)
+    app.router.add_get("/web/messages", get_messages)
+    app.router.add_get("/web/ws", websocket)

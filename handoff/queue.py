@@ -1,0 +1,138 @@
+"""The human queue: list, claim, reply, resolve.
+
+Conversations wait in a Redis sorted set ordered by priority, then waiting time
+(see ``workers.dialogue_runner.queue_score``). Every change here happens under
+the conversation's lock, the same one the dialogue worker holds, so an agent's
+claim and a bot step never overwrite each other.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from dialogue import ConversationState, Policy
+from dialogue.engine import agent_claimed, resolved
+from shopbot.store import ConversationStore, Outgoing
+from workers.dialogue_runner import transcript_row
+
+LOCK_WAIT_S = 5.0
+
+
+class HandoffError(Exception):
+    """An agent action that cannot be done; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    conversation_id: str
+    channel: str
+    status: str
+    priority: int
+    reason: str | None
+    waiting_s: float
+    locale: str
+    last_intents: list[str]
+    sentiment_scores: list[float]
+    agent: str | None
+    last_messages: list[dict[str, object]]
+
+
+class HandoffQueue:
+    def __init__(self, store: ConversationStore, policy: Policy):
+        self.store = store
+        self.policy = policy
+
+    def waiting(self, last_messages: int = 5) -> list[QueueItem]:
+        """Queued conversations, first to serve first."""
+        now = time.time()
+        out = []
+        for cid, _score in self.store.queue():
+            state = ConversationState.from_dict(self.store.state(cid))
+            if state.status != "queued":
+                continue
+            out.append(self._item(cid, state, now, last_messages))
+        return out
+
+    def get(self, cid: str, last_messages: int = 50) -> QueueItem:
+        raw = self.store.state(cid)
+        if raw is None:
+            raise HandoffError(404, f"no conversation {cid!r}")
+        return self._item(cid, ConversationState.from_dict(raw), time.time(), last_messages)
+
+    def _item(self, cid: str, state: ConversationState, now: float, n: int) -> QueueItem:
+        msgs = self.store.messages_after(cid)[-n:] if n else []
+        return QueueItem(
+            conversation_id=cid,
+            channel=self.store.meta(cid).get("channel", cid.split(":", 1)[0]),
+            status=state.status,
+            priority=state.priority,
+            reason=state.handoff_reason,
+            waiting_s=round(now - state.queued_at, 1) if state.queued_at else 0.0,
+            locale=state.locale,
+            last_intents=state.last_intents,
+            sentiment_scores=state.sentiment_scores,
+            agent=state.agent,
+            last_messages=[m.to_json() for m in msgs],
+        )
+
+    def claim(self, cid: str, agent: str) -> None:
+        with self._locked(cid) as (token, state):
+            if state.status == "agent":
+                raise HandoffError(409, f"already claimed by {state.agent}")
+            if state.status != "queued":
+                raise HandoffError(409, f"conversation is not waiting for an agent (status {state.status})")
+            new, notice = agent_claimed(state, agent, self.policy, time.time())
+            self._commit(cid, token, new, [Outgoing(notice.sender, notice.text)], dequeue=True)
+
+    def reply(self, cid: str, agent: str, text: str) -> None:
+        with self._locked(cid) as (token, state):
+            self._check_owner(state, agent)
+            self._commit(cid, token, state, [Outgoing("agent", text)], agent=agent)
+
+    def resolve(self, cid: str, agent: str) -> None:
+        with self._locked(cid) as (token, state):
+            if state.status == "bot":
+                raise HandoffError(409, "conversation is already with the bot")
+            if state.status == "agent":
+                self._check_owner(state, agent)
+            new, notice = resolved(state, self.policy, time.time())
+            self._commit(cid, token, new, [Outgoing(notice.sender, notice.text)], dequeue=True)
+
+    @staticmethod
+    def _check_owner(state: ConversationState, agent: str) -> None:
+        if state.status != "agent":
+            raise HandoffError(409, f"claim the conversation first (status {state.status})")
+        if state.agent != agent:
+            raise HandoffError(403, f"conversation is claimed by {state.agent}, not {agent}")
+
+    @contextmanager
+    def _locked(self, cid: str) -> Iterator[tuple[str, ConversationState]]:
+        with self.store.lock(cid, wait_s=LOCK_WAIT_S) as token:
+            if token is None:
+                raise HandoffError(503, "conversation is busy; try again")
+            raw = self.store.state(cid)
+            if raw is None:
+                raise HandoffError(404, f"no conversation {cid!r}")
+            yield token, ConversationState.from_dict(raw)
+
+    def _commit(
+        self, cid: str, token: str, state: ConversationState, out: list[Outgoing], dequeue: bool = False, agent=None
+    ) -> None:
+        meta = self.store.meta(cid)
+        now = time.time()
+        rows = [
+            transcript_row(
+                cid, meta, f"{m.sender}:{uuid.uuid4().hex}", m.sender, m.text, now, agent=agent or state.agent
+            )
+            for m in out
+        ]
+        self.store.commit(cid, token, state.to_dict(), out, transcript=rows, dequeue=dequeue)

@@ -1,0 +1,1 @@
+"""What every part of the product shares: settings, logging, the conversation store."""

@@ -1,0 +1,44 @@
+"""One typed settings object, read from the environment (prefix ``SHOPBOT_``) or a ``.env`` file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SHOPBOT_", env_file=".env", extra="ignore")
+
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis: broker, state, message log")
+    database_url: str = Field(
+        "sqlite:///var/shopbot.db", description="transcripts; SQLite file or postgresql+psycopg://..."
+    )
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str | None = Field(None, description="URL the web chat is reached at, when behind a proxy")
+    models_dir: Path = Field(PACKAGE_ROOT / "models", description="holds intent/ and sentiment/")
+    device: str | None = Field(None, description="cuda, cpu; default: cuda when present")
+    policies_file: Path | None = Field(None, description="dialogue policies YAML; default: the packaged one")
+    agent_token: SecretStr | None = Field(None, description="bearer token for the human-queue API")
+    log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    nlu_batch_size: int = Field(32, ge=1, le=512)
+    nlu_flush_interval_s: float = Field(0.02, gt=0, le=5)
+    conversation_ttl_s: int = Field(30 * 24 * 3600, ge=60, description="idle conversations expire after this")
+    sweep_interval_s: float = Field(2.0, gt=0, description="how often a worker re-queues stalled conversations")
+    stall_after_s: float = Field(10.0, gt=0, description="a message not handled after this is re-queued")
+
+    @property
+    def web_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/") + "/"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,282 @@
+"""The conversation store in Redis: message log, inbox, annotations, state, locks.
+
+Every conversation has (keys share the ``{cid}`` hash tag, so one Redis Cluster
+slot holds them):
+
+- ``log``: a Redis stream of every message, shopper's and ours. Its entry ids are
+  the message ids the web channel hands out; ``after=ID`` reads are XRANGE.
+- ``inbox``: shopper message ids not yet handled by the dialogue, oldest first.
+  A message leaves the inbox in the same transaction that writes the bot's
+  replies, so a worker killed half-way leaves it there to be done again.
+- ``ann``: NLU annotations by message id.
+- ``state``: the dialogue state (JSON).
+- ``dedup``: client/platform message id -> log id, so retries collapse.
+- ``meta``: channel, account, chat, sender, created/last seen.
+
+Global keys: ``pending`` (conversations with a non-empty inbox, by oldest
+arrival, for the sweeper), ``handoff:queue``, ``transcripts`` (rows waiting for
+the SQL writer), ``workers`` (heartbeats).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import redis
+
+PREFIX = "sb"
+PENDING = f"{PREFIX}:pending"
+HANDOFF_QUEUE = f"{PREFIX}:handoff:queue"
+TRANSCRIPTS = f"{PREFIX}:transcripts"
+WORKERS = f"{PREFIX}:workers"
+LOCK_TTL_MS = 30_000
+
+
+def key(cid: str, part: str) -> str:
+    return f"{PREFIX}:conv:{{{cid}}}:{part}"
+
+
+# Record a shopper message once: dedup, log, inbox, pending, meta, TTLs, atomically.
+_RECORD = """
+local cmid = ARGV[1]
+if cmid ~= '' then
+  local seen = redis.call('HGET', KEYS[3], cmid)
+  if seen then return {seen, 1} end
+end
+local mid = redis.call('XADD', KEYS[1], '*', 'from', 'shopper', 'text', ARGV[2], 'ts', ARGV[3], 'cmid', cmid)
+if cmid ~= '' then redis.call('HSET', KEYS[3], cmid, mid) end
+redis.call('RPUSH', KEYS[2], mid)
+redis.call('ZADD', KEYS[5], 'NX', ARGV[3], ARGV[4])
+for i = 6, #ARGV, 2 do redis.call('HSETNX', KEYS[4], ARGV[i], ARGV[i + 1]) end
+redis.call('HSET', KEYS[4], 'last_seen', ARGV[3])
+for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ARGV[5]) end
+return {mid, 0}
+"""
+
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+_CLEAR_PENDING = """
+if redis.call('LLEN', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], ARGV[1]) end
+return 1
+"""
+
+
+class LockLost(RuntimeError):
+    """The conversation lock expired or was taken over before the commit."""
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    id: str
+    sender: str  # shopper | bot | agent | system
+    text: str
+    ts: float
+    quick_replies: tuple[str, ...] = ()
+    client_message_id: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "type": "message",
+            "id": self.id,
+            "from": self.sender,
+            "text": self.text,
+            "ts": self.ts,
+        }
+        if self.quick_replies:
+            out["quick_replies"] = list(self.quick_replies)
+        if self.client_message_id:
+            out["client_message_id"] = self.client_message_id
+        return out
+
+
+def parse_entry(entry_id: str | bytes, fields: dict) -> LogEntry:
+    f = {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+        for k, v in fields.items()
+    }
+    eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    qr = tuple(json.loads(f["qr"])) if f.get("qr") else ()
+    return LogEntry(eid, f.get("from", "system"), f.get("text", ""), float(f.get("ts", 0)), qr, f.get("cmid", ""))
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message we add to a conversation's log (bot, agent or system)."""
+
+    sender: str
+    text: str
+    quick_replies: tuple[str, ...] = ()
+
+    def fields(self, now: float) -> dict[str, str]:
+        f = {"from": self.sender, "text": self.text, "ts": f"{now:.3f}"}
+        if self.quick_replies:
+            f["qr"] = json.dumps(list(self.quick_replies), ensure_ascii=False)
+        return f
+
+
+class ConversationStore:
+    """Synchronous access for workers; the gateway calls it through a thread."""
+
+    def __init__(self, client: redis.Redis, ttl_s: int = 30 * 24 * 3600):
+        self.r = client
+        self.ttl_s = ttl_s
+        self._record = client.register_script(_RECORD)
+        self._unlock = client.register_script(_UNLOCK)
+        self._clear_pending = client.register_script(_CLEAR_PENDING)
+
+    @classmethod
+    def from_url(cls, url: str, ttl_s: int = 30 * 24 * 3600) -> ConversationStore:
+        return cls(redis.Redis.from_url(url, decode_responses=True, health_check_interval=30), ttl_s)
+
+    # -- shopper messages ---------------------------------------------------------------
+
+    def record_inbound(
+        self, cid: str, text: str, client_message_id: str = "", meta: dict[str, str] | None = None
+    ) -> tuple[str, bool]:
+        """Log a shopper message and put it in the inbox; returns (message id, was a duplicate)."""
+        now = time.time()
+        argv: list[str] = [client_message_id, text, f"{now:.3f}", cid, str(self.ttl_s)]
+        for k, v in (meta or {}).items():
+            argv += [k, v]
+        argv += ["created", f"{now:.3f}"]
+        keys = [key(cid, "log"), key(cid, "inbox"), key(cid, "dedup"), key(cid, "meta"), PENDING]
+        mid, dup = self._record(keys=keys, args=argv)
+        return mid, bool(int(dup))
+
+    def exists(self, cid: str) -> bool:
+        return bool(self.r.exists(key(cid, "meta")))
+
+    def create(self, cid: str, meta: dict[str, str]) -> None:
+        k = key(cid, "meta")
+        with self.r.pipeline() as p:
+            for name, value in {**meta, "created": f"{time.time():.3f}"}.items():
+                p.hsetnx(k, name, value)
+            p.expire(k, self.ttl_s)
+            p.execute()
+
+    def meta(self, cid: str) -> dict[str, str]:
+        return self.r.hgetall(key(cid, "meta"))
+
+    def messages_after(self, cid: str, after: str | None = None, count: int = 500) -> list[LogEntry]:
+        start = f"({after}" if after and after != "0" else "-"
+        return [parse_entry(i, f) for i, f in self.r.xrange(key(cid, "log"), start, "+", count=count)]
+
+    def message(self, cid: str, mid: str) -> LogEntry | None:
+        got = self.r.xrange(key(cid, "log"), mid, mid)
+        return parse_entry(*got[0]) if got else None
+
+    def inbox(self, cid: str) -> list[str]:
+        return self.r.lrange(key(cid, "inbox"), 0, -1)
+
+    # -- annotations ----------------------------------------------------------------------
+
+    def save_annotations(self, items: Sequence[tuple[str, str, dict[str, object]]]) -> None:
+        with self.r.pipeline(transaction=False) as p:
+            for cid, mid, ann in items:
+                p.hset(key(cid, "ann"), mid, json.dumps(ann, ensure_ascii=False))
+                p.expire(key(cid, "ann"), self.ttl_s)
+            p.execute()
+
+    def annotation(self, cid: str, mid: str) -> dict[str, object] | None:
+        raw = self.r.hget(key(cid, "ann"), mid)
+        return json.loads(raw) if raw else None
+
+    # -- state and the per-conversation lock ---------------------------------------------
+
+    def state(self, cid: str) -> dict[str, object] | None:
+        raw = self.r.get(key(cid, "state"))
+        return json.loads(raw) if raw else None
+
+    @contextmanager
+    def lock(self, cid: str, wait_s: float = 0.0) -> Iterator[str | None]:
+        """Hold the conversation's lock; yields the token, or None when it is busy after ``wait_s``."""
+        token = secrets.token_hex(8)
+        k = key(cid, "lock")
+        deadline = time.monotonic() + wait_s
+        while not self.r.set(k, token, nx=True, px=LOCK_TTL_MS):
+            if time.monotonic() >= deadline:
+                yield None
+                return
+            time.sleep(0.01)
+        try:
+            yield token
+        finally:
+            self._unlock(keys=[k], args=[token])
+
+    def commit(
+        self,
+        cid: str,
+        token: str,
+        state: dict[str, object],
+        outgoing: Sequence[Outgoing] = (),
+        consume: str | None = None,
+        transcript: Sequence[dict[str, object]] = (),
+        queue_score: float | None = None,
+        dequeue: bool = False,
+    ) -> list[str]:
+        """Write one dialogue step atomically: state, messages, inbox pop, transcript rows, queue.
+
+        Refuses (``LockLost``) unless this token still holds the lock and, when
+        ``consume`` is given, that message is still at the head of the inbox, so a
+        step done twice (a redelivered task) writes nothing the second time.
+        """
+        lock_k, inbox_k, log_k = key(cid, "lock"), key(cid, "inbox"), key(cid, "log")
+        now = time.time()
+        with self.r.pipeline() as p:
+            p.watch(lock_k, inbox_k)
+            if p.get(lock_k) != token:
+                raise LockLost(cid)
+            if consume is not None and p.lindex(inbox_k, 0) != consume:
+                raise LockLost(f"{cid}: {consume} is no longer at the head of the inbox")
+            p.multi()
+            p.set(key(cid, "state"), json.dumps(state, ensure_ascii=False), ex=self.ttl_s)
+            for msg in outgoing:
+                p.xadd(log_k, msg.fields(now))
+            p.expire(log_k, self.ttl_s)
+            if consume is not None:
+                p.lpop(inbox_k)
+            for row in transcript:
+                p.rpush(TRANSCRIPTS, json.dumps(row, ensure_ascii=False))
+            if queue_score is not None:
+                p.zadd(HANDOFF_QUEUE, {cid: queue_score})
+            if dequeue:
+                p.zrem(HANDOFF_QUEUE, cid)
+            results = p.execute()
+        self._clear_pending(keys=[inbox_k, PENDING], args=[cid])
+        return [r for r in results[1 : 1 + len(outgoing)]]
+
+    # -- sweeping and liveness ------------------------------------------------------------
+
+    def stalled(self, older_than_s: float, limit: int = 200) -> list[str]:
+        """Conversations whose oldest unhandled message arrived more than ``older_than_s`` ago."""
+        return self.r.zrangebyscore(PENDING, "-inf", time.time() - older_than_s, start=0, num=limit)
+
+    def touch_pending(self, cid: str) -> None:
+        """Restart a stalled conversation's clock so it is not re-queued again at once."""
+        if self.r.llen(key(cid, "inbox")):
+            self.r.zadd(PENDING, {cid: time.time()}, xx=True)
+        else:
+            self._clear_pending(keys=[key(cid, "inbox"), PENDING], args=[cid])
+
+    def heartbeat(self, worker: str) -> None:
+        now = time.time()
+        with self.r.pipeline(transaction=False) as p:
+            p.zadd(WORKERS, {worker: now})
+            p.zremrangebyscore(WORKERS, "-inf", now - 3600)
+            p.execute()
+
+    def live_workers(self, within_s: float = 15.0) -> list[str]:
+        return self.r.zrangebyscore(WORKERS, time.time() - within_s, "+inf")
+
+    # -- the human queue ------------------------------------------------------------------
+
+    def queue(self) -> list[tuple[str, float]]:
+        return self.r.zrange(HANDOFF_QUEUE, 0, -1, withscores=True)

@@ -1,0 +1,90 @@
+"""Transcripts in SQL (SQLite by default, PostgreSQL by URL), for analytics and retraining.
+
+Rows reach Redis (``sb:transcripts``) in the same transaction as the message
+they describe; :func:`flush` moves them into SQL. A row has a unique
+(conversation_id, message_id), so a flush repeated after a crash adds nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import redis
+from sqlalchemy import (
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    select,
+)
+from sqlalchemy.engine import Engine
+
+from .store import TRANSCRIPTS
+
+metadata = MetaData()
+messages = Table(
+    "transcript_messages",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("conversation_id", String(200), nullable=False),
+    Column("message_id", String(80), nullable=False),
+    Column("channel", String(40), nullable=False),
+    Column("sender", String(20), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("language", String(8)),
+    Column("intent", String(80)),
+    Column("intent_confidence", Float),
+    Column("sentiment", String(20)),
+    Column("sentiment_score", Float),
+    Column("agent", String(120)),
+    UniqueConstraint("conversation_id", "message_id", name="uq_transcript_message"),
+    Index("ix_transcript_conversation_ts", "conversation_id", "ts"),
+)
+COLUMNS = [c.name for c in messages.columns if c.name != "id"]
+
+
+def engine_for(url: str) -> Engine:
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, pool_pre_ping=True)
+    metadata.create_all(engine)
+    return engine
+
+
+def _insert_ignoring_duplicates(engine: Engine, rows: list[dict[str, object]]) -> None:
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    with engine.begin() as conn:
+        conn.execute(insert(messages).on_conflict_do_nothing(index_elements=["conversation_id", "message_id"]), rows)
+
+
+def flush(r: redis.Redis, engine: Engine, batch: int = 500) -> int:
+    """Move waiting rows from Redis into SQL; returns how many were moved."""
+    moved = 0
+    while True:
+        raw = r.lrange(TRANSCRIPTS, 0, batch - 1)
+        if not raw:
+            return moved
+        rows = []
+        for item in raw:
+            row = json.loads(item)
+            rows.append({c: row.get(c) for c in COLUMNS})
+        _insert_ignoring_duplicates(engine, rows)
+        r.ltrim(TRANSCRIPTS, len(raw), -1)
+        moved += len(raw)
+
+
+def conversation(engine: Engine, conversation_id: str) -> list[dict[str, object]]:
+    with engine.connect() as conn:
+        q = select(messages).where(messages.c.conversation_id == conversation_id).order_by(messages.c.ts, messages.c.id)
+        return [dict(row._mapping) for row in conn.execute(q)]

@@ -1,0 +1,142 @@
+"""Real services for the pipeline tests: a redis-server, a Celery worker and the gateway, as processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+AGENT_TOKEN = "test-agent-token-1234"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(check, timeout: float, what: str, proc: subprocess.Popen | None = None, log: Path | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-3000:] if log else ""
+            raise RuntimeError(f"{what} exited with {proc.returncode}:\n{tail}")
+        try:
+            got = check()
+            if got:
+                return got
+        except (OSError, urllib.error.URLError):
+            pass
+        time.sleep(0.1)
+    tail = log.read_text(errors="replace")[-3000:] if log else ""
+    raise TimeoutError(f"{what} not ready after {timeout}s:\n{tail}")
+
+
+class RedisServer:
+    def __init__(self, workdir: Path):
+        self.port = free_port()
+        self.dir = workdir
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.dir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+        def ping() -> bool:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+
+        wait_for(ping, 10, "redis-server", self.proc)
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+class Process:
+    """A product process (worker or gateway) with its log in a file."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log: Path):
+        self.name, self.args, self.env, self.log = name, args, env, log
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Process:
+        fh = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            self.args, cwd=ROOT, env=self.env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group, as an OOM killer or a crash would."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def product_env(redis_url: str, models_dir: Path, tmp: Path, policies: Path | None = None, **extra: str) -> dict:
+    env = dict(os.environ)
+    env.update(
+        SHOPBOT_REDIS_URL=redis_url,
+        SHOPBOT_MODELS_DIR=str(models_dir),
+        SHOPBOT_DATABASE_URL=f"sqlite:///{tmp / 'transcripts.db'}",
+        SHOPBOT_AGENT_TOKEN=AGENT_TOKEN,
+        SHOPBOT_STALL_AFTER_S="3",
+        SHOPBOT_SWEEP_INTERVAL_S="0.5",
+        SHOPBOT_LOG_FORMAT="json",
+        HF_HUB_OFFLINE="1",
+    )
+    if policies:
+        env["SHOPBOT_POLICIES_FILE"] = str(policies)
+    env.update(extra)
+    return env
+
+
+def worker(env: dict[str, str], log: Path, name: str = "w1") -> Process:
+    args = [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", "nlu,dialogue", "--pool", "threads",
+            "-c", "4", "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "-l", "INFO"]  # fmt: skip
+    return Process(f"worker {name}", args, env, log).start()
+
+
+def gateway(env: dict[str, str], log: Path) -> tuple[Process, str]:
+    port = free_port()
+    p = Process("gateway", [sys.executable, "-m", "gateway", "--port", str(port)], env, log).start()
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: urllib.request.urlopen(url + "/healthz", timeout=1).status == 200, 30, "gateway", p.proc, log)
+    return p, url
+
+
+def wait_ready(url: str, timeout: float = 120, proc: Process | None = None) -> None:
+    def ready() -> bool:
+        try:
+            return urllib.request.urlopen(url + "/readyz", timeout=2).status == 200
+        except urllib.error.HTTPError:
+            return False
+
+    wait_for(ready, timeout, "a worker (GET /readyz)", proc.proc if proc else None, proc.log if proc else None)

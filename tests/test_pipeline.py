@@ -1,0 +1,288 @@
+"""The pipeline end to end: gateway, Celery worker, Redis, real (small) models, over HTTP and WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+
+import aiohttp
+import pytest
+import redis
+from services import AGENT_TOKEN, wait_ready, worker
+
+from dialogue import load_policy
+from shopbot.store import ConversationStore
+
+pytestmark = pytest.mark.slow
+POLICY = load_policy()
+AGENT = {"Authorization": f"Bearer {AGENT_TOKEN}"}
+
+
+class Chat:
+    """A shopper: a web session with its socket."""
+
+    def __init__(self, http: aiohttp.ClientSession, url: str):
+        self.http, self.url = http, url
+        self.sid = self.cid = ""
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.frames: asyncio.Queue[dict] = asyncio.Queue()
+        self._reader: asyncio.Task | None = None
+
+    async def open(self) -> Chat:
+        async with self.http.post(f"{self.url}/web/sessions", json={"locale": "en"}) as r:
+            assert r.status == 201, await r.text()
+            body = await r.json()
+        self.sid, self.cid = body["session_id"], body["conversation_id"]
+        self.ws = await self.http.ws_connect(f"{self.url}/web/ws?session_id={self.sid}")
+        # Read all the time, as a browser does: that also answers the server's pings.
+        self._reader = asyncio.create_task(self._read())
+        return self
+
+    async def _read(self) -> None:
+        async for frame in self.ws:
+            if frame.type == aiohttp.WSMsgType.TEXT:
+                await self.frames.put(json.loads(frame.data))
+
+    async def frame(self, timeout: float = 10) -> dict:
+        return await asyncio.wait_for(self.frames.get(), timeout)
+
+    async def close(self) -> None:
+        await self.ws.close()
+        if self._reader:
+            await self._reader
+
+    async def say(self, text: str, cmid: str | None = None) -> dict:
+        payload = {"session_id": self.sid, "text": text, "client_message_id": cmid or uuid.uuid4().hex}
+        async with self.http.post(f"{self.url}/web/messages", json=payload) as r:
+            assert r.status == 202, await r.text()
+            return await r.json()
+
+    async def next_message(self, timeout: float = 30) -> dict:
+        """The next bot/agent/system message pushed on the socket (typing events skipped)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            frame = await self.frame(max(0.1, deadline - time.monotonic()))
+            if frame["type"] == "message":
+                return frame
+
+    async def history(self, after: str | None = None) -> list[dict]:
+        q = f"{self.url}/web/messages?session_id={self.sid}" + (f"&after={after}" if after else "")
+        async with self.http.get(q) as r:
+            assert r.status == 200, await r.text()
+            return (await r.json())["messages"]
+
+
+async def agent(http: aiohttp.ClientSession, url: str, method: str, path: str, **body) -> tuple[int, dict]:
+    async with http.request(method, f"{url}/handoff/api{path}", json=body if method == "POST" else None, headers=AGENT) as r:
+        return r.status, await r.json()
+
+
+def wait_handled(redis_url: str, cid: str, timeout: float = 30) -> None:
+    """Until the dialogue has handled every message of the conversation (its inbox is empty)."""
+    store = ConversationStore.from_url(redis_url)
+    deadline = time.monotonic() + timeout
+    while store.inbox(cid):
+        assert time.monotonic() < deadline, f"inbox of {cid} not empty after {timeout}s"
+        time.sleep(0.1)
+
+
+async def test_conversation_end_to_end(product):
+    url = product["url"]
+    async with aiohttp.ClientSession() as http:
+        chat = await Chat(http, url).open()
+
+        await chat.say("where is my order")
+        asked = await chat.next_message()
+        assert asked["from"] == "bot"
+        assert asked["text"] == POLICY.message("ask_order_number", "en")
+
+        await chat.say("it is 10023")
+        answer = await chat.next_message()
+        assert answer["from"] == "bot" and "10023" in answer["text"]
+
+        await chat.say("I want to talk to a human agent")
+        notice = await chat.next_message()
+        assert notice["from"] == "system" and notice["text"] == POLICY.message("handoff", "en")
+
+        status, queue = await agent(http, url, "GET", "/queue")
+        assert status == 200
+        item = next(i for i in queue["waiting"] if i["conversation_id"] == chat.cid)
+        assert item["reason"] == "requested" and item["channel"] == "web"
+        assert any(m["text"] == "I want to talk to a human agent" for m in item["last_messages"])
+
+        status, _ = await agent(http, url, "POST", f"/conversations/{chat.cid}/claim", agent="alice")
+        assert status == 200
+        assert (await chat.next_message())["text"] == POLICY.message("agent_joined", "en")
+        status, body = await agent(http, url, "POST", f"/conversations/{chat.cid}/claim", agent="bob")
+        assert status == 409 and "alice" in body["error"]
+
+        status, _ = await agent(
+            http, url, "POST", f"/conversations/{chat.cid}/reply", agent="alice", text="Hi, Alice here!"
+        )
+        assert status == 200
+        from_agent = await chat.next_message()
+        assert from_agent["from"] == "agent" and from_agent["text"] == "Hi, Alice here!"
+
+        # While the agent owns the conversation the bot says nothing.
+        sent = await chat.say("where is my order")
+        await asyncio.to_thread(wait_handled, product["redis_url"], chat.cid)
+        after = await chat.history(after=sent["message_id"])
+        assert after == [], f"the bot spoke while an agent owned the conversation: {after}"
+
+        status, _ = await agent(http, url, "POST", f"/conversations/{chat.cid}/resolve", agent="alice")
+        assert status == 200
+        assert (await chat.next_message())["text"] == POLICY.message("back_to_bot", "en")
+
+        # Back with the bot, which still remembers the order number.
+        await chat.say("where is my order")
+        again = await chat.next_message()
+        assert again["from"] == "bot" and "10023" in again["text"]
+
+        # The whole conversation over HTTP, the shopper's messages included, in order.
+        history = await chat.history()
+        assert [m["from"] for m in history].count("shopper") == 5
+        assert [m["id"] for m in history] == sorted(m["id"] for m in history)
+        await chat.close()
+
+
+async def test_same_client_message_id_three_times_gives_one_reply(product):
+    async with aiohttp.ClientSession() as http:
+        chat = await Chat(http, product["url"]).open()
+        first = await chat.say("where is my order", cmid="retry-1")
+        again = [await chat.say("where is my order", cmid="retry-1") for _ in range(2)]
+        assert all(a["message_id"] == first["message_id"] and a["duplicate"] for a in again)
+        await chat.next_message()
+        await asyncio.to_thread(wait_handled, product["redis_url"], chat.cid)
+        history = await chat.history()
+        assert [m["from"] for m in history] == ["shopper", "bot"]
+
+
+async def test_twenty_concurrent_messages_are_answered_in_order(product):
+    async with aiohttp.ClientSession() as http:
+        chat = await Chat(http, product["url"]).open()
+        # Each message names its own order number, and so does its reply: the
+        # replies must come out in the order the messages arrived (their log order).
+        texts = [f"where is my order {10000 + i}" for i in range(20)]
+        sent = await asyncio.gather(*(chat.say(t, cmid=f"m{i}") for i, t in enumerate(texts)))
+        assert len({s["message_id"] for s in sent}) == 20
+        await asyncio.to_thread(wait_handled, product["redis_url"], chat.cid, 120)
+        history = await chat.history()
+        arrived = [m["text"].split()[-1] for m in history if m["from"] == "shopper"]
+        replies = [m["text"] for m in history if m["from"] == "bot"]
+        assert sorted(arrived) == sorted(str(10000 + i) for i in range(20))
+        assert len(replies) == 20
+        answered = [next(n for n in arrived if n in r) for r in replies]
+        assert answered == arrived
+
+
+async def test_worker_killed_mid_task_loses_no_message(product):
+    """SIGKILL the worker while messages are queued; a new worker answers all of them."""
+    url = product["url"]
+    async with aiohttp.ClientSession() as http:
+        chats = [await Chat(http, url).open() for _ in range(4)]
+        product["worker"].kill()
+        for c in chats:
+            await c.say("where is my order")
+        # A worker that dies right after taking the messages: started, given a moment, killed.
+        w = worker(product["env"], product["tmp"] / "worker-2.log", name="w2")
+        await asyncio.sleep(4)
+        w.kill()
+        product["worker"] = worker(product["env"], product["tmp"] / "worker-3.log", name="w3")
+        await asyncio.to_thread(wait_ready, url, 180, product["worker"])
+        for c in chats:
+            reply = await c.next_message(timeout=90)
+            assert reply["from"] == "bot"
+        for c in chats:
+            await asyncio.to_thread(wait_handled, product["redis_url"], c.cid)
+            assert [m["from"] for m in await c.history()] == ["shopper", "bot"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "reason"),
+    [
+        ("{not json", 400, "not valid JSON"),
+        ("[1, 2]", 400, "JSON object"),
+        (json.dumps({"text": "hi"}), 400, "session_id"),
+        (json.dumps({"session_id": "short", "text": "hi"}), 400, "session_id"),
+        (json.dumps({"session_id": "abcdefgh12", "text": 42}), 400, "text must be a string"),
+        (json.dumps({"session_id": "abcdefgh12", "text": "   "}), 400, "text is empty"),
+        (json.dumps({"session_id": "abcdefgh12", "text": "x" * 4001}), 413, "too long"),
+        (json.dumps({"session_id": "abcdefgh12", "text": "hi", "client_message_id": 7}), 400, "client_message_id"),
+        (json.dumps({"session_id": "abcdefgh12", "text": "hi", "locale": "not a locale!"}), 400, "locale"),
+    ],
+)
+async def test_bad_input_is_refused_with_a_reason_and_nothing_is_stored(product, body, status, reason):
+    r = redis.Redis.from_url(product["redis_url"], decode_responses=True)
+    keys_before = set(r.scan_iter("sb:conv:*abcdefgh12*"))
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            f"{product['url']}/web/messages", data=body, headers={"Content-Type": "application/json"}
+        ) as resp:
+            assert resp.status == status
+            assert reason in (await resp.json())["error"]
+    assert set(r.scan_iter("sb:conv:*abcdefgh12*")) == keys_before
+
+
+async def test_unknown_session_and_bad_queries_get_4xx(product):
+    url = product["url"]
+    async with aiohttp.ClientSession() as http:
+        for path, status in [
+            ("/web/ws?session_id=nosuchsession1", 404),
+            ("/web/ws", 400),
+            ("/web/messages?session_id=nosuchsession1", 404),
+            ("/web/messages?session_id=bad!", 400),
+        ]:
+            async with http.get(url + path) as r:
+                assert r.status == status, path
+                assert (await r.json())["error"]
+        chat = await Chat(http, url).open()
+        async with http.get(f"{url}/web/messages?session_id={chat.sid}&after=yesterday") as r:
+            assert r.status == 400
+        await chat.ws.send_str("{oops")
+        assert (await chat.frame())["type"] == "error"
+        await chat.ws.send_json({"type": "message", "text": ""})
+        err = await chat.frame()
+        assert err["type"] == "error" and "empty" in err["reason"]
+        await chat.ws.send_json({"type": "message", "text": "where is my order", "client_message_id": "ws-1"})
+        ack = await chat.frame()
+        assert ack["type"] == "ack" and ack["client_message_id"] == "ws-1"
+        assert (await chat.next_message())["from"] == "bot"
+        await chat.close()
+
+
+async def test_agent_api_needs_the_token(product):
+    url = product["url"]
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{url}/handoff/api/queue") as r:
+            assert r.status == 401
+        async with http.get(f"{url}/handoff/api/queue", headers={"Authorization": "Bearer wrong"}) as r:
+            assert r.status == 401
+        status, body = await agent(http, url, "POST", "/conversations/web:default:nosuchsession1/claim", agent="a")
+        assert status == 404
+        status, body = await agent(http, url, "POST", "/conversations/x/claim")
+        assert status == 400 and "agent" in body["error"]
+
+
+async def test_health_and_transcripts_in_sql(product):
+    import sqlalchemy
+
+    from shopbot import transcripts
+
+    url = product["url"]
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{url}/readyz") as r:
+            body = await r.json()
+            assert r.status == 200 and body["redis"] and body["workers"] >= 1
+        chat = await Chat(http, url).open()
+        await chat.say("where is my order")
+        await chat.next_message()
+    engine = sqlalchemy.create_engine(product["env"]["SHOPBOT_DATABASE_URL"])
+    deadline = time.monotonic() + 20
+    while len(rows := transcripts.conversation(engine, chat.cid)) < 2:
+        assert time.monotonic() < deadline, rows
+        await asyncio.sleep(0.3)
+    shopper, bot = rows
+    assert shopper["sender"] == "shopper" and shopper["intent"] == "track_order" and shopper["language"] == "en"
+    assert bot["sender"] == "bot" and bot["text"] == POLICY.message("ask_order_number", "en")

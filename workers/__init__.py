@@ -1,0 +1,1 @@
+"""Celery workers: NLU in batches across conversations, then the dialogue step."""

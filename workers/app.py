@@ -1,0 +1,40 @@
+"""The Celery app: Redis broker, queues ``nlu`` (batched) and ``dialogue``.
+
+Start a worker with::
+
+    celery -A workers.app worker -Q nlu,dialogue --pool threads -c 4
+
+Threads share one copy of the models in the process; torch runs outside the GIL.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from shopbot.settings import get_settings
+
+settings = get_settings()
+
+app = Celery("shopbot", broker=settings.redis_url, include=["workers.tasks"])
+app.conf.update(
+    task_queues=(Queue("nlu"), Queue("dialogue")),
+    task_default_queue="dialogue",
+    task_routes={
+        "workers.tasks.annotate": {"queue": "nlu"},
+        "workers.tasks.dialogue_step": {"queue": "dialogue"},
+    },
+    task_serializer="json",
+    accept_content=["json"],
+    task_ignore_result=True,
+    # Late acks: a task's message leaves the broker only when the task has run.
+    # Every task is idempotent (see workers/dialogue_runner.py).
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    # celery-batches needs the worker to prefetch more than one batch.
+    worker_prefetch_multiplier=0,
+    broker_transport_options={"visibility_timeout": 600},
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+    worker_send_task_events=False,
+)

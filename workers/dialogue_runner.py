@@ -1,0 +1,110 @@
+"""Run the dialogue over a conversation's inbox, one message at a time, in arrival order.
+
+Only the holder of the conversation's lock works on it; every step is committed
+with the message's removal from the inbox in one transaction, so a step done
+twice (a redelivered task) is refused the second time and a step cut short (a
+killed worker) is done again by the next one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from dialogue import Annotation, ConversationState, Policy, step
+from shopbot.store import ConversationStore, LockLost, Outgoing
+
+log = logging.getLogger(__name__)
+
+
+def queue_score(priority: int, queued_at: float) -> float:
+    """Lower first: higher priority, then longer wait."""
+    return -priority * 1e11 + queued_at
+
+
+def transcript_row(cid: str, meta: dict[str, str], message_id: str, sender: str, text: str, ts: float, **kw) -> dict:
+    return {
+        "conversation_id": cid,
+        "message_id": message_id,
+        "channel": meta.get("channel", cid.split(":", 1)[0]),
+        "sender": sender,
+        "text": text,
+        "ts": ts,
+        **kw,
+    }
+
+
+def run_conversation(store: ConversationStore, policy: Policy, cid: str) -> int:
+    """Handle every annotated message at the head of the inbox; returns how many were handled.
+
+    Returns when the inbox is empty, when the head message still waits for its
+    annotation (the NLU task will call again), or when another worker holds
+    the lock (it re-checks the inbox after letting go, so nothing is stranded).
+    """
+    handled = 0
+    while True:
+        with store.lock(cid) as token:
+            if token is None:
+                return handled
+            while True:
+                inbox = store.inbox(cid)
+                if not inbox:
+                    break
+                mid = inbox[0]
+                ann = store.annotation(cid, mid)
+                if ann is None:
+                    break
+                try:
+                    _one_step(store, policy, cid, mid, ann, token)
+                except LockLost as exc:
+                    log.warning("dialogue step not committed: %s", exc, extra={"conversation_id": cid})
+                    return handled
+                handled += 1
+        # Let go, then look once more: a message annotated while we held the lock
+        # had its wake-up call turned away by that lock.
+        inbox = store.inbox(cid)
+        if not inbox or store.annotation(cid, inbox[0]) is None:
+            return handled
+
+
+def _one_step(store: ConversationStore, policy: Policy, cid: str, mid: str, ann: dict, token: str) -> None:
+    msg = store.message(cid, mid)
+    meta = store.meta(cid)
+    state = ConversationState.from_dict(store.state(cid))
+    now = time.time()
+    if msg is None:  # expired from the log: nothing to answer, just drop it from the inbox
+        store.commit(cid, token, state.to_dict(), consume=mid)
+        return
+    result = step(state, msg.text, Annotation.from_dict(ann), policy, now)
+    outgoing = [Outgoing(r.sender, r.text, r.quick_replies) for r in result.replies]
+    rows = [
+        transcript_row(
+            cid,
+            meta,
+            mid,
+            "shopper",
+            msg.text,
+            msg.ts,
+            language=ann.get("language"),
+            intent=ann.get("intent"),
+            intent_confidence=ann.get("intent_confidence"),
+            sentiment=ann.get("sentiment"),
+            sentiment_score=ann.get("sentiment_score"),
+        )
+    ]
+    rows += [transcript_row(cid, meta, f"{mid}:r{i}", r.sender, r.text, now) for i, r in enumerate(result.replies)]
+    score = None
+    if result.handoff is not None:
+        score = queue_score(result.handoff.priority, result.state.queued_at or now)
+    store.commit(cid, token, result.state.to_dict(), outgoing, consume=mid, transcript=rows, queue_score=score)
+    log.info(
+        "dialogue step",
+        extra={
+            "conversation_id": cid,
+            "message_id": mid,
+            "intent": ann.get("intent"),
+            "status": result.state.status,
+            "replies": len(outgoing),
+            "handoff": result.handoff.reason if result.handoff else None,
+        },
+    )

@@ -1,0 +1,163 @@
+"""The worker's tasks and its background duties.
+
+- ``annotate`` (queue ``nlu``): batched across conversations by celery-batches;
+  runs the NLU models once per batch, stores the annotations, wakes the
+  dialogue of each conversation concerned.
+- ``dialogue_step`` (queue ``dialogue``): handles a conversation's inbox in order.
+- A housekeeping thread per worker: heartbeat (``/readyz``), re-queues
+  conversations whose messages stalled (a gateway or worker died between two
+  steps), moves transcript rows into SQL.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from functools import lru_cache
+
+from celery import signals
+from celery_batches import Batches
+
+from dialogue import load_policy
+from shopbot import transcripts
+from shopbot.logs import setup_logging
+from shopbot.settings import get_settings
+from shopbot.store import TRANSCRIPTS, ConversationStore
+
+from .app import app
+from .dialogue_runner import run_conversation
+
+log = logging.getLogger(__name__)
+settings = get_settings()
+
+
+@lru_cache(maxsize=1)
+def store() -> ConversationStore:
+    return ConversationStore.from_url(settings.redis_url, settings.conversation_ttl_s)
+
+
+@lru_cache(maxsize=1)
+def policy():
+    return load_policy(settings.policies_file)
+
+
+_nlu_lock = threading.Lock()
+_nlu = None
+
+
+def nlu():
+    """The NLU models, loaded once per process (threads share them)."""
+    global _nlu
+    with _nlu_lock:
+        if _nlu is None:
+            from nlu.inference import NLU
+
+            d = settings.models_dir
+            t0 = time.perf_counter()
+            _nlu = NLU.load(d / "intent", d / "sentiment", device=settings.device)
+            log.info("NLU models loaded", extra={"models_dir": str(d), "seconds": round(time.perf_counter() - t0, 1)})
+        return _nlu
+
+
+@app.task(base=Batches, flush_every=settings.nlu_batch_size, flush_interval=settings.nlu_flush_interval_s)
+def annotate(requests) -> None:
+    """Annotate a batch of shopper messages, given as (conversation id, message id)."""
+    s = store()
+    todo: list[tuple[str, str, str]] = []
+    seen: set[tuple[str, str]] = set()
+    for req in requests:
+        cid, mid = req.args[0], req.args[1]
+        if (cid, mid) in seen or s.annotation(cid, mid) is not None:
+            continue  # a redelivered or repeated request: already done
+        seen.add((cid, mid))
+        msg = s.message(cid, mid)
+        if msg is not None:
+            todo.append((cid, mid, msg.text))
+    if todo:
+        t0 = time.perf_counter()
+        anns = nlu().annotate([t for _, _, t in todo])
+        s.save_annotations(
+            [
+                (
+                    cid,
+                    mid,
+                    {
+                        "language": a.language,
+                        "intent": a.intent,
+                        "intent_confidence": a.intent_confidence,
+                        "intent_top_k": [list(x) for x in a.intent_top_k],
+                        "sentiment": a.sentiment,
+                        "sentiment_score": a.sentiment_score,
+                    },
+                )
+                for (cid, mid, _), a in zip(todo, anns, strict=True)
+            ]
+        )
+        log.info("NLU batch", extra={"size": len(todo), "ms": round((time.perf_counter() - t0) * 1000, 1)})
+    for cid in dict.fromkeys(req.args[0] for req in requests):
+        dialogue_step.delay(cid)
+
+
+@app.task
+def dialogue_step(conversation_id: str) -> int:
+    return run_conversation(store(), policy(), conversation_id)
+
+
+def sweep_once(s: ConversationStore) -> None:
+    for cid in s.stalled(settings.stall_after_s):
+        inbox = s.inbox(cid)
+        missing = [mid for mid in inbox[:50] if s.annotation(cid, mid) is None]
+        for mid in missing:
+            annotate.delay(cid, mid)
+        if not missing and inbox:
+            dialogue_step.delay(cid)
+        s.touch_pending(cid)
+        log.warning("re-queued a stalled conversation", extra={"conversation_id": cid, "waiting": len(inbox)})
+
+
+def flush_transcripts(s: ConversationStore, engine) -> None:
+    if not s.r.llen(TRANSCRIPTS):
+        return
+    lock = s.r.lock("sb:transcripts:lock", timeout=60, blocking=False)
+    if lock.acquire():
+        try:
+            transcripts.flush(s.r, engine)
+        finally:
+            lock.release()
+
+
+def _housekeeping(stop: threading.Event, name: str) -> None:
+    s = store()
+    nlu()  # load before saying we are alive: /readyz means "can answer"
+    policy()
+    engine = transcripts.engine_for(settings.database_url)
+    while not stop.is_set():
+        try:
+            s.heartbeat(name)
+            sweep_once(s)
+            flush_transcripts(s, engine)
+        except Exception:  # noqa: BLE001 - keep the thread alive through a Redis or DB outage
+            log.exception("housekeeping failed; retrying")
+        stop.wait(settings.sweep_interval_s)
+
+
+_stop = threading.Event()
+
+
+@signals.setup_logging.connect
+def _logging(**_kw) -> None:
+    setup_logging(settings.log_level, settings.log_format)
+
+
+@signals.worker_ready.connect
+def _start_housekeeping(sender=None, **_kw) -> None:
+    name = getattr(sender, "hostname", None) or f"{socket.gethostname()}:{os.getpid()}"
+    threading.Thread(target=_housekeeping, args=(_stop, name), name="housekeeping", daemon=True).start()
+
+
+@signals.worker_shutdown.connect
+def _stop_housekeeping(**_kw) -> None:
+    _stop.set()
