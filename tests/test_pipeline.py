@@ -75,7 +75,9 @@ class Chat:
 
 
 async def agent(http: aiohttp.ClientSession, url: str, method: str, path: str, **body) -> tuple[int, dict]:
-    async with http.request(method, f"{url}/handoff/api{path}", json=body if method == "POST" else None, headers=AGENT) as r:
+    async with http.request(
+        method, f"{url}/handoff/api{path}", json=body if method == "POST" else None, headers=AGENT
+    ) as r:
         return r.status, await r.json()
 
 

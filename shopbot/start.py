@@ -1,0 +1,136 @@
+"""Start the whole product on one machine: ``python -m shopbot.start`` (what ``scripts/start.sh`` runs).
+
+1. Redis: ``SHOPBOT_REDIS_URL`` when set; otherwise a local ``redis-server``
+   with AOF persistence under ``var/redis``.
+2. The default NLU models, trained if missing (progress shown).
+3. A Celery worker and the gateway; waits until ``/readyz`` says a worker is
+   up, prints the web chat's URL, and stops everything on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from .settings import PACKAGE_ROOT, get_settings
+
+VAR = PACKAGE_ROOT / "var"
+LOCAL_REDIS_PORT = 6390
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.3)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _say(msg: str) -> None:
+    print(f"[shopbot] {msg}", flush=True)
+
+
+def start_local_redis(procs: list[subprocess.Popen]) -> str:
+    if shutil.which("redis-server") is None:
+        sys.exit("redis-server is not installed: install Redis (apt-get install redis-server) or set SHOPBOT_REDIS_URL")
+    port = LOCAL_REDIS_PORT
+    while _port_open(port):
+        port += 1
+    data = VAR / "redis"
+    data.mkdir(parents=True, exist_ok=True)
+    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data), "--appendonly", "yes",
+            "--appendfsync", "everysec", "--save", ""]  # fmt: skip
+    procs.append(subprocess.Popen(args, stdout=(VAR / "redis.log").open("ab"), stderr=subprocess.STDOUT))
+    deadline = time.monotonic() + 15
+    while not _port_open(port):
+        if time.monotonic() > deadline or procs[-1].poll() is not None:
+            sys.exit(f"redis-server did not start; see {VAR / 'redis.log'}")
+        time.sleep(0.1)
+    _say(f"Redis on 127.0.0.1:{port} (AOF in {data})")
+    return f"redis://127.0.0.1:{port}/0"
+
+
+def wait_ready(url: str, procs: list[subprocess.Popen], timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for p in procs:
+            if p.poll() is not None:
+                sys.exit(f"{' '.join(p.args[:4])} exited with {p.returncode}; see the logs in {VAR}")
+        try:
+            if urllib.request.urlopen(url + "readyz", timeout=2).status == 200:
+                return
+        except (OSError, urllib.error.URLError):
+            pass
+        time.sleep(0.5)
+    sys.exit(f"not ready after {timeout:.0f}s; see the logs in {VAR}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m shopbot.start", description=__doc__.split("\n")[0])
+    ap.add_argument("--no-train", action="store_true", help="do not train missing models (fail instead)")
+    ap.add_argument("--concurrency", type=int, default=4, help="worker threads (default 4)")
+    args = ap.parse_args(argv)
+    VAR.mkdir(exist_ok=True)
+    env = dict(os.environ, HF_HUB_OFFLINE=os.environ.get("HF_HUB_OFFLINE", "1"))
+    procs: list[subprocess.Popen] = []
+
+    def stop(*_a) -> None:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        sys.exit(0)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+
+    if "SHOPBOT_REDIS_URL" not in env:
+        env["SHOPBOT_REDIS_URL"] = start_local_redis(procs)
+    settings = get_settings().model_copy(update={"redis_url": env["SHOPBOT_REDIS_URL"]})
+    models = settings.models_dir
+    env["SHOPBOT_MODELS_DIR"] = str(models)
+
+    if not ((models / "intent").is_dir() and (models / "sentiment").is_dir()):
+        if args.no_train:
+            sys.exit(f"no models in {models}: run python -m nlu.build_default")
+        _say(f"training the default models into {models} (about 20 minutes on 2 CPU cores; once only)")
+        subprocess.run([sys.executable, "-m", "nlu.build_default", "--models-dir", str(models)], env=env, check=True)
+
+    worker = [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", "nlu,dialogue", "--pool", "threads",
+              "-c", str(args.concurrency), "-l", "INFO", "--without-gossip", "--without-mingle"]  # fmt: skip
+    procs.append(
+        subprocess.Popen(
+            worker, cwd=PACKAGE_ROOT, env=env, stdout=(VAR / "worker.log").open("ab"), stderr=subprocess.STDOUT
+        )
+    )
+    gateway = [sys.executable, "-m", "gateway", "--host", settings.host, "--port", str(settings.port)]
+    procs.append(
+        subprocess.Popen(
+            gateway, cwd=PACKAGE_ROOT, env=env, stdout=(VAR / "gateway.log").open("ab"), stderr=subprocess.STDOUT
+        )
+    )
+    _say(f"worker and gateway starting (logs in {VAR}); loading the models...")
+    wait_ready(f"http://127.0.0.1:{settings.port}/", procs)
+    print(f"\n  Web chat: {settings.web_url}\n  Agent API: {settings.web_url}handoff/api/queue"
+          f"{'' if settings.agent_token else ' (closed: set SHOPBOT_AGENT_TOKEN)'}\n  Ctrl-C stops everything.\n", flush=True)  # fmt: skip
+    while True:
+        for p in procs:
+            if p.poll() is not None:
+                _say(f"{' '.join(map(str, p.args[:4]))} exited with {p.returncode}; stopping")
+                stop()
+        time.sleep(1)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
