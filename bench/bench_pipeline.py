@@ -1,0 +1,201 @@
+"""End-to-end benchmark: gateway, Redis and one worker on this machine, driven over HTTP and WebSocket.
+
+    .venv/bin/python bench/bench_pipeline.py [--models models] [--rates 10,50] [--seconds 20]
+
+For each rate it posts shopper messages (a realistic mix) at that rate for the
+given time, each to a web session with no message in flight, and times POST ->
+the reply on that session's socket. After the fixed rates it keeps raising the
+rate until a step has errors, lost replies, or cannot keep up. Writes
+bench/results/pipeline-<device>.json.
+
+Hand-offs are switched off in the benchmark's policies so every message gets
+exactly one reply: a missing or second reply is then a lost or duplicated one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
+
+from bench_nlu import chat_messages  # noqa: E402
+from services import RedisServer, gateway, product_env, wait_ready, worker  # noqa: E402
+
+
+class Session:
+    def __init__(self, sid: str, ws: aiohttp.ClientWebSocketResponse):
+        self.sid, self.ws = sid, ws
+        self.pending: tuple[str, float] | None = None  # (client message id, sent at)
+
+
+async def open_sessions(http: aiohttp.ClientSession, url: str, n: int) -> list[Session]:
+    sessions = []
+    for _ in range(n):
+        async with http.post(f"{url}/web/sessions", json={}) as r:
+            sid = (await r.json())["session_id"]
+        ws = await http.ws_connect(f"{url}/web/ws?session_id={sid}")
+        s = Session(sid, ws)
+        asyncio.create_task(read_replies(s))
+        sessions.append(s)
+    return sessions
+
+
+async def read_replies(s: Session) -> None:
+    async for frame in s.ws:
+        if frame.type != aiohttp.WSMsgType.TEXT:
+            continue
+        msg = json.loads(frame.data)
+        if msg.get("type") != "message":
+            continue
+        if s.pending is None:
+            SINK["unexpected"] += 1  # a reply to nothing: a duplicate
+            continue
+        SINK["latencies"].append(time.perf_counter() - s.pending[1])
+        s.pending = None
+
+
+SINK: dict = {"latencies": [], "unexpected": 0}  # the socket readers record here
+
+
+async def run_rate(http, url, sessions, texts, rate: float, seconds: float) -> dict:
+    SINK["latencies"], SINK["unexpected"] = [], 0
+    for s in sessions:
+        s.pending = None
+    rng = random.Random(int(rate))
+    errors = backlog = sent = 0
+    t0 = time.perf_counter()
+    tasks = []
+
+    async def post(s: Session, text: str) -> None:
+        nonlocal errors
+        cmid = uuid.uuid4().hex
+        s.pending = (cmid, time.perf_counter())
+        try:
+            async with http.post(
+                f"{url}/web/messages", json={"session_id": s.sid, "text": text, "client_message_id": cmid}
+            ) as r:
+                if r.status != 202:
+                    errors += 1
+        except aiohttp.ClientError:
+            errors += 1
+
+    while (now := time.perf_counter() - t0) < seconds:
+        target = int(now * rate) + 1
+        while sent < target:
+            idle = [s for s in sessions if s.pending is None]
+            if not idle:
+                backlog += 1
+                break
+            tasks.append(asyncio.create_task(post(rng.choice(idle), rng.choice(texts))))
+            sent += 1
+        await asyncio.sleep(0.005)
+    elapsed = time.perf_counter() - t0
+    await asyncio.gather(*tasks)
+    deadline = time.perf_counter() + 30
+    while any(s.pending for s in sessions) and time.perf_counter() < deadline:
+        await asyncio.sleep(0.05)
+    lost = sum(1 for s in sessions if s.pending)
+    lat = sorted(SINK["latencies"])
+    q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else [float("nan")] * 99
+    return {
+        "target_msgs_per_s": rate,
+        "sent": sent,
+        "achieved_msgs_per_s": round(sent / elapsed, 1),
+        "replies": len(lat),
+        "lost": lost,
+        "duplicated": SINK["unexpected"],
+        "http_errors": errors,
+        "no_idle_session": backlog,
+        "p50_ms": round(q[49] * 1000, 1),
+        "p99_ms": round(q[98] * 1000, 1),
+    }
+
+
+def nlu_share(log: Path, since: float, until: float) -> float:
+    busy = 0.0
+    for line in log.read_text(errors="replace").splitlines():
+        if '"NLU batch"' not in line:
+            continue
+        rec = json.loads(line)
+        ts = time.mktime(time.strptime(rec["ts"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+        if since <= ts <= until:
+            busy += rec["ms"] / 1000
+    return round(busy / max(until - since, 1e-9), 3)
+
+
+async def main_async(args) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    raw = yaml.safe_load((ROOT / "dialogue" / "policies.yaml").read_text(encoding="utf-8"))
+    raw["handoff"]["intents"] = []
+    raw["thresholds"].update(misunderstood_handoff_after=10**6, angry_sentiment_score=-2)
+    policies = tmp / "policies.yaml"
+    policies.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    redis = RedisServer(tmp / "redis").start()
+    env = product_env(redis.url, Path(args.models).resolve(), tmp, policies, SHOPBOT_LOG_LEVEL="INFO")
+    w = worker(env, tmp / "worker.log")
+    g, url = gateway(env, tmp / "gateway.log")
+    out: dict = {"models": str(args.models), "steps": []}
+    try:
+        wait_ready(url, 300, w)
+        texts = chat_messages(Path(args.data))
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+            sessions = await open_sessions(http, url, args.sessions)
+            await run_rate(http, url, sessions, texts, 5, 5)  # warm-up
+            rates = [float(r) for r in args.rates.split(",")]
+            step = 0
+            while True:
+                rate = rates[step] if step < len(rates) else rates[-1] * 1.5 ** (step - len(rates) + 1)
+                t0 = time.time()
+                res = await run_rate(http, url, sessions, texts, rate, args.seconds)
+                res["nlu_busy_share"] = nlu_share(tmp / "worker.log", t0, time.time())
+                print(json.dumps(res), flush=True)
+                out["steps"].append(res)
+                bad = res["lost"] or res["duplicated"] or res["http_errors"]
+                behind = res["achieved_msgs_per_s"] < 0.95 * rate or res["p99_ms"] > 5000
+                if step >= len(rates) - 1 and (bad or behind):
+                    break
+                step += 1
+        ok = [s for s in out["steps"] if not (s["lost"] or s["duplicated"] or s["http_errors"])
+              and s["achieved_msgs_per_s"] >= 0.95 * s["target_msgs_per_s"] and s["p99_ms"] <= 5000]  # fmt: skip
+        out["highest_sustained_msgs_per_s"] = max((s["achieved_msgs_per_s"] for s in ok), default=0)
+    finally:
+        g.stop()
+        w.stop()
+        redis.stop()
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", default=str(ROOT / "models"))
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--rates", default="10,50")
+    ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--sessions", type=int, default=300)
+    args = ap.parse_args()
+    out = asyncio.run(main_async(args))
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dest = ROOT / "bench" / "results" / f"pipeline-{device}.json"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(json.dumps(out, indent=2))
+    print(json.dumps({"highest_sustained_msgs_per_s": out["highest_sustained_msgs_per_s"]}), "->", dest)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
