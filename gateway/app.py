@@ -18,9 +18,10 @@ from dialogue import load_policy
 from handoff.queue import HandoffQueue
 from shopbot.settings import Settings
 from shopbot.store import ConversationStore
+from workers.app import make_app
 
 from . import handoff_routes, web_routes
-from .context import aredis_key, celery_key, json_error, make_celery, queue_key, settings_key, store_key
+from .context import aredis_key, celery_key, json_error, queue_key, settings_key, store_key
 from .web_routes import XREAD_BLOCK_MS
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[aredis_key] = aioredis.Redis.from_url(
         s.redis_url, decode_responses=True, max_connections=10_000, socket_timeout=XREAD_BLOCK_MS / 1000 + 10
     )
-    app[celery_key] = make_celery(s)
+    app[celery_key] = make_app(s)  # sending only: the tasks are named, not imported
     app[queue_key] = HandoffQueue(app[store_key], load_policy(s.policies_file))
     yield
     await app[aredis_key].aclose()

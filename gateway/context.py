@@ -11,6 +11,7 @@ from celery import Celery
 from handoff.queue import HandoffQueue
 from shopbot.settings import Settings
 from shopbot.store import ConversationStore
+from workers.app import ANNOTATE
 
 settings_key = web.AppKey("settings", Settings)
 store_key = web.AppKey("store", ConversationStore)
@@ -35,12 +36,5 @@ async def read_json(request: web.Request) -> object:
         raise web.HTTPBadRequest(text=f"body is not valid JSON: {exc}") from None
 
 
-def make_celery(settings: Settings) -> Celery:
-    """A sending-only Celery client; the tasks are referred to by name (no torch in the gateway)."""
-    app = Celery("shopbot-gateway", broker=settings.redis_url)
-    app.conf.update(task_serializer="json", accept_content=["json"], broker_connection_retry_on_startup=True)
-    return app
-
-
 def enqueue_annotation(app: web.Application, cid: str, mid: str) -> None:
-    app[celery_key].send_task("workers.tasks.annotate", args=[cid, mid], queue="nlu")
+    app[celery_key].send_task(ANNOTATE, args=[cid, mid])  # routed to "nlu" by the app's task_routes
