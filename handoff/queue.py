@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from dialogue import ConversationState, Policy
 from dialogue.engine import agent_claimed, resolved
 from shopbot.store import ConversationStore, Outgoing
-from workers.dialogue_runner import transcript_row
+from shopbot.transcripts import transcript_row
 
 LOCK_WAIT_S = 5.0
 

@@ -176,6 +176,10 @@ class ConversationStore:
     def inbox(self, cid: str) -> list[str]:
         return self.r.lrange(key(cid, "inbox"), 0, -1)
 
+    def inbox_head(self, cid: str) -> str | None:
+        """The oldest message the dialogue has not handled yet."""
+        return self.r.lindex(key(cid, "inbox"), 0)
+
     # -- annotations ----------------------------------------------------------------------
 
     def save_annotations(self, items: Sequence[tuple[str, str, dict[str, object]]]) -> None:
@@ -184,6 +188,20 @@ class ConversationStore:
                 p.hset(key(cid, "ann"), mid, json.dumps(ann, ensure_ascii=False))
                 p.expire(key(cid, "ann"), self.ttl_s)
             p.execute()
+
+    def texts_to_annotate(self, pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str, str]]:
+        """(cid, mid, text) for the messages among ``pairs`` not annotated yet, in one round trip."""
+        pairs = list(dict.fromkeys(pairs))
+        with self.r.pipeline(transaction=False) as p:
+            for cid, mid in pairs:
+                p.hexists(key(cid, "ann"), mid)
+                p.xrange(key(cid, "log"), mid, mid)
+            replies = p.execute()
+        out = []
+        for (cid, mid), done, entry in zip(pairs, replies[::2], replies[1::2], strict=True):
+            if not done and entry:  # done: a redelivered request; no entry: expired from the log
+                out.append((cid, mid, parse_entry(*entry[0]).text))
+        return out
 
     def annotation(self, cid: str, mid: str) -> dict[str, object] | None:
         raw = self.r.hget(key(cid, "ann"), mid)
@@ -221,7 +239,7 @@ class ConversationStore:
         transcript: Sequence[dict[str, object]] = (),
         queue_score: float | None = None,
         dequeue: bool = False,
-    ) -> list[str]:
+    ) -> None:
         """Write one dialogue step atomically: state, messages, inbox pop, transcript rows, queue.
 
         Refuses (``LockLost``) unless this token still holds the lock and, when
@@ -249,9 +267,8 @@ class ConversationStore:
                 p.zadd(HANDOFF_QUEUE, {cid: queue_score})
             if dequeue:
                 p.zrem(HANDOFF_QUEUE, cid)
-            results = p.execute()
+            p.execute()
         self._clear_pending(keys=[inbox_k, PENDING], args=[cid])
-        return [r for r in results[1 : 1 + len(outgoing)]]
 
     # -- sweeping and liveness ------------------------------------------------------------
 

@@ -51,6 +51,19 @@ messages = Table(
 COLUMNS = [c.name for c in messages.columns if c.name != "id"]
 
 
+def transcript_row(cid: str, meta: dict[str, str], message_id: str, sender: str, text: str, ts: float, **kw) -> dict:
+    """One row of ``transcript_messages``, as queued in Redis by a commit."""
+    return {
+        "conversation_id": cid,
+        "message_id": message_id,
+        "channel": meta.get("channel", cid.split(":", 1)[0]),
+        "sender": sender,
+        "text": text,
+        "ts": ts,
+        **kw,
+    }
+
+
 def engine_for(url: str) -> Engine:
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)

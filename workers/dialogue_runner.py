@@ -13,6 +13,7 @@ import time
 
 from dialogue import Annotation, ConversationState, Policy, step
 from shopbot.store import ConversationStore, LockLost, Outgoing
+from shopbot.transcripts import transcript_row
 
 log = logging.getLogger(__name__)
 
@@ -20,18 +21,6 @@ log = logging.getLogger(__name__)
 def queue_score(priority: int, queued_at: float) -> float:
     """Lower first: higher priority, then longer wait."""
     return -priority * 1e11 + queued_at
-
-
-def transcript_row(cid: str, meta: dict[str, str], message_id: str, sender: str, text: str, ts: float, **kw) -> dict:
-    return {
-        "conversation_id": cid,
-        "message_id": message_id,
-        "channel": meta.get("channel", cid.split(":", 1)[0]),
-        "sender": sender,
-        "text": text,
-        "ts": ts,
-        **kw,
-    }
 
 
 def run_conversation(store: ConversationStore, policy: Policy, cid: str) -> int:
@@ -46,25 +35,24 @@ def run_conversation(store: ConversationStore, policy: Policy, cid: str) -> int:
         with store.lock(cid) as token:
             if token is None:
                 return handled
-            while True:
-                inbox = store.inbox(cid)
-                if not inbox:
-                    break
-                mid = inbox[0]
-                ann = store.annotation(cid, mid)
-                if ann is None:
-                    break
+            while (head := _ready_head(store, cid)) is not None:
                 try:
-                    _one_step(store, policy, cid, mid, ann, token)
+                    _one_step(store, policy, cid, *head, token)
                 except LockLost as exc:
                     log.warning("dialogue step not committed: %s", exc, extra={"conversation_id": cid})
                     return handled
                 handled += 1
         # Let go, then look once more: a message annotated while we held the lock
         # had its wake-up call turned away by that lock.
-        inbox = store.inbox(cid)
-        if not inbox or store.annotation(cid, inbox[0]) is None:
+        if _ready_head(store, cid) is None:
             return handled
+
+
+def _ready_head(store: ConversationStore, cid: str) -> tuple[str, dict] | None:
+    """The inbox's oldest message with its annotation, or None (empty, or still with the NLU)."""
+    mid = store.inbox_head(cid)
+    ann = store.annotation(cid, mid) if mid else None
+    return (mid, ann) if ann is not None else None
 
 
 def _one_step(store: ConversationStore, policy: Policy, cid: str, mid: str, ann: dict, token: str) -> None:

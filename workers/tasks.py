@@ -16,6 +16,7 @@ import os
 import socket
 import threading
 import time
+from dataclasses import asdict
 from functools import lru_cache
 
 from celery import signals
@@ -66,36 +67,11 @@ def nlu():
 def annotate(requests) -> None:
     """Annotate a batch of shopper messages, given as (conversation id, message id)."""
     s = store()
-    todo: list[tuple[str, str, str]] = []
-    seen: set[tuple[str, str]] = set()
-    for req in requests:
-        cid, mid = req.args[0], req.args[1]
-        if (cid, mid) in seen or s.annotation(cid, mid) is not None:
-            continue  # a redelivered or repeated request: already done
-        seen.add((cid, mid))
-        msg = s.message(cid, mid)
-        if msg is not None:
-            todo.append((cid, mid, msg.text))
+    todo = s.texts_to_annotate([(req.args[0], req.args[1]) for req in requests])
     if todo:
         t0 = time.perf_counter()
-        anns = nlu().annotate([t for _, _, t in todo])
-        s.save_annotations(
-            [
-                (
-                    cid,
-                    mid,
-                    {
-                        "language": a.language,
-                        "intent": a.intent,
-                        "intent_confidence": a.intent_confidence,
-                        "intent_top_k": [list(x) for x in a.intent_top_k],
-                        "sentiment": a.sentiment,
-                        "sentiment_score": a.sentiment_score,
-                    },
-                )
-                for (cid, mid, _), a in zip(todo, anns, strict=True)
-            ]
-        )
+        anns = nlu().annotate([text for _, _, text in todo])
+        s.save_annotations([(cid, mid, asdict(a)) for (cid, mid, _), a in zip(todo, anns, strict=True)])
         log.info("NLU batch", extra={"size": len(todo), "ms": round((time.perf_counter() - t0) * 1000, 1)})
     for cid in dict.fromkeys(req.args[0] for req in requests):
         dialogue_step.delay(cid)
