@@ -57,6 +57,11 @@ def _check_optional(body: dict[str, Any], name: str, pattern: re.Pattern[str], w
     return value
 
 
+def check_locale(body: dict[str, Any]) -> str | None:
+    """The optional ``locale`` of a widget request."""
+    return _check_optional(body, "locale", LOCALE_RE, "a language tag such as en or zh-CN")
+
+
 def parse_message(body: Any, session_id: str | None = None) -> InboundMessage:
     """A message from the widget: ``{"session_id", "text", "client_message_id"?, "locale"?}``.
 
@@ -67,7 +72,7 @@ def parse_message(body: Any, session_id: str | None = None) -> InboundMessage:
     sid = session_id or check_session_id(body.get("session_id"))
     text = _check_text(body.get("text"))
     cmid = _check_optional(body, "client_message_id", CLIENT_ID_RE, "1-100 letters, digits or . _ : -")
-    locale = _check_optional(body, "locale", LOCALE_RE, "a language tag such as en or zh-CN")
+    locale = check_locale(body)
     return InboundMessage(
         id=cmid or "",
         channel=NAME,

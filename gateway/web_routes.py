@@ -39,9 +39,10 @@ async def create_session(request: web.Request) -> web.Response:
         body = await read_json(request)
     if not isinstance(body, dict):
         return json_error(400, "body must be a JSON object")
-    locale = body.get("locale")
-    if locale is not None and (not isinstance(locale, str) or not web_channel.LOCALE_RE.match(locale)):
-        return json_error(400, "locale must be a language tag such as en or zh-CN")
+    try:
+        locale = web_channel.check_locale(body)
+    except ChannelError as exc:
+        return json_error(exc.status, exc.reason)
     sid = web_channel.new_session_id()
     cid = web_channel.conversation_id(sid)
     meta = {"channel": "web", "account": web_channel.ACCOUNT, "chat": sid, "sender": sid}

@@ -19,7 +19,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 from .settings import PACKAGE_ROOT, get_settings
 
@@ -37,6 +36,12 @@ def _say(msg: str) -> None:
     print(f"[shopbot] {msg}", flush=True)
 
 
+def spawn(args: list[str], name: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start a process from the project root, its output appended to ``var/<name>.log``."""
+    log = (VAR / f"{name}.log").open("ab")
+    return subprocess.Popen(args, cwd=PACKAGE_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
 def start_local_redis(procs: list[subprocess.Popen]) -> str:
     if shutil.which("redis-server") is None:
         sys.exit("redis-server is not installed: install Redis (apt-get install redis-server) or set SHOPBOT_REDIS_URL")
@@ -47,7 +52,7 @@ def start_local_redis(procs: list[subprocess.Popen]) -> str:
     data.mkdir(parents=True, exist_ok=True)
     args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data), "--appendonly", "yes",
             "--appendfsync", "everysec", "--save", ""]  # fmt: skip
-    procs.append(subprocess.Popen(args, stdout=(VAR / "redis.log").open("ab"), stderr=subprocess.STDOUT))
+    procs.append(spawn(args, "redis"))
     deadline = time.monotonic() + 15
     while not _port_open(port):
         if time.monotonic() > deadline or procs[-1].poll() is not None:
@@ -109,21 +114,14 @@ def main(argv: list[str] | None = None) -> int:
 
     worker = [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", "nlu,dialogue", "--pool", "threads",
               "-c", str(args.concurrency), "-l", "INFO", "--without-gossip", "--without-mingle"]  # fmt: skip
-    procs.append(
-        subprocess.Popen(
-            worker, cwd=PACKAGE_ROOT, env=env, stdout=(VAR / "worker.log").open("ab"), stderr=subprocess.STDOUT
-        )
-    )
     gateway = [sys.executable, "-m", "gateway", "--host", settings.host, "--port", str(settings.port)]
-    procs.append(
-        subprocess.Popen(
-            gateway, cwd=PACKAGE_ROOT, env=env, stdout=(VAR / "gateway.log").open("ab"), stderr=subprocess.STDOUT
-        )
-    )
+    procs.append(spawn(worker, "worker", env))
+    procs.append(spawn(gateway, "gateway", env))
     _say(f"worker and gateway starting (logs in {VAR}); loading the models...")
     wait_ready(f"http://127.0.0.1:{settings.port}/", procs)
-    print(f"\n  Web chat: {settings.web_url}\n  Agent API: {settings.web_url}handoff/api/queue"
-          f"{'' if settings.agent_token else ' (closed: set SHOPBOT_AGENT_TOKEN)'}\n  Ctrl-C stops everything.\n", flush=True)  # fmt: skip
+    closed = "" if settings.agent_token else " (closed: set SHOPBOT_AGENT_TOKEN)"
+    print(f"\n  Web chat: {settings.web_url}", f"  Agent API: {settings.web_url}handoff/api/queue{closed}",
+          "  Ctrl-C stops everything.\n", sep="\n", flush=True)  # fmt: skip
     while True:
         for p in procs:
             if p.poll() is not None:

@@ -66,6 +66,17 @@
     return li;
   }
 
+  // A line the shopper typed has been recorded as message `id`: mark it, so the
+  // history and the socket do not show it a second time. False if no such line.
+  function confirmSent(cmid, id) {
+    var li = cmid && logEl.querySelector('[data-cmid="' + cmid + '"]');
+    if (!li) return false;
+    li.dataset.id = id;
+    state.shown[id] = true;
+    li.classList.remove("sb-pending");
+    return true;
+  }
+
   function showQuick(replies) {
     quickEl.innerHTML = "";
     (replies || []).forEach(function (q) {
@@ -87,8 +98,7 @@
   function receive(m) {
     if (m.id) state.lastId = m.id;  // messages arrive in log order
     if (m.from === "shopper") {
-      var pending = m.client_message_id && logEl.querySelector('[data-cmid="' + m.client_message_id + '"]');
-      if (pending) { pending.dataset.id = m.id; state.shown[m.id] = true; return; }
+      if (confirmSent(m.client_message_id, m.id)) return;
       addLine("shopper", m.text, m.id);
       return;
     }
@@ -139,8 +149,7 @@
       if (m.type === "message") receive(m);
       else if (m.type === "typing") typing(true);
       else if (m.type === "ack") {
-        var li = m.client_message_id && logEl.querySelector('[data-cmid="' + m.client_message_id + '"]');
-        if (li) { li.dataset.id = m.message_id; state.shown[m.message_id] = true; li.classList.remove("sb-pending"); }
+        confirmSent(m.client_message_id, m.message_id);
       } else if (m.type === "error") {
         var bad = m.client_message_id && logEl.querySelector('[data-cmid="' + m.client_message_id + '"]');
         if (bad) bad.classList.add("sb-failed");
@@ -170,7 +179,7 @@
       state.ws.send(JSON.stringify(frame));
     } else {
       api("/web/messages", { session_id: state.session, text: text, client_message_id: cmid, locale: lang })
-        .then(function (j) { li.dataset.id = j.message_id; state.shown[j.message_id] = true; li.classList.remove("sb-pending"); },
+        .then(function (j) { confirmSent(cmid, j.message_id); },
               function (e) { li.classList.add("sb-failed"); addLine("system", T.error + e.message); });
     }
   }
