@@ -17,8 +17,8 @@ from .metrics import accuracy_by_flag, accuracy_by_group, classification_report,
 from .model import ModelDirError, load_model
 
 
-def evaluate(model_dir: str, data: str, device: str | None = None) -> tuple[dict[str, object], str]:
-    model = load_model(model_dir, device)
+def evaluate(model_dir: str, data: str, device: str | None = None, int8: bool = False) -> tuple[dict[str, object], str]:
+    model = load_model(model_dir, device, int8=int8)
     examples, _ = read_csv(data)
     unknown = sorted({e.label for e in examples} - set(model.labels))
     probs = model.predict_proba([e.text for e in examples])
@@ -46,6 +46,7 @@ def evaluate(model_dir: str, data: str, device: str | None = None) -> tuple[dict
         "n": report["n"],
         "model": str(model.path),
         "task": model.meta.task,
+        "int8": int8 and model.device.type == "cpu",
         "data": data,
         "worst_confusions": confusions[:5],
         "by_language": by_lang,
@@ -58,9 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", required=True, help="model directory written by nlu.train")
     ap.add_argument("--data", required=True, help="CSV with text,label columns")
     ap.add_argument("--device", default=None)
+    ap.add_argument("--int8", action="store_true", help="int8 weights on CPU, as the workers serve by default")
     args = ap.parse_args(argv)
     try:
-        summary, text = evaluate(args.model, args.data, args.device)
+        summary, text = evaluate(args.model, args.data, args.device, args.int8)
     except (DataError, ModelDirError) as exc:
         print(f"nlu.evaluate: error: {exc}", file=sys.stderr)
         return 2

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from .language import detect_language
-from .model import LoadedModel, _autocast, load_model
+from .model import LoadedModel, _autocast, load_model, quantize_int8
 
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
@@ -41,7 +41,14 @@ class Annotation:
 
 
 class NLU:
-    def __init__(self, intent: LoadedModel, sentiment: LoadedModel, top_k: int = 3, batch_size: int | None = None):
+    def __init__(
+        self,
+        intent: LoadedModel,
+        sentiment: LoadedModel,
+        top_k: int = 3,
+        batch_size: int | None = None,
+        int8: bool = False,
+    ):
         if intent.meta.task != "intent" or sentiment.meta.task != "sentiment":
             raise ValueError(
                 f"expected an intent and a sentiment model, got {intent.meta.task!r} and {sentiment.meta.task!r}"
@@ -66,6 +73,12 @@ class NLU:
             s_enc.embeddings = i_enc.embeddings
             for i in range(k):
                 s_enc.encoder.layer[i] = i_enc.encoder.layer[i]
+        # int8 weights on CPU (see nlu.model.quantize_int8); after the sharing
+        # above, so the shared trunk is quantized once.
+        self.int8 = int8 and self.device.type == "cpu"
+        if self.int8:
+            for m in (intent, sentiment):
+                quantize_int8(m.model)
         labels = sentiment.labels
         self._pos = labels.index("positive") if "positive" in labels else None
         self._neg = labels.index("negative") if "negative" in labels else None
@@ -76,12 +89,14 @@ class NLU:
         intent_dir: str | Path | None = None,
         sentiment_dir: str | Path | None = None,
         device: str | None = None,
+        int8: bool = False,
         **kw: int,
     ) -> NLU:
+        """Both models; ``int8`` quantizes their linear layers when running on CPU."""
         base = models_dir()
         intent = load_model(intent_dir or base / "intent", device)
         sentiment = load_model(sentiment_dir or base / "sentiment", device)
-        return cls(intent, sentiment, **kw)
+        return cls(intent, sentiment, int8=int8, **kw)
 
     @torch.inference_mode()
     def _probs(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:

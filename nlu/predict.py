@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--top-k", type=int, default=3, help="alternatives shown per text")
     ap.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
     ap.add_argument("--device", default=None)
+    ap.add_argument("--int8", action="store_true", help="int8 weights on CPU, as the workers serve by default")
     ap.add_argument("texts", nargs="+", help="texts to classify")
     args = ap.parse_args(argv)
     texts = [t for t in args.texts if t.strip()]
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         print("nlu.predict: error: empty texts cannot be classified", file=sys.stderr)
         return 2
     try:
-        model = load_model(args.model, args.device)
+        model = load_model(args.model, args.device, int8=args.int8)
     except ModelDirError as exc:
         print(f"nlu.predict: error: {exc}", file=sys.stderr)
         return 2

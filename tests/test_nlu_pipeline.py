@@ -129,6 +129,30 @@ def test_annotate_shares_the_trunk_and_matches_each_model_alone(small_models):
     assert nlu.annotate([]) == []
 
 
+def test_int8_serving_quantizes_every_linear_layer_once_and_stays_close_to_fp32(small_models, data_dir):
+    from torch import nn
+
+    from nlu.evaluate import evaluate
+
+    fp32 = NLU.load(small_models["intent_dir"], small_models["sentiment_dir"], device="cpu")
+    int8 = NLU.load(small_models["intent_dir"], small_models["sentiment_dir"], device="cpu", int8=True)
+    assert int8.int8 and not fp32.int8 and int8.shared_trunk
+    for m in (int8.intent.model, int8.sentiment.model):
+        assert not [n for n, mod in m.named_modules() if type(mod) is nn.Linear], "a linear layer left in fp32"
+    k = int8.intent.meta.freeze_layers
+    assert int8.sentiment.model.encoder.encoder.layer[k - 1] is int8.intent.model.encoder.encoder.layer[k - 1]
+    texts = ["where is my package?", "我的快递到哪了", "this is awful, I hate you", "cancel my order please"]
+    for a, b in zip(fp32.annotate(texts), int8.annotate(texts), strict=True):
+        fp32_top = dict(a.intent_top_k)
+        assert abs(fp32_top.get(b.intent, 0.0) - b.intent_confidence) < 0.05 or a.intent == b.intent
+        assert b.sentiment_score == pytest.approx(a.sentiment_score, abs=0.1)
+    csv_path = small_models["intent_csv"]
+    full, _ = evaluate(str(small_models["intent_dir"]), str(csv_path))
+    quant, _ = evaluate(str(small_models["intent_dir"]), str(csv_path), int8=True)
+    assert quant["int8"] and not full["int8"] and quant["n"] == full["n"]
+    assert abs(quant["accuracy"] - full["accuracy"]) <= 0.05
+
+
 def test_annotate_batches_give_the_same_answer_as_single_texts(small_models):
     nlu = NLU.load(small_models["intent_dir"], small_models["sentiment_dir"], device="cpu", batch_size=4)
     texts = [f"please cancel order number {i}" if i % 2 else "退款什么时候到账" * (1 + i % 3) for i in range(10)]
