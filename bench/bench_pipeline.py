@@ -70,8 +70,33 @@ async def read_replies(s: Session) -> None:
 SINK: dict = {"latencies": [], "unexpected": 0}  # the socket readers record here
 
 
-async def run_rate(http, url, sessions, texts, rate: float, seconds: float) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def watch_queues(redis_url: str, stop: asyncio.Event, peaks: dict[str, int]) -> None:
+    """Sample the Celery queues' lengths: where messages wait when the product falls behind."""
+    import redis.asyncio as aioredis
+
+    r = aioredis.Redis.from_url(redis_url)
+    try:
+        while not stop.is_set():
+            for q in ("nlu", "dialogue"):
+                peaks[q] = max(peaks.get(q, 0), await r.llen(q))
+            await asyncio.sleep(0.25)
+    finally:
+        await r.aclose()
+
+
+async def run_rate(http, url, sessions, texts, rate: float, seconds: float, redis_url: str) -> dict:
     SINK["latencies"], SINK["unexpected"] = [], 0
+    peaks: dict[str, int] = {}
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(watch_queues(redis_url, stop, peaks))
     for s in sessions:
         s.pending = None
     rng = random.Random(int(rate))
@@ -79,10 +104,8 @@ async def run_rate(http, url, sessions, texts, rate: float, seconds: float) -> d
     t0 = time.perf_counter()
     tasks = []
 
-    async def post(s: Session, text: str) -> None:
+    async def post(s: Session, text: str, cmid: str) -> None:
         nonlocal errors
-        cmid = uuid.uuid4().hex
-        s.pending = (cmid, time.perf_counter())
         try:
             async with http.post(
                 f"{url}/web/messages", json={"session_id": s.sid, "text": text, "client_message_id": cmid}
@@ -99,7 +122,10 @@ async def run_rate(http, url, sessions, texts, rate: float, seconds: float) -> d
             if not idle:
                 backlog += 1
                 break
-            tasks.append(asyncio.create_task(post(rng.choice(idle), rng.choice(texts))))
+            s = rng.choice(idle)
+            cmid = uuid.uuid4().hex
+            s.pending = (cmid, time.perf_counter())  # before the task runs: never two in flight on one session
+            tasks.append(asyncio.create_task(post(s, rng.choice(texts), cmid)))
             sent += 1
         await asyncio.sleep(0.005)
     elapsed = time.perf_counter() - t0
@@ -107,6 +133,8 @@ async def run_rate(http, url, sessions, texts, rate: float, seconds: float) -> d
     deadline = time.perf_counter() + 30
     while any(s.pending for s in sessions) and time.perf_counter() < deadline:
         await asyncio.sleep(0.05)
+    stop.set()
+    await watcher
     lost = sum(1 for s in sessions if s.pending)
     lat = sorted(SINK["latencies"])
     q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else [float("nan")] * 99
@@ -121,6 +149,8 @@ async def run_rate(http, url, sessions, texts, rate: float, seconds: float) -> d
         "no_idle_session": backlog,
         "p50_ms": round(q[49] * 1000, 1),
         "p99_ms": round(q[98] * 1000, 1),
+        "peak_queue_nlu": peaks.get("nlu", 0),
+        "peak_queue_dialogue": peaks.get("dialogue", 0),
     }
 
 
@@ -144,23 +174,38 @@ async def main_async(args) -> dict:
     policies = tmp / "policies.yaml"
     policies.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     redis = RedisServer(tmp / "redis").start()
-    env = product_env(redis.url, Path(args.models).resolve(), tmp, policies, SHOPBOT_LOG_LEVEL="INFO")
-    w = worker(env, tmp / "worker.log")
+    env = product_env(
+        redis.url, Path(args.models).resolve(), tmp, policies, SHOPBOT_LOG_LEVEL="INFO",
+        # the product's defaults, not the tests' short ones
+        SHOPBOT_STALL_AFTER_S="10", SHOPBOT_SWEEP_INTERVAL_S="2",
+        **dict(e.split("=", 1) for e in args.env),
+    )  # fmt: skip
+    w = worker(env, tmp / "worker.log", "nlu")
+    wd = worker(env, tmp / "worker-dialogue.log", "dialogue")
     g, url = gateway(env, tmp / "gateway.log")
     out: dict = {"models": str(args.models), "steps": []}
     try:
         wait_ready(url, 300, w)
         texts = chat_messages(Path(args.data))
+        import os
+
+        pids = {"nlu worker": w.proc.pid, "dialogue worker": wd.proc.pid, "gateway": g.proc.pid,
+                "redis": redis.proc.pid, "benchmark client": os.getpid()}  # fmt: skip
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
             sessions = await open_sessions(http, url, args.sessions)
-            await run_rate(http, url, sessions, texts, 5, 5)  # warm-up
+            await run_rate(http, url, sessions, texts, 5, 5, redis.url)  # warm-up
             rates = [float(r) for r in args.rates.split(",")]
             step = 0
             while True:
                 rate = rates[step] if step < len(rates) else rates[-1] * 1.5 ** (step - len(rates) + 1)
                 t0 = time.time()
-                res = await run_rate(http, url, sessions, texts, rate, args.seconds)
+                cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+                res = await run_rate(http, url, sessions, texts, rate, args.seconds, redis.url)
                 res["nlu_busy_share"] = nlu_share(tmp / "worker.log", t0, time.time())
+                # CPU used per wall second by each process (2.0 = both cores).
+                res["cpu_cores"] = {
+                    name: round((cpu_seconds(pid) - cpu0[name]) / (time.time() - t0), 2) for name, pid in pids.items()
+                }
                 print(json.dumps(res), flush=True)
                 out["steps"].append(res)
                 bad = res["unanswered_30s_after"] or res["duplicated"] or res["http_errors"]
@@ -174,6 +219,7 @@ async def main_async(args) -> dict:
     finally:
         g.stop()
         w.stop()
+        wd.stop()
         redis.stop()
     return out
 
@@ -185,6 +231,7 @@ def main() -> int:
     ap.add_argument("--rates", default="10,50")
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--sessions", type=int, default=300)
+    ap.add_argument("--env", action="append", default=[], help="NAME=VALUE for the product processes (repeatable)")
     args = ap.parse_args()
     out = asyncio.run(main_async(args))
     import torch

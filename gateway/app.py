@@ -64,6 +64,9 @@ async def healthz(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+WORKER_QUEUES = ("nlu", "dialogue")  # a message needs both to be answered
+
+
 async def readyz(request: web.Request) -> web.Response:
     store = request.app[store_key]
     try:
@@ -71,10 +74,12 @@ async def readyz(request: web.Request) -> web.Response:
         workers = await asyncio.to_thread(store.live_workers)
     except (RedisError, ConnectionError, TimeoutError, OSError):
         return web.json_response({"ready": False, "redis": False, "workers": 0}, status=503)
-    ready = bool(workers)
+    served = {q for queues in workers.values() for q in queues}
+    missing = [q for q in WORKER_QUEUES if q not in served]
+    ready = not missing
     body = {"ready": ready, "redis": True, "workers": len(workers)}
     if not ready:
-        body["reason"] = "no worker has sent a heartbeat in the last 15 s"
+        body["reason"] = f"no worker for {' and '.join(missing)} has sent a heartbeat in the last 15 s"
     return web.json_response(body, status=200 if ready else 503)
 
 

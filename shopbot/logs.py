@@ -45,3 +45,8 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     root.setLevel(level.upper())
     for noisy in ("aiohttp.access", "httpx", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if root.level > logging.DEBUG:
+        # Celery's "task received" / "task succeeded" lines: two per task, with the
+        # arguments; our own log lines carry the conversation and message ids.
+        for per_task in ("celery.app.trace", "celery.worker.strategy"):
+            logging.getLogger(per_task).setLevel(logging.WARNING)

@@ -3,8 +3,9 @@
 1. Redis: ``SHOPBOT_REDIS_URL`` when set; otherwise a local ``redis-server``
    with AOF persistence under ``var/redis``.
 2. The default NLU models, trained if missing (progress shown).
-3. A Celery worker and the gateway; waits until ``/readyz`` says a worker is
-   up, prints the web chat's URL, and stops everything on Ctrl-C.
+3. Two Celery workers (``python -m workers nlu`` and ``dialogue``) and the
+   gateway; waits until ``/readyz`` says both are up, prints the web chat's
+   URL, and stops everything on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -80,7 +81,6 @@ def wait_ready(url: str, procs: list[subprocess.Popen], timeout: float = 600) ->
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m shopbot.start", description=__doc__.split("\n")[0])
     ap.add_argument("--no-train", action="store_true", help="do not train missing models (fail instead)")
-    ap.add_argument("--concurrency", type=int, default=4, help="worker threads (default 4)")
     args = ap.parse_args(argv)
     VAR.mkdir(exist_ok=True)
     env = dict(os.environ, HF_HUB_OFFLINE=os.environ.get("HF_HUB_OFFLINE", "1"))
@@ -112,12 +112,11 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"training the default models into {models} (about 20 minutes on 2 CPU cores; once only)")
         subprocess.run([sys.executable, "-m", "nlu.build_default", "--models-dir", str(models)], env=env, check=True)
 
-    worker = [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", "nlu,dialogue", "--pool", "threads",
-              "-c", str(args.concurrency), "-l", "INFO", "--without-gossip", "--without-mingle"]  # fmt: skip
     gateway = [sys.executable, "-m", "gateway", "--host", settings.host, "--port", str(settings.port)]
-    procs.append(spawn(worker, "worker", env))
+    for role in ("nlu", "dialogue"):
+        procs.append(spawn([sys.executable, "-m", "workers", role], f"worker-{role}", env))
     procs.append(spawn(gateway, "gateway", env))
-    _say(f"worker and gateway starting (logs in {VAR}); loading the models...")
+    _say(f"workers (nlu, dialogue) and gateway starting (logs in {VAR}); loading the models...")
     wait_ready(f"http://127.0.0.1:{settings.port}/", procs)
     closed = "" if settings.agent_token else " (closed: set SHOPBOT_AGENT_TOKEN)"
     print(f"\n  Web chat: {settings.web_url}", f"  Agent API: {settings.web_url}handoff/api/queue{closed}",

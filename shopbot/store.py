@@ -34,6 +34,7 @@ PENDING = f"{PREFIX}:pending"
 HANDOFF_QUEUE = f"{PREFIX}:handoff:queue"
 TRANSCRIPTS = f"{PREFIX}:transcripts"
 WORKERS = f"{PREFIX}:workers"
+WORKER_QUEUES = f"{PREFIX}:workers:queues"
 LOCK_TTL_MS = 30_000
 
 
@@ -63,8 +64,15 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+# After a step: the conversation leaves the pending set when its inbox is empty;
+# otherwise its clock restarts (the sweeper looks for conversations that made no
+# progress for a while, not for ones that merely have a long history of messages).
 _CLEAR_PENDING = """
-if redis.call('LLEN', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], ARGV[1]) end
+if redis.call('LLEN', KEYS[1]) == 0 then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+else
+  redis.call('ZADD', KEYS[2], 'XX', ARGV[2], ARGV[1])
+end
 return 1
 """
 
@@ -268,30 +276,35 @@ class ConversationStore:
             if dequeue:
                 p.zrem(HANDOFF_QUEUE, cid)
             p.execute()
-        self._clear_pending(keys=[inbox_k, PENDING], args=[cid])
+        self._clear_pending(keys=[inbox_k, PENDING], args=[cid, time.time()])
 
     # -- sweeping and liveness ------------------------------------------------------------
 
     def stalled(self, older_than_s: float, limit: int = 200) -> list[str]:
-        """Conversations whose oldest unhandled message arrived more than ``older_than_s`` ago."""
+        """Conversations with unhandled messages and no progress for ``older_than_s``.
+
+        The clock starts when the first unhandled message arrives and restarts at every step.
+        """
         return self.r.zrangebyscore(PENDING, "-inf", time.time() - older_than_s, start=0, num=limit)
 
     def touch_pending(self, cid: str) -> None:
         """Restart a stalled conversation's clock so it is not re-queued again at once."""
-        if self.r.llen(key(cid, "inbox")):
-            self.r.zadd(PENDING, {cid: time.time()}, xx=True)
-        else:
-            self._clear_pending(keys=[key(cid, "inbox"), PENDING], args=[cid])
+        self._clear_pending(keys=[key(cid, "inbox"), PENDING], args=[cid, time.time()])
 
-    def heartbeat(self, worker: str) -> None:
+    def heartbeat(self, worker: str, queues: list[str]) -> None:
+        """Say that ``worker`` is alive and serves ``queues``."""
         now = time.time()
         with self.r.pipeline(transaction=False) as p:
             p.zadd(WORKERS, {worker: now})
+            p.hset(WORKER_QUEUES, worker, ",".join(queues))
             p.zremrangebyscore(WORKERS, "-inf", now - 3600)
             p.execute()
 
-    def live_workers(self, within_s: float = 15.0) -> list[str]:
-        return self.r.zrangebyscore(WORKERS, time.time() - within_s, "+inf")
+    def live_workers(self, within_s: float = 15.0) -> dict[str, list[str]]:
+        """Workers with a heartbeat in the last ``within_s`` seconds, with the queues each serves."""
+        names = self.r.zrangebyscore(WORKERS, time.time() - within_s, "+inf")
+        queues = self.r.hmget(WORKER_QUEUES, names) if names else []
+        return {n: (q or "").split(",") if q else [] for n, q in zip(names, queues, strict=True)}
 
     # -- the human queue ------------------------------------------------------------------
 

@@ -119,15 +119,17 @@ def pipeline_models(tmp_path_factory, small_models) -> Path:
 
 @pytest.fixture(scope="session")
 def product(tmp_path_factory, redis_server, pipeline_models, test_policies):
-    """Gateway and one worker on the test Redis, with small real models; yields a handle."""
+    """Gateway, an NLU worker and a dialogue worker on the test Redis, with small real models; yields a handle."""
     from services import gateway, product_env, wait_ready, worker
 
     tmp = tmp_path_factory.mktemp("product")
     env = product_env(redis_server.url, pipeline_models, tmp, test_policies)
-    w = worker(env, tmp / "worker.log")
+    # As the product runs them: one NLU worker, one dialogue worker.
+    workers = [worker(env, tmp / "worker-nlu.log", "nlu"), worker(env, tmp / "worker-dialogue.log", "dialogue")]
     g, url = gateway(env, tmp / "gateway.log")
-    wait_ready(url, 180, w)
-    handle = {"url": url, "env": env, "tmp": tmp, "worker": w, "gateway": g, "redis_url": redis_server.url}
+    wait_ready(url, 180, workers[0])
+    handle = {"url": url, "env": env, "tmp": tmp, "workers": workers, "gateway": g, "redis_url": redis_server.url}
     yield handle
     g.stop()
-    handle["worker"].stop()
+    for w in handle["workers"]:
+        w.stop()

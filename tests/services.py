@@ -118,10 +118,10 @@ def product_env(redis_url: str, models_dir: Path, tmp: Path, policies: Path | No
     return env
 
 
-def worker(env: dict[str, str], log: Path, name: str = "w1") -> Process:
-    args = [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", "nlu,dialogue", "--pool", "threads",
-            "-c", "4", "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "-l", "INFO"]  # fmt: skip
-    return Process(f"worker {name}", args, env, log).start()
+def worker(env: dict[str, str], log: Path, role: str = "all", name: str | None = None) -> Process:
+    """A Celery worker started as the product starts it (``python -m workers ROLE``)."""
+    args = [sys.executable, "-m", "workers", role, "-n", f"{name or role}@%h"]
+    return Process(f"worker {name or role}", args, env, log).start()
 
 
 def gateway(env: dict[str, str], log: Path) -> tuple[Process, str]:

@@ -180,19 +180,23 @@ async def test_twenty_concurrent_messages_are_answered_in_order(product):
 
 
 async def test_worker_killed_mid_task_loses_no_message(product):
-    """SIGKILL the worker while messages are queued; a new worker answers all of them."""
-    url = product["url"]
+    """SIGKILL the workers while messages are queued; new workers answer all of them."""
+    url, env, tmp = product["url"], product["env"], product["tmp"]
     async with aiohttp.ClientSession() as http:
         chats = [await Chat(http, url).open() for _ in range(4)]
-        product["worker"].kill()
+        for w in product["workers"]:
+            w.kill()
         for c in chats:
             await c.say("where is my order")
         # A worker that dies right after taking the messages: started, given a moment, killed.
-        w = worker(product["env"], product["tmp"] / "worker-2.log", name="w2")
+        w = worker(env, tmp / "worker-2.log", "all", name="w2")
         await asyncio.sleep(4)
         w.kill()
-        product["worker"] = worker(product["env"], product["tmp"] / "worker-3.log", name="w3")
-        await asyncio.to_thread(wait_ready, url, 180, product["worker"])
+        product["workers"] = [
+            worker(env, tmp / "worker-nlu-3.log", "nlu", name="nlu3"),
+            worker(env, tmp / "worker-dialogue-3.log", "dialogue", name="dialogue3"),
+        ]
+        await asyncio.to_thread(wait_ready, url, 180, product["workers"][0])
         for c in chats:
             reply = await c.next_message(timeout=90)
             assert reply["from"] == "bot"

@@ -1,20 +1,25 @@
 """The Celery app: Redis broker, queues ``nlu`` (batched) and ``dialogue``.
 
-Start a worker with::
-
-    celery -A workers.app worker -Q nlu,dialogue --pool threads -c 4
-
-Threads share one copy of the models in the process; torch runs outside the GIL.
+Start workers with ``python -m workers nlu`` and ``python -m workers dialogue``
+(see workers/__main__.py). Threads share one copy of the models in the process.
 The gateway builds its own sending client with :func:`make_app` (same routes and
 serializer); it never imports the tasks, so it never loads torch.
 """
 
 from __future__ import annotations
 
+import os
+
 from celery import Celery
 from kombu import Queue
 
 from shopbot.settings import Settings, get_settings
+
+# Before torch is loaded: OpenMP threads that finish early sleep instead of
+# spinning. On a machine whose cores the gateway, Redis and the dialogue also
+# need, spinning threads cost more than they save (bench/bench_pipeline.py:
+# p50 at 50 msg/s 0.5-0.8 s passive against 4-7 s active).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 ANNOTATE = "workers.tasks.annotate"
 DIALOGUE_STEP = "workers.tasks.dialogue_step"

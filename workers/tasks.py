@@ -29,6 +29,7 @@ from shopbot.settings import get_settings
 from shopbot.store import TRANSCRIPTS, ConversationStore
 
 from .app import app
+from .combiner import Combiner
 from .dialogue_runner import run_conversation
 
 log = logging.getLogger(__name__)
@@ -58,9 +59,29 @@ def nlu():
 
             d = settings.models_dir
             t0 = time.perf_counter()
-            _nlu = NLU.load(d / "intent", d / "sentiment", device=settings.device)
-            log.info("NLU models loaded", extra={"models_dir": str(d), "seconds": round(time.perf_counter() - t0, 1)})
+            _nlu = NLU.load(d / "intent", d / "sentiment", device=settings.device, int8=settings.nlu_int8)
+            log.info(
+                "NLU models loaded",
+                extra={
+                    "models_dir": str(d),
+                    "device": str(_nlu.device),
+                    "int8": _nlu.int8,
+                    "seconds": round(time.perf_counter() - t0, 1),
+                },
+            )
         return _nlu
+
+
+def _annotate_texts(texts: list[str]) -> list:
+    t0 = time.perf_counter()
+    anns = nlu().annotate(texts)
+    log.info("NLU batch", extra={"size": len(texts), "ms": round((time.perf_counter() - t0) * 1000, 1)})
+    return anns
+
+
+# The worker's threads run celery-batches' batches side by side; the model runs
+# one call at a time over everything they hold (workers/combiner.py).
+annotate_combined = Combiner(_annotate_texts, max_items=4 * settings.nlu_batch_size)
 
 
 @app.task(base=Batches, flush_every=settings.nlu_batch_size, flush_interval=settings.nlu_flush_interval_s)
@@ -69,10 +90,8 @@ def annotate(requests) -> None:
     s = store()
     todo = s.texts_to_annotate([(req.args[0], req.args[1]) for req in requests])
     if todo:
-        t0 = time.perf_counter()
-        anns = nlu().annotate([text for _, _, text in todo])
+        anns = annotate_combined([text for _, _, text in todo])
         s.save_annotations([(cid, mid, asdict(a)) for (cid, mid, _), a in zip(todo, anns, strict=True)])
-        log.info("NLU batch", extra={"size": len(todo), "ms": round((time.perf_counter() - t0) * 1000, 1)})
     for cid in dict.fromkeys(req.args[0] for req in requests):
         dialogue_step.delay(cid)
 
@@ -105,14 +124,15 @@ def flush_transcripts(s: ConversationStore, engine) -> None:
             lock.release()
 
 
-def _housekeeping(stop: threading.Event, name: str) -> None:
+def _housekeeping(stop: threading.Event, name: str, queues: list[str]) -> None:
     s = store()
-    nlu()  # load before saying we are alive: /readyz means "can answer"
+    if "nlu" in queues:
+        nlu()  # load before saying we are alive: /readyz means "can answer"
     policy()
     engine = transcripts.engine_for(settings.database_url)
     while not stop.is_set():
         try:
-            s.heartbeat(name)
+            s.heartbeat(name, queues)
             sweep_once(s)
             flush_transcripts(s, engine)
         except Exception:  # noqa: BLE001 - keep the thread alive through a Redis or DB outage
@@ -131,7 +151,11 @@ def _logging(**_kw) -> None:
 @signals.worker_ready.connect
 def _start_housekeeping(sender=None, **_kw) -> None:
     name = getattr(sender, "hostname", None) or f"{socket.gethostname()}:{os.getpid()}"
-    threading.Thread(target=_housekeeping, args=(_stop, name), name="housekeeping", daemon=True).start()
+    try:
+        queues = sorted(sender.app.amqp.queues.consume_from)
+    except AttributeError:  # not started by a Celery consumer: assume every queue
+        queues = ["dialogue", "nlu"]
+    threading.Thread(target=_housekeeping, args=(_stop, name, queues), name="housekeeping", daemon=True).start()
 
 
 @signals.worker_shutdown.connect
