@@ -136,9 +136,18 @@ def agent_claimed(state: ConversationState, agent: str, policy: Policy, now: flo
     return s, Reply(policy.message("agent_joined", s.locale), sender="system")
 
 
+def agents_busy(state: ConversationState, policy: Policy, now: float) -> tuple[ConversationState, Reply]:
+    """Nobody claimed the conversation in time: offer to keep waiting or to leave a message (once)."""
+    s = copy.deepcopy(state)
+    s.busy_notice_at, s.updated_at = now, now
+    text = policy.message("agents_busy", s.locale)
+    return s, Reply(text, sender="system", quick_replies=policy.quick_replies(s.locale, "agents_busy_quick_replies"))
+
+
 def resolved(state: ConversationState, policy: Policy, now: float) -> tuple[ConversationState, Reply]:
     s = copy.deepcopy(state)
     s.status, s.agent, s.handoff_reason, s.priority, s.queued_at = "bot", None, None, 0, None
+    s.busy_notice_at = None
     s.misunderstood = s.angry = 0
     s.updated_at = now
     return s, Reply(policy.message("back_to_bot", s.locale), sender="system")

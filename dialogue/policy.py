@@ -38,8 +38,8 @@ class Policy:
     def message(self, name: str, lang: str, **values: str) -> str:
         return str(self.messages[name][lang]).format(**values)
 
-    def quick_replies(self, lang: str) -> tuple[str, ...]:
-        return tuple(self.messages["quick_replies"][lang])  # type: ignore[arg-type]
+    def quick_replies(self, lang: str, name: str = "quick_replies") -> tuple[str, ...]:
+        return tuple(self.messages[name][lang])  # type: ignore[arg-type]
 
 
 def _need(d: dict, name: str, where: str):
@@ -78,12 +78,15 @@ def load_policy(path: str | Path | None = None) -> Policy:
         "agent_joined",
         "back_to_bot",
         "ask_order_number",
+        "text_only",
+        "agents_busy",
     )
     messages: dict[str, dict[str, object]] = {
         n: dict(_texts(_need(msgs, n, f"{where}: messages"), f"messages.{n}")) for n in names
     }
-    qr = _need(msgs, "quick_replies", f"{where}: messages")
-    messages["quick_replies"] = {lang: tuple(_need(qr, lang, "messages.quick_replies")) for lang in LANGUAGES}
+    for name in ("quick_replies", "agents_busy_quick_replies"):
+        qr = _need(msgs, name, f"{where}: messages")
+        messages[name] = {lang: tuple(_need(qr, lang, f"messages.{name}")) for lang in LANGUAGES}
     intents = {}
     for name, spec in (_need(raw, "intents", where) or {}).items():
         qrs = spec.get("quick_replies") or {}

@@ -24,6 +24,7 @@ class ConversationState:
     handoff_reason: str | None = None
     priority: int = 0
     queued_at: float | None = None
+    busy_notice_at: float | None = None  # when the shopper was told that no agent is free yet
     created_at: float = 0.0
     updated_at: float = 0.0
 

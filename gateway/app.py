@@ -20,7 +20,7 @@ from shopbot.settings import Settings
 from shopbot.store import ConversationStore
 from workers.app import make_app
 
-from . import handoff_routes, web_routes
+from . import handoff_routes, slack_routes, telegram_routes, web_routes
 from .context import aredis_key, celery_key, json_error, queue_key, settings_key, store_key
 from .web_routes import XREAD_BLOCK_MS
 
@@ -64,7 +64,7 @@ async def healthz(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-WORKER_QUEUES = ("nlu", "dialogue")  # a message needs both to be answered
+WORKER_QUEUES = ("nlu", "dialogue", "outbound")  # a message needs all three to be answered
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -96,5 +96,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_static("/static/", STATIC, append_version=False)
     web_routes.setup(app)
+    telegram_routes.setup(app)
+    slack_routes.setup(app)
     handoff_routes.setup(app)
     return app

@@ -11,7 +11,7 @@ from celery import Celery
 from handoff.queue import HandoffQueue
 from shopbot.settings import Settings
 from shopbot.store import ConversationStore
-from workers.app import ANNOTATE
+from workers.app import ANNOTATE, SLACK_CALL, SYNC_CONVERSATION
 
 settings_key = web.AppKey("settings", Settings)
 store_key = web.AppKey("store", ConversationStore)
@@ -38,3 +38,12 @@ async def read_json(request: web.Request) -> object:
 
 def enqueue_annotation(app: web.Application, cid: str, mid: str) -> None:
     app[celery_key].send_task(ANNOTATE, args=[cid, mid])  # routed to "nlu" by the app's task_routes
+
+
+def enqueue_sync(app: web.Application, cid: str) -> None:
+    """Have a worker send the conversation's new replies to its platform and update the agents' desk."""
+    app[celery_key].send_task(SYNC_CONVERSATION, args=[cid])
+
+
+def enqueue_slack_call(app: web.Application, method: str, **params: object) -> None:
+    app[celery_key].send_task(SLACK_CALL, args=[method, params])

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from handoff.queue import HandoffError
 
-from .context import json_error, queue_key, read_json, settings_key
+from .context import enqueue_sync, json_error, queue_key, read_json, settings_key
 
 PREFIX = "/handoff/api"
 AGENT_RE = re.compile(r"^[\w.@:+-]{1,120}$")
@@ -60,11 +60,14 @@ async def _body(request: web.Request, *fields: str) -> dict[str, str]:
     return out
 
 
-async def _run(fn, *args) -> web.Response:
+async def _run(request: web.Request, action: str, *args: str) -> web.Response:
+    cid = _cid(request)
     try:
-        await asyncio.to_thread(fn, *args)
+        await asyncio.to_thread(getattr(request.app[queue_key], action), cid, *args)
     except HandoffError as exc:
         return json_error(exc.status, exc.reason)
+    # The shopper may be on Telegram or Slack, and the agents' desk shows the change.
+    await asyncio.to_thread(enqueue_sync, request.app, cid)
     return web.json_response({"ok": True})
 
 
@@ -83,17 +86,17 @@ async def get_conversation(request: web.Request) -> web.Response:
 
 async def claim(request: web.Request) -> web.Response:
     b = await _body(request, "agent")
-    return await _run(request.app[queue_key].claim, _cid(request), b["agent"])
+    return await _run(request, "claim", b["agent"])
 
 
 async def reply(request: web.Request) -> web.Response:
     b = await _body(request, "agent", "text")
-    return await _run(request.app[queue_key].reply, _cid(request), b["agent"], b["text"])
+    return await _run(request, "reply", b["agent"], b["text"])
 
 
 async def resolve(request: web.Request) -> web.Response:
     b = await _body(request, "agent")
-    return await _run(request.app[queue_key].resolve, _cid(request), b["agent"])
+    return await _run(request, "resolve", b["agent"])
 
 
 def setup(app: web.Application) -> None:

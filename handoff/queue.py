@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from dialogue import ConversationState, Policy
-from dialogue.engine import agent_claimed, resolved
+from dialogue.engine import agent_claimed, agents_busy, resolved
 from shopbot.store import ConversationStore, Outgoing
 from shopbot.transcripts import transcript_row
 
@@ -97,6 +97,37 @@ class HandoffQueue:
         with self._locked(cid) as (token, state):
             self._check_owner(state, agent)
             self._commit(cid, token, state, [Outgoing("agent", text)], agent=agent)
+
+    def note(self, cid: str, agent: str, text: str) -> None:
+        """An internal note: kept with the transcript (``from: note``), never in the shopper's log."""
+        if not text.strip():
+            raise HandoffError(400, "the note is empty")
+        raw = self.store.state(cid)
+        if raw is None:
+            raise HandoffError(404, f"no conversation {cid!r}")
+        row = transcript_row(
+            cid, self.store.meta(cid), f"note:{uuid.uuid4().hex}", "note", text, time.time(), agent=agent
+        )
+        self.store.add_transcript_rows([row])
+
+    def busy_notice(self, cid: str, after_s: float) -> bool:
+        """Tell a shopper nobody claimed yet that they may keep waiting or leave a message (once per hand-off)."""
+        with self.store.lock(cid, wait_s=0) as token:
+            raw = self.store.state(cid) if token else None
+            if raw is None:
+                return False
+            state = ConversationState.from_dict(raw)
+            now = time.time()
+            if (
+                state.status != "queued"
+                or state.busy_notice_at
+                or not state.queued_at
+                or now - state.queued_at < after_s
+            ):
+                return False
+            new, notice = agents_busy(state, self.policy, now)
+            self._commit(cid, token, new, [Outgoing(notice.sender, notice.text, notice.quick_replies)])
+            return True
 
     def resolve(self, cid: str, agent: str) -> None:
         with self._locked(cid) as (token, state):

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +34,30 @@ class Settings(BaseSettings):
     conversation_ttl_s: int = Field(30 * 24 * 3600, ge=60, description="idle conversations expire after this")
     sweep_interval_s: float = Field(2.0, gt=0, description="how often a worker re-queues stalled conversations")
     stall_after_s: float = Field(10.0, gt=0, description="a message not handled after this is re-queued")
+
+    # Telegram (shoppers)
+    telegram_bot_token: SecretStr | None = Field(None, description="the bot's token from @BotFather")
+    telegram_webhook_secret: SecretStr | None = Field(
+        None, description="secret token Telegram sends with every webhook call (setWebhook secret_token)"
+    )
+    telegram_api_base_url: str = Field("https://api.telegram.org/bot", description="Bot API URL; the token follows")
+    # Slack (shoppers and the agents' desk)
+    slack_bot_token: SecretStr | None = Field(None, description="xoxb-... bot token")
+    slack_signing_secret: SecretStr | None = Field(None, description="the Slack app's signing secret")
+    slack_api_base_url: str = Field("https://slack.com/api/", description="Web API URL")
+    slack_agent_channel: str | None = Field(None, description="channel id where hand-off cards are posted")
+    handoff_busy_after_s: float = Field(
+        300.0, gt=0, description="a queued conversation nobody claims within this gets a 'keep waiting?' message"
+    )
+
+    @field_validator(
+        "public_url", "device", "policies_file", "agent_token", "telegram_bot_token", "telegram_webhook_secret",
+        "slack_bot_token", "slack_signing_secret", "slack_agent_channel", mode="before",
+    )  # fmt: skip
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """``VAR=`` (as docker compose passes an unset ``${VAR:-}``) means not set."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @property
     def web_url(self) -> str:

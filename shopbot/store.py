@@ -59,6 +59,21 @@ for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ARGV[5]) end
 return {mid, 0}
 """
 
+# A reply the gateway gives by itself (a greeting, "text only"), once per platform
+# update: the dedup hash maps the update's key to the reply's id.
+_RECORD_REPLY = """
+local seen = redis.call('HGET', KEYS[2], ARGV[1])
+if seen then return {seen, 1} end
+local n_meta = tonumber(ARGV[3])
+local fields = {}
+for i = 4 + 2 * n_meta, #ARGV do fields[#fields + 1] = ARGV[i] end
+local mid = redis.call('XADD', KEYS[1], '*', unpack(fields))
+redis.call('HSET', KEYS[2], ARGV[1], mid)
+for i = 4, 3 + 2 * n_meta, 2 do redis.call('HSETNX', KEYS[3], ARGV[i], ARGV[i + 1]) end
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[2]) end
+return {mid, 0}
+"""
+
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -137,6 +152,7 @@ class ConversationStore:
         self.r = client
         self.ttl_s = ttl_s
         self._record = client.register_script(_RECORD)
+        self._record_reply = client.register_script(_RECORD_REPLY)
         self._unlock = client.register_script(_UNLOCK)
         self._clear_pending = client.register_script(_CLEAR_PENDING)
 
@@ -158,6 +174,51 @@ class ConversationStore:
         keys = [key(cid, "log"), key(cid, "inbox"), key(cid, "dedup"), key(cid, "meta"), PENDING]
         mid, dup = self._record(keys=keys, args=argv)
         return mid, bool(int(dup))
+
+    def record_reply(self, cid: str, dedup_key: str, msg: Outgoing, meta: dict[str, str]) -> tuple[str, bool]:
+        """Log a reply that needs no dialogue step, once per ``dedup_key``; returns (id, was a duplicate)."""
+        now = time.time()
+        pairs = [x for kv in {**meta, "created": f"{now:.3f}"}.items() for x in kv]
+        fields = [x for kv in msg.fields(now).items() for x in kv]
+        argv = [dedup_key, str(self.ttl_s), str(len(pairs) // 2), *pairs, *fields]
+        mid, dup = self._record_reply(keys=[key(cid, "log"), key(cid, "dedup"), key(cid, "meta")], args=argv)
+        return mid, bool(int(dup))
+
+    def add_transcript_rows(self, rows: Sequence[dict[str, object]]) -> None:
+        """Rows for the SQL transcript that belong to no dialogue step (internal notes)."""
+        if rows:
+            self.r.rpush(TRANSCRIPTS, *[json.dumps(r, ensure_ascii=False) for r in rows])
+
+    def first_time(self, name: str, ttl_s: int) -> bool:
+        """True the first time ``name`` is seen within ``ttl_s`` (replay and retry protection)."""
+        return bool(self.r.set(f"{PREFIX}:seen:{name}", "1", nx=True, ex=ttl_s))
+
+    # -- what was sent where: cursors into the log, the agents' desk --------------------------
+
+    def cursor(self, cid: str, name: str) -> str | None:
+        """The last log id handed to a sink (``shopper``: the shopper's platform, ``desk``: the agents' thread)."""
+        return self.r.hget(key(cid, "out"), name)
+
+    def set_cursor(self, cid: str, name: str, mid: str) -> None:
+        with self.r.pipeline(transaction=False) as p:
+            p.hset(key(cid, "out"), name, mid)
+            p.expire(key(cid, "out"), self.ttl_s)
+            p.execute()
+
+    def desk_card(self, cid: str) -> dict[str, str]:
+        return self.r.hgetall(key(cid, "desk"))
+
+    def save_desk_card(self, cid: str, fields: dict[str, str]) -> None:
+        with self.r.pipeline(transaction=False) as p:
+            p.hset(key(cid, "desk"), mapping=fields)
+            p.expire(key(cid, "desk"), self.ttl_s)
+            if "ts" in fields:
+                p.set(f"{PREFIX}:desk:thread:{fields['ts']}", cid, ex=self.ttl_s)
+            p.execute()
+
+    def conversation_of_thread(self, thread_ts: str) -> str | None:
+        """The conversation whose hand-off card started this Slack thread."""
+        return self.r.get(f"{PREFIX}:desk:thread:{thread_ts}")
 
     def exists(self, cid: str) -> bool:
         return bool(self.r.exists(key(cid, "meta")))

@@ -118,12 +118,30 @@ def pipeline_models(tmp_path_factory, small_models) -> Path:
 
 
 @pytest.fixture(scope="session")
-def product(tmp_path_factory, redis_server, pipeline_models, test_policies):
+def platforms():
+    """Local Telegram Bot API and Slack Web API servers (tests/platforms.py), for the product to call."""
+    from platforms import FakeSlack, FakeTelegram, Servers
+    from services import SLACK_TOKEN, TELEGRAM_TOKEN, free_port
+
+    tg, sl = FakeTelegram(TELEGRAM_TOKEN), FakeSlack(SLACK_TOKEN)
+    ports = {"telegram": free_port(), "slack": free_port()}
+    servers = Servers({ports["telegram"]: tg.app(), ports["slack"]: sl.app()}).start()
+    yield {
+        "telegram": tg,
+        "slack": sl,
+        "telegram_url": f"http://127.0.0.1:{ports['telegram']}/bot",
+        "slack_url": f"http://127.0.0.1:{ports['slack']}/api/",
+    }
+    servers.stop()
+
+
+@pytest.fixture(scope="session")
+def product(tmp_path_factory, redis_server, pipeline_models, test_policies, platforms):
     """Gateway, an NLU worker and a dialogue worker on the test Redis, with small real models; yields a handle."""
-    from services import gateway, product_env, wait_ready, worker
+    from services import gateway, platform_env, product_env, wait_ready, worker
 
     tmp = tmp_path_factory.mktemp("product")
-    env = product_env(redis_server.url, pipeline_models, tmp, test_policies)
+    env = product_env(redis_server.url, pipeline_models, tmp, test_policies, **platform_env(platforms))
     # As the product runs them: one NLU worker, one dialogue worker.
     workers = [worker(env, tmp / "worker-nlu.log", "nlu"), worker(env, tmp / "worker-dialogue.log", "dialogue")]
     g, url = gateway(env, tmp / "gateway.log")

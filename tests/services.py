@@ -100,6 +100,27 @@ class Process:
                 self.kill()
 
 
+BUSY_AFTER_S = 20  # a hand-off nobody claims this long gets the "keep waiting?" message
+TELEGRAM_TOKEN = "123456:test-token-not-a-secret"
+TELEGRAM_SECRET = "test-webhook-secret"
+SLACK_TOKEN = "xoxb-test-token"
+SLACK_SECRET = "test-signing-secret"
+AGENT_CHANNEL = "C0AGENTS"
+
+
+def platform_env(platforms: dict) -> dict[str, str]:
+    """Settings that point the product at the local Telegram and Slack servers."""
+    return {
+        "SHOPBOT_TELEGRAM_BOT_TOKEN": TELEGRAM_TOKEN,
+        "SHOPBOT_TELEGRAM_WEBHOOK_SECRET": TELEGRAM_SECRET,
+        "SHOPBOT_TELEGRAM_API_BASE_URL": platforms["telegram_url"],
+        "SHOPBOT_SLACK_BOT_TOKEN": SLACK_TOKEN,
+        "SHOPBOT_SLACK_SIGNING_SECRET": SLACK_SECRET,
+        "SHOPBOT_SLACK_API_BASE_URL": platforms["slack_url"],
+        "SHOPBOT_SLACK_AGENT_CHANNEL": AGENT_CHANNEL,
+    }
+
+
 def product_env(redis_url: str, models_dir: Path, tmp: Path, policies: Path | None = None, **extra: str) -> dict:
     env = dict(os.environ)
     env.update(
@@ -109,6 +130,7 @@ def product_env(redis_url: str, models_dir: Path, tmp: Path, policies: Path | No
         SHOPBOT_AGENT_TOKEN=AGENT_TOKEN,
         SHOPBOT_STALL_AFTER_S="3",
         SHOPBOT_SWEEP_INTERVAL_S="0.5",
+        SHOPBOT_HANDOFF_BUSY_AFTER_S=str(BUSY_AFTER_S),
         SHOPBOT_LOG_FORMAT="json",
         HF_HUB_OFFLINE="1",
     )

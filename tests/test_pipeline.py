@@ -179,6 +179,26 @@ async def test_twenty_concurrent_messages_are_answered_in_order(product):
         assert answered == arrived
 
 
+async def test_a_handoff_nobody_claims_offers_to_wait_or_leave_a_message_once(product):
+    from services import BUSY_AFTER_S
+
+    url = product["url"]
+    async with aiohttp.ClientSession() as http:
+        chat = await Chat(http, url).open()
+        await chat.say("I want to talk to a human agent")
+        assert (await chat.next_message())["text"] == POLICY.message("handoff", "en")
+        queued_at = time.monotonic()
+        busy = await chat.next_message(timeout=BUSY_AFTER_S + 30)
+        assert time.monotonic() - queued_at >= BUSY_AFTER_S - 1
+        assert busy["from"] == "system" and busy["text"] == POLICY.message("agents_busy", "en")
+        assert busy["quick_replies"] == ["Keep waiting", "Leave a message"]
+        await chat.say("Leave a message")  # recorded for the agent; the bot stays silent
+        with pytest.raises(asyncio.TimeoutError):
+            await chat.next_message(timeout=5)
+        status, _ = await agent(http, url, "POST", f"/conversations/{chat.cid}/resolve", agent="alice")
+        assert status == 200
+
+
 async def test_worker_killed_mid_task_loses_no_message(product):
     """SIGKILL the workers while messages are queued; new workers answer all of them."""
     url, env, tmp = product["url"], product["env"], product["tmp"]

@@ -1,7 +1,7 @@
 """Start a Celery worker for one role.
 
     python -m workers nlu         # the NLU models, batched (queue "nlu")
-    python -m workers dialogue    # dialogue steps (queue "dialogue")
+    python -m workers dialogue    # dialogue steps, and sending to Telegram / Slack (queues "dialogue", "outbound")
     python -m workers all         # both in one process (small setups, tests)
 
 Options after the role go to ``celery worker`` as they are (``-n NAME``,
@@ -21,8 +21,8 @@ import sys
 
 ROLES = {
     "nlu": ("nlu", 32),
-    "dialogue": ("dialogue", 8),
-    "all": ("nlu,dialogue", 32),
+    "dialogue": ("dialogue,outbound", 8),  # outbound: replies to Telegram / Slack, the agents' desk
+    "all": ("nlu,dialogue,outbound", 32),
 }
 
 

@@ -23,14 +23,23 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 ANNOTATE = "workers.tasks.annotate"
 DIALOGUE_STEP = "workers.tasks.dialogue_step"
+SYNC_CONVERSATION = "workers.tasks.sync_conversation"
+SLACK_CALL = "workers.tasks.slack_call"
 
 
 def make_app(settings: Settings) -> Celery:
     celery = Celery("shopbot", broker=settings.redis_url, include=["workers.tasks"])
     celery.conf.update(
-        task_queues=(Queue("nlu"), Queue("dialogue")),
+        # "outbound": calls to Telegram and Slack, which may wait out a rate limit,
+        # kept off the queue that runs dialogue steps.
+        task_queues=(Queue("nlu"), Queue("dialogue"), Queue("outbound")),
         task_default_queue="dialogue",
-        task_routes={ANNOTATE: {"queue": "nlu"}, DIALOGUE_STEP: {"queue": "dialogue"}},
+        task_routes={
+            ANNOTATE: {"queue": "nlu"},
+            DIALOGUE_STEP: {"queue": "dialogue"},
+            SYNC_CONVERSATION: {"queue": "outbound"},
+            SLACK_CALL: {"queue": "outbound"},
+        },
         task_serializer="json",
         accept_content=["json"],
         task_ignore_result=True,

@@ -21,13 +21,18 @@ from functools import lru_cache
 
 from celery import signals
 from celery_batches import Batches
+from redis.exceptions import LockError
 
+from channels import slack as slack_channel
+from channels import telegram as telegram_channel
 from dialogue import load_policy
+from handoff.queue import HandoffQueue
 from shopbot import transcripts
 from shopbot.logs import setup_logging
 from shopbot.settings import get_settings
 from shopbot.store import TRANSCRIPTS, ConversationStore
 
+from . import outbound
 from .app import app
 from .combiner import Combiner
 from .dialogue_runner import run_conversation
@@ -98,7 +103,69 @@ def annotate(requests) -> None:
 
 @app.task
 def dialogue_step(conversation_id: str) -> int:
-    return run_conversation(store(), policy(), conversation_id)
+    handled = run_conversation(store(), policy(), conversation_id)
+    if handled and needs_sync(conversation_id):
+        sync_conversation.delay(conversation_id)
+    return handled
+
+
+def needs_sync(cid: str) -> bool:
+    """Is there anyone outside the log to tell: a Telegram or Slack shopper, or the agents' desk?"""
+    return not cid.startswith("web:") or bool(settings.slack_bot_token and settings.slack_agent_channel)
+
+
+@app.task(bind=True, max_retries=12)
+def sync_conversation(self, conversation_id: str) -> None:
+    """Send the shopper what they have not received; bring the agents' desk up to date."""
+    s = store()
+    lock = s.r.lock(f"sb:conv:{{{conversation_id}}}:outlock", timeout=120, blocking_timeout=60)
+    if not lock.acquire():
+        raise self.retry(countdown=1)
+    try:
+        outbound.deliver_to_shopper(s, settings, conversation_id)
+        desk = outbound.desk_for(s, handoff_queue(), settings)
+        if desk is not None:
+            desk.sync(conversation_id)
+    except (telegram_channel.RateLimited, slack_channel.RateLimited) as exc:
+        log.warning("rate limited twice in a row; trying later", extra={"conversation_id": conversation_id})
+        raise self.retry(countdown=exc.retry_after) from None
+    except ConnectionError as exc:
+        log.warning("platform unreachable: %s", exc, extra={"conversation_id": conversation_id})
+        raise self.retry(countdown=min(2**self.request.retries, 60)) from None
+    finally:
+        try:
+            lock.release()
+        except LockError:
+            pass  # expired: another run may go on; every step of this one was already recorded
+
+
+@app.task(bind=True, max_retries=5)
+def slack_call(self, method: str, params: dict) -> None:
+    """One Web API call for the desk (an ephemeral answer to an agent, a note in a thread)."""
+    if not settings.slack_bot_token:
+        return
+    sender = outbound.slack_sender(settings.slack_bot_token.get_secret_value(), settings.slack_api_base_url)
+    try:
+        sender.call(method, **params)
+    except (slack_channel.RateLimited, ConnectionError) as exc:
+        raise self.retry(countdown=getattr(exc, "retry_after", 2)) from None
+    except slack_channel.SendFailed as exc:
+        log.error("Slack call failed: %s", exc)
+
+
+@lru_cache(maxsize=1)
+def handoff_queue() -> HandoffQueue:
+    return HandoffQueue(store(), policy())
+
+
+def busy_notices(s: ConversationStore) -> None:
+    """Queued conversations nobody claimed in time: offer to keep waiting or leave a message."""
+    q = handoff_queue()
+    for cid, _score in s.queue():
+        if q.busy_notice(cid, settings.handoff_busy_after_s):
+            log.info("told the shopper that agents are busy", extra={"conversation_id": cid})
+            if needs_sync(cid):
+                sync_conversation.delay(cid)
 
 
 def sweep_once(s: ConversationStore) -> None:
@@ -134,6 +201,7 @@ def _housekeeping(stop: threading.Event, name: str, queues: list[str]) -> None:
         try:
             s.heartbeat(name, queues)
             sweep_once(s)
+            busy_notices(s)
             flush_transcripts(s, engine)
         except Exception:  # noqa: BLE001 - keep the thread alive through a Redis or DB outage
             log.exception("housekeeping failed; retrying")

@@ -1,0 +1,228 @@
+"""Slack: Events API, interactivity and slash commands in; Web API calls out (slack-sdk).
+
+Inbound: ``verify`` checks the request signature (v0 HMAC-SHA256 over
+``v0:timestamp:body``, 5-minute window) with slack-sdk's ``SignatureVerifier``;
+``parse_event`` tells a shopper's message (a DM to the bot, or a mention) from
+an agent's reply in a hand-off card's thread and from what we ignore (bots, our
+own posts, edits). Outbound: ``SlackSender`` posts with ``chat.postMessage``,
+quick replies as Block Kit buttons, and retries once after a 429 as Slack's
+``Retry-After`` asks.
+
+The Web API base URL is a setting (``SHOPBOT_SLACK_API_BASE_URL``), so the
+tests' local server stands in for slack.com.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+from .base import ChannelError, InboundMessage
+
+NAME = "slack"
+DEFAULT_API_BASE_URL = "https://slack.com/api/"
+MAX_TEXT = 3000  # a section block's text limit
+QUICK_REPLY_ACTION = "quick_reply"
+
+
+def verify(headers: dict[str, str] | Any, body: bytes, signing_secret: str | None, now: float | None = None) -> None:
+    """Refuse a request that Slack did not sign with our signing secret, or signed too long ago."""
+    from slack_sdk.signature import Clock, SignatureVerifier
+
+    if not signing_secret:
+        raise ChannelError("the Slack channel is not configured (no signing secret)", 503)
+    ts, sig = headers.get("X-Slack-Request-Timestamp"), headers.get("X-Slack-Signature")
+    if not ts or not sig:
+        raise ChannelError("missing X-Slack-Signature or X-Slack-Request-Timestamp header", 401)
+    try:
+        age = abs((now or time.time()) - int(ts))
+    except ValueError:
+        raise ChannelError("X-Slack-Request-Timestamp is not a number", 401) from None
+    if age > 300:
+        raise ChannelError("stale request: X-Slack-Request-Timestamp is more than 5 minutes away", 403)
+
+    class _At(Clock):
+        def now(self) -> float:
+            return now or time.time()
+
+    if not SignatureVerifier(signing_secret, _At()).is_valid(body=body, timestamp=ts, signature=sig):
+        raise ChannelError("wrong X-Slack-Signature", 403)
+
+
+def form_payload(body: bytes) -> dict[str, Any]:
+    """Interactivity posts ``payload=<JSON>`` form-encoded."""
+    raw = parse_qs(body.decode("utf-8", "replace")).get("payload", [""])[0]
+    try:
+        payload = json.loads(raw)
+    except json.JSONDecodeError:
+        raise ChannelError("interaction without a JSON payload field") from None
+    if not isinstance(payload, dict) or "type" not in payload:
+        raise ChannelError("interaction payload must be a JSON object with a type")
+    return payload
+
+
+def form_fields(body: bytes) -> dict[str, str]:
+    """Slash commands post plain form fields."""
+    return {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+
+
+@dataclass(frozen=True)
+class ParsedEvent:
+    """``kind``: ``challenge`` (url_verification), ``shopper`` (a message for the bot),
+    ``agent_reply`` (a message in a hand-off card's thread), ``ignored``."""
+
+    kind: str
+    event_id: str = ""
+    message: InboundMessage | None = None
+    challenge: str = ""
+    thread_ts: str = ""
+    reason: str = ""
+
+
+def parse_event(payload: Any, agent_channel: str | None = None) -> ParsedEvent:
+    if not isinstance(payload, dict):
+        raise ChannelError("an Events API request must be a JSON object")
+    kind = payload.get("type")
+    if kind == "url_verification":
+        return ParsedEvent("challenge", challenge=str(payload.get("challenge", "")))
+    if kind != "event_callback" or not isinstance(payload.get("event"), dict):
+        return ParsedEvent("ignored", reason=f"event envelope {kind!r}")
+    event, event_id, team = payload["event"], str(payload.get("event_id", "")), str(payload.get("team_id", ""))
+    etype = event.get("type")
+    if etype not in ("message", "app_mention"):
+        return ParsedEvent("ignored", event_id, reason=f"event type {etype!r}")
+    if event.get("bot_id") or event.get("subtype") or not event.get("user"):
+        # bot posts (ours included), edits, deletions, joins...: not a person writing to us
+        return ParsedEvent("ignored", event_id, reason=f"subtype {event.get('subtype')!r} or a bot")
+    text = _strip_mentions(str(event.get("text", "")))
+    channel = str(event.get("channel", ""))
+    if agent_channel and channel == agent_channel:
+        if etype == "message" and event.get("thread_ts") and event.get("thread_ts") != event.get("ts"):
+            msg = _inbound(event_id, team, event, channel, text, payload)
+            return ParsedEvent("agent_reply", event_id, msg, thread_ts=str(event["thread_ts"]))
+        return ParsedEvent("ignored", event_id, reason="agents' channel, not in a card's thread")
+    if etype == "message" and event.get("channel_type") != "im":
+        return ParsedEvent("ignored", event_id, reason="a channel message that does not mention the bot")
+    if not text:
+        return ParsedEvent("ignored", event_id, reason="empty text")
+    return ParsedEvent("shopper", event_id, _inbound(event_id, team, event, channel, text, payload))
+
+
+def _strip_mentions(text: str) -> str:
+    import re
+
+    return re.sub(r"<@[A-Z0-9]+>", "", text).strip()
+
+
+def _inbound(event_id: str, team: str, event: dict, channel: str, text: str, raw: dict) -> InboundMessage:
+    return InboundMessage(
+        id=event_id or f"slack-{event.get('ts')}",
+        channel=NAME,
+        account=team or "default",
+        sender_id=str(event.get("user")),
+        chat_id=channel,
+        text=text[:4000],
+        sent_at=float(event["ts"]) if event.get("ts") else None,
+        raw=raw,
+    )
+
+
+def quick_reply_message(payload: dict[str, Any]) -> InboundMessage | None:
+    """A shopper's press on one of our quick-reply buttons, as the message it stands for."""
+    actions = payload.get("actions") or []
+    if payload.get("type") != "block_actions" or not actions:
+        return None
+    action = actions[0]
+    if not str(action.get("action_id", "")).startswith(QUICK_REPLY_ACTION):
+        return None
+    user = (payload.get("user") or {}).get("id", "")
+    channel = (payload.get("channel") or (payload.get("container") or {})).get("id") or (
+        payload.get("container") or {}
+    ).get("channel_id", "")
+    team = (payload.get("team") or {}).get("id", "default")
+    return InboundMessage(
+        id=f"act-{action.get('action_ts', '')}-{user}",
+        channel=NAME,
+        account=team,
+        sender_id=user,
+        chat_id=str(channel),
+        text=str(action.get("value", ""))[:4000],
+        raw=payload,
+    )
+
+
+def message_blocks(text: str, quick_replies: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": text[:MAX_TEXT]}}]
+    if quick_replies:
+        blocks.append(
+            {
+                "type": "actions",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": f"{QUICK_REPLY_ACTION}_{i}",
+                        "text": {"type": "plain_text", "text": q[:75]},
+                        "value": q[:2000],
+                    }
+                    for i, q in enumerate(quick_replies[:25])
+                ],
+            }
+        )
+    return blocks
+
+
+class SendFailed(RuntimeError):
+    """Slack refused the call for good (bad token, unknown channel...)."""
+
+
+class RateLimited(RuntimeError):
+    def __init__(self, retry_after: float):
+        super().__init__(f"rate limited; retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+class SlackSender:
+    """Web API calls with slack-sdk's ``WebClient``; a 429 is waited out and retried once."""
+
+    def __init__(self, token: str, api_base_url: str = DEFAULT_API_BASE_URL, timeout_s: int = 10):
+        from slack_sdk import WebClient
+        from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
+
+        base = api_base_url if api_base_url.endswith("/") else api_base_url + "/"
+        self.client = WebClient(
+            token=token,
+            base_url=base,
+            timeout=timeout_s,
+            retry_handlers=[ConnectionErrorRetryHandler(), RateLimitErrorRetryHandler(max_retry_count=1)],
+        )
+
+    def call(self, method: str, **params: Any) -> dict[str, Any]:
+        from slack_sdk.errors import SlackApiError
+
+        try:
+            return self.client.api_call(method, json=params).data  # type: ignore[return-value]
+        except SlackApiError as exc:
+            resp = exc.response
+            if resp.status_code == 429:
+                raise RateLimited(float(resp.headers.get("Retry-After", resp.headers.get("retry-after", 1)))) from None
+            if resp.status_code >= 500:
+                raise ConnectionError(f"Slack answered {resp.status_code} to {method}") from None
+            raise SendFailed(f"Slack refused {method}: {resp.get('error')}") from None
+        except OSError as exc:
+            raise ConnectionError(f"Slack unreachable: {type(exc).__name__}") from None
+
+    def post(self, channel: str, text: str, quick_replies: tuple[str, ...] = (), thread_ts: str | None = None) -> str:
+        params: dict[str, Any] = {
+            "channel": channel,
+            "text": text[:MAX_TEXT],
+            "blocks": message_blocks(text, quick_replies),
+        }
+        if thread_ts:
+            params["thread_ts"] = thread_ts
+        return str(self.call("chat.postMessage", **params).get("ts", ""))
+
+    def send(self, chat_id: str, text: str, quick_replies: tuple[str, ...] = ()) -> str:
+        return self.post(chat_id, text, quick_replies)

@@ -1,0 +1,208 @@
+"""Slack: ``/channels/slack/events``, ``/interactions`` and ``/commands``.
+
+Every request must carry a valid Slack signature from the last 5 minutes; with
+no signing secret configured all are refused. The gateway only records and
+queues (Slack wants an answer within 3 seconds); workers make the Web API calls.
+
+Shoppers write to the bot in a DM (or mention it); agents work the hand-off
+cards in the agents' channel: Claim / Add note / Resolve buttons, replies in a
+card's thread go to the shopper, and ``/handoff queue|claim|resolve|note``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+
+from aiohttp import web
+
+from channels import slack
+from channels.base import ChannelError
+from handoff.queue import HandoffError
+from handoff.slack_desk import CLAIM, NOTE, NOTE_VIEW, RESOLVE, note_modal
+
+from .context import enqueue_slack_call, enqueue_sync, json_error, queue_key, settings_key, store_key
+from .web_routes import accept
+
+log = logging.getLogger(__name__)
+PREFIX = "/channels/slack"
+REPLAY_WINDOW_S = 360  # a little longer than the 5 minutes a signature is valid
+
+
+async def _verified_body(request: web.Request) -> bytes:
+    """The raw body of a request Slack signed, seen for the first time (else an HTTP error)."""
+    settings = request.app[settings_key]
+    secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
+    body = await request.read()
+    try:
+        slack.verify(request.headers, body, secret)
+    except ChannelError as exc:
+        raise _error(exc.status, exc.reason) from None
+    # The same signed request twice is a replay, unless Slack says it is retrying
+    # (then the event id makes sure it is handled once).
+    sig = request.headers.get("X-Slack-Signature", "")
+    if "X-Slack-Retry-Num" not in request.headers:
+        fresh = await asyncio.to_thread(
+            request.app[store_key].first_time, "slack-sig:" + hashlib.sha256(sig.encode()).hexdigest(), REPLAY_WINDOW_S
+        )
+        if not fresh:
+            raise _error(403, "replayed request: this signature was already used")
+    return body
+
+
+def _error(status: int, reason: str) -> web.HTTPException:
+    cls = {401: web.HTTPUnauthorized, 403: web.HTTPForbidden, 503: web.HTTPServiceUnavailable}.get(
+        status, web.HTTPBadRequest
+    )
+    return cls(text=json.dumps({"error": reason}), content_type="application/json")
+
+
+async def events(request: web.Request) -> web.Response:
+    body = await _verified_body(request)
+    try:
+        payload = json.loads(body)
+        parsed = slack.parse_event(payload, request.app[settings_key].slack_agent_channel)
+    except json.JSONDecodeError:
+        return json_error(400, "body is not valid JSON")
+    except ChannelError as exc:
+        return json_error(exc.status, exc.reason)
+    if parsed.kind == "challenge":
+        return web.json_response({"challenge": parsed.challenge})
+    if parsed.kind == "ignored":
+        return web.json_response({"ok": True})
+    msg = parsed.message
+    assert msg is not None
+    if parsed.kind == "shopper":
+        await accept(request.app, msg)  # the event id is the dedup key: Slack's retries collapse
+        return web.json_response({"ok": True})
+    # An agent's reply in a card's thread.
+    store = request.app[store_key]
+    if not await asyncio.to_thread(store.first_time, f"slack-event:{parsed.event_id}", 24 * 3600):
+        return web.json_response({"ok": True, "duplicate": True})
+    cid = await asyncio.to_thread(store.conversation_of_thread, parsed.thread_ts)
+    if cid is None:
+        return web.json_response({"ok": True})  # a thread that is not a hand-off card
+    await _agent_action(request, msg.sender_id, msg.chat_id, parsed.thread_ts, "reply", cid, msg.text)
+    return web.json_response({"ok": True})
+
+
+async def _agent_action(
+    request: web.Request,
+    agent: str,
+    channel: str,
+    thread_ts: str | None,
+    action: str,
+    cid: str,
+    text: str = "",
+    tell: bool = True,
+) -> str | None:
+    """Claim, reply, resolve or note as ``agent``; returns the refusal, if any, which the
+    agent is also told in an ephemeral message when ``tell``."""
+    queue = request.app[queue_key]
+    fn = {"claim": queue.claim, "resolve": queue.resolve}.get(action)
+    try:
+        if action in ("reply", "note"):
+            await asyncio.to_thread(getattr(queue, action), cid, agent, text)
+        else:
+            await asyncio.to_thread(fn, cid, agent)
+    except HandoffError as exc:
+        if not tell:
+            return exc.reason
+        params = {"channel": channel, "user": agent, "text": f"Could not {action}: {exc.reason}"}
+        if thread_ts:
+            params["thread_ts"] = thread_ts
+        await asyncio.to_thread(enqueue_slack_call, request.app, "chat.postEphemeral", **params)
+        return exc.reason
+    if action == "note":
+        card = await asyncio.to_thread(request.app[store_key].desk_card, cid)
+        if card:
+            note = f":memo: *Internal note* from <@{agent}> (not sent to the shopper):\n{text}"
+            await asyncio.to_thread(
+                enqueue_slack_call,
+                request.app,
+                "chat.postMessage",
+                channel=card["channel"],
+                thread_ts=card["ts"],
+                text=note,
+            )
+    else:
+        await asyncio.to_thread(enqueue_sync, request.app, cid)
+    log.info("agent action", extra={"conversation_id": cid, "action": action})
+    return None
+
+
+async def interactions(request: web.Request) -> web.Response:
+    body = await _verified_body(request)
+    try:
+        payload = slack.form_payload(body)
+    except ChannelError as exc:
+        return json_error(exc.status, exc.reason)
+    user = (payload.get("user") or {}).get("id", "")
+    if payload["type"] == "view_submission" and (payload.get("view") or {}).get("callback_id") == NOTE_VIEW:
+        view = payload["view"]
+        text = (((view.get("state") or {}).get("values") or {}).get("note") or {}).get("text", {}).get("value") or ""
+        cid = str(view.get("private_metadata", ""))
+        refused = await _agent_action(request, user, "", None, "note", cid, text, tell=False)
+        if refused:
+            return web.json_response({"response_action": "errors", "errors": {"note": refused}})
+        return web.Response(status=200)
+    if payload["type"] != "block_actions" or not payload.get("actions"):
+        return web.Response(status=200)
+    if (msg := slack.quick_reply_message(payload)) is not None:
+        await accept(request.app, msg)
+        return web.Response(status=200)
+    action = payload["actions"][0]
+    action_id, cid = action.get("action_id"), str(action.get("value", ""))
+    channel = (payload.get("channel") or {}).get("id", "")
+    thread = ((payload.get("message") or {}).get("ts")) or None
+    if action_id == CLAIM:
+        await _agent_action(request, user, channel, thread, "claim", cid)
+    elif action_id == RESOLVE:
+        await _agent_action(request, user, channel, thread, "resolve", cid)
+    elif action_id == NOTE and payload.get("trigger_id"):
+        # The modal must open within 3 seconds of the click: a worker does it at once.
+        await asyncio.to_thread(
+            enqueue_slack_call, request.app, "views.open", trigger_id=payload["trigger_id"], view=note_modal(cid)
+        )
+    return web.Response(status=200)
+
+
+HELP = (
+    "`/handoff queue` waiting conversations · `/handoff claim ID` · `/handoff resolve ID` · "
+    "`/handoff note ID text` an internal note (never sent to the shopper)"
+)
+
+
+async def commands(request: web.Request) -> web.Response:
+    body = await _verified_body(request)
+    f = slack.form_fields(body)
+    words = f.get("text", "").split(maxsplit=2)
+    verb = words[0].lower() if words else "queue"
+    user, channel = f.get("user_id", ""), f.get("channel_id", "")
+
+    def say(text: str) -> web.Response:
+        return web.json_response({"response_type": "ephemeral", "text": text})
+
+    if verb == "queue":
+        items = await asyncio.to_thread(request.app[queue_key].waiting, 0)
+        if not items:
+            return say("Nobody is waiting.")
+        lines = [
+            f"{n}. `{i.conversation_id}` {i.channel}, {i.reason or '-'} (priority {i.priority}), "
+            f"waiting {int(i.waiting_s // 60)} min {int(i.waiting_s % 60)} s"
+            for n, i in enumerate(items, 1)
+        ]
+        return say(f"{len(items)} waiting, first to serve first:\n" + "\n".join(lines))
+    if verb in ("claim", "resolve", "note") and len(words) >= 2 and (verb != "note" or len(words) == 3):
+        note = words[2] if verb == "note" else ""
+        refused = await _agent_action(request, user, channel, None, verb, words[1], note, tell=False)
+        return say(f"Could not {verb}: {refused}" if refused else f"Done: {verb} `{words[1]}`.")
+    return say(HELP)
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_post(f"{PREFIX}/events", events)
+    app.router.add_post(f"{PREFIX}/interactions", interactions)
+    app.router.add_post(f"{PREFIX}/commands", commands)

@@ -1,0 +1,212 @@
+"""Local stand-ins for the Telegram Bot API and the Slack Web API, for the tests.
+
+They speak the real wire protocol at the real paths (``/bot<token>/<method>``,
+``/api/<method>``): form or JSON bodies in, the platforms' JSON envelopes out,
+their error shapes, and 429s with ``retry_after`` / ``Retry-After`` when told
+to. The product is pointed at them with SHOPBOT_TELEGRAM_API_BASE_URL and
+SHOPBOT_SLACK_API_BASE_URL; they record every call for the tests to inspect.
+Also here: signing Slack requests the way Slack does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import itertools
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+
+@dataclass
+class Call:
+    method: str
+    params: dict[str, Any]
+    at: float
+    status: int
+    result: dict[str, Any] = field(default_factory=dict)  # what the fake answered (Slack: ts)
+
+
+@dataclass
+class FakePlatform:
+    calls: list[Call] = field(default_factory=list)
+    fail_next: dict[str, int] = field(default_factory=dict)  # method -> how many 429s to give
+    retry_after: int = 1
+
+    def of(self, method: str, ok_only: bool = True) -> list[Call]:
+        return [c for c in self.calls if c.method == method and (c.status == 200 or not ok_only)]
+
+    async def wait_for(self, method: str, pred=lambda c: True, timeout: float = 60) -> Call:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for c in self.of(method):
+                if pred(c):
+                    return c
+            await asyncio.sleep(0.05)
+        seen = [(c.method, str(c.params)[:200]) for c in self.calls[-10:]]
+        raise AssertionError(f"no {method} call matching within {timeout} s; last calls: {seen}")
+
+    def _rate_limited(self, method: str) -> bool:
+        if self.fail_next.get(method, 0) > 0:
+            self.fail_next[method] -= 1
+            return True
+        return False
+
+
+async def _params(request: web.Request) -> dict[str, Any]:
+    if request.content_type == "application/json":
+        return await request.json()
+    form = await request.post()
+    out: dict[str, Any] = {}
+    for k, v in form.items():
+        try:
+            out[k] = json.loads(v) if isinstance(v, str) and v[:1] in "[{" else v
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+class FakeTelegram(FakePlatform):
+    """The Bot API at ``/bot<token>/<method>``."""
+
+    def __init__(self, token: str):
+        super().__init__()
+        self.token = token
+        self.webhook: dict[str, Any] = {}
+        self._ids = itertools.count(1000)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/bot{token}/{method}", self.handle)
+        return app
+
+    async def handle(self, request: web.Request) -> web.Response:
+        method, params = request.match_info["method"], await _params(request)
+        if request.match_info["token"] != self.token:
+            self.calls.append(Call(method, params, time.time(), 401))
+            return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
+        if self._rate_limited(method):
+            self.calls.append(Call(method, params, time.time(), 429))
+            body = {
+                "ok": False,
+                "error_code": 429,
+                "description": f"Too Many Requests: retry after {self.retry_after}",
+                "parameters": {"retry_after": self.retry_after},
+            }
+            return web.json_response(body, status=429)
+        self.calls.append(Call(method, params, time.time(), 200))
+        bot = {"id": int(self.token.split(":")[0]), "is_bot": True, "first_name": "Shop", "username": "shop_bot"}
+        if method == "getMe":
+            return _ok(bot)
+        if method == "sendMessage":
+            chat_id = int(params["chat_id"])
+            msg = {
+                "message_id": next(self._ids),
+                "from": bot,
+                "chat": {"id": chat_id, "type": "private"},
+                "date": int(time.time()),
+                "text": params.get("text", ""),
+            }
+            if params.get("reply_markup"):
+                msg["reply_markup"] = params["reply_markup"]
+            return _ok(msg)
+        if method == "answerCallbackQuery":
+            return _ok(True)
+        if method == "setWebhook":
+            self.webhook = {"url": params.get("url", ""), "has_custom_certificate": False, "pending_update_count": 0}
+            return _ok(True)
+        if method == "deleteWebhook":
+            self.webhook = {}
+            return _ok(True)
+        if method == "getWebhookInfo":
+            return _ok(self.webhook or {"url": "", "has_custom_certificate": False, "pending_update_count": 0})
+        return web.json_response({"ok": False, "error_code": 404, "description": "Not Found"}, status=404)
+
+
+class FakeSlack(FakePlatform):
+    """The Web API at ``/api/<method>``."""
+
+    def __init__(self, token: str):
+        super().__init__()
+        self.token = token
+        self._ts = itertools.count(1)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/api/{method}", self.handle)
+        return app
+
+    async def handle(self, request: web.Request) -> web.Response:
+        method, params = request.match_info["method"], await _params(request)
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            self.calls.append(Call(method, params, time.time(), 200))
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        if self._rate_limited(method):
+            self.calls.append(Call(method, params, time.time(), 429))
+            return web.json_response(
+                {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": str(self.retry_after)}
+            )
+        call = Call(method, params, time.time(), 200)
+        self.calls.append(call)
+        if method in ("chat.postMessage", "chat.update"):
+            ts = params.get("ts") or f"{int(time.time())}.{next(self._ts):06d}"
+            call.result = {"ok": True, "channel": params.get("channel"), "ts": ts}
+            return web.json_response({**call.result, "message": params})
+        if method == "chat.postEphemeral":
+            return web.json_response({"ok": True, "message_ts": f"{int(time.time())}.000001"})
+        if method in ("views.open", "auth.test"):
+            return web.json_response({"ok": True, "team_id": "T0SHOP", "user_id": "UBOT"})
+        return web.json_response({"ok": False, "error": "unknown_method"})
+
+
+def _ok(result: Any) -> web.Response:
+    return web.json_response({"ok": True, "result": result})
+
+
+class Servers:
+    """aiohttp apps served from a thread with its own event loop, like a server elsewhere:
+    they keep answering while a test blocks its own loop."""
+
+    def __init__(self, apps: dict[int, web.Application]):
+        self.apps = apps
+        self.loop = asyncio.new_event_loop()
+        self._runners: list[web.AppRunner] = []
+        self._thread = threading.Thread(target=self.loop.run_forever, name="fake-platforms", daemon=True)
+
+    def start(self) -> Servers:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
+        return self
+
+    async def _start(self) -> None:
+        for port, app in self.apps.items():
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+            self._runners.append(runner)
+
+    def stop(self) -> None:
+        async def _stop() -> None:
+            for r in self._runners:
+                await r.cleanup()
+
+        asyncio.run_coroutine_threadsafe(_stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+
+
+def slack_headers(secret: str, body: bytes, ts: int | None = None, **extra: str) -> dict[str, str]:
+    """Headers Slack sends: v0 HMAC-SHA256 of ``v0:<timestamp>:<body>``."""
+    ts = int(time.time()) if ts is None else ts
+    sig = "v0=" + hmac.new(secret.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": str(ts), "X-Slack-Signature": sig, **extra}
+
+
+def form_body(**fields: Any) -> bytes:
+    return urlencode({k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in fields.items()}).encode()

@@ -1,0 +1,337 @@
+"""Telegram and Slack shoppers and the Slack agents' desk, end to end.
+
+The real gateway and workers (tests/conftest.py: product) talk to local servers
+that speak the Telegram Bot API and the Slack Web API (tests/platforms.py); the
+webhooks, events and interactions posted here are the recorded payloads in
+tests/fixtures, with their headers and fresh signatures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import itertools
+import json
+import time
+
+import aiohttp
+import pytest
+from platforms import form_body, slack_headers
+from services import AGENT_CHANNEL, SLACK_SECRET, TELEGRAM_SECRET
+from test_channels import fixture
+
+pytestmark = pytest.mark.slow
+_update_ids = itertools.count(900_000_000)
+_event_ids = itertools.count(1)
+
+
+class TelegramShopper:
+    def __init__(self, http: aiohttp.ClientSession, product: dict, platforms: dict, user_id: int, lang: str = "en"):
+        self.http, self.url, self.api = http, product["url"], platforms["telegram"]
+        self.user_id, self.lang = user_id, lang
+        self.cid = f"telegram:123456:{user_id}"
+        self.seen = 0
+
+    def update(self, text: str | None = None, name: str = "text_message", update_id: int | None = None) -> dict:
+        body = copy.deepcopy(fixture("telegram", name)["body"])
+        body["update_id"] = update_id or next(_update_ids)
+        msg = body.get("message") or body.get("edited_message") or body["callback_query"]["message"]
+        holder = body["callback_query"] if "callback_query" in body else msg
+        holder["from"] = {**holder["from"], "id": self.user_id, "language_code": self.lang}
+        msg["chat"] = {**msg["chat"], "id": self.user_id}
+        if text is not None:
+            msg["text"] = text
+        return body
+
+    async def post(self, body: dict, secret: str | None = TELEGRAM_SECRET) -> aiohttp.ClientResponse:
+        headers = {"X-Telegram-Bot-Api-Secret-Token": secret} if secret is not None else {}
+        async with self.http.post(f"{self.url}/channels/telegram/webhook", json=body, headers=headers) as r:
+            await r.read()
+            return r
+
+    async def say(self, text: str) -> dict:
+        body = self.update(text)
+        r = await self.post(body)
+        assert r.status == 200
+        return body
+
+    def sent(self) -> list[str]:
+        return [c.params["text"] for c in self.api.of("sendMessage") if int(c.params["chat_id"]) == self.user_id]
+
+    async def next_reply(self, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        while len(self.sent()) <= self.seen:
+            assert time.monotonic() < deadline, f"no reply on Telegram; sent so far: {self.sent()}"
+            await asyncio.sleep(0.05)
+        self.seen += 1
+        return self.sent()[self.seen - 1]
+
+
+async def slack_post(http, url: str, path: str, *, json_body=None, form=None, headers=None, secret=SLACK_SECRET):
+    body = json.dumps(json_body).encode() if json_body is not None else form_body(**form)
+    ctype = "application/json" if json_body is not None else "application/x-www-form-urlencoded"
+    h = {"Content-Type": ctype, **(slack_headers(secret, body) if secret else {}), **(headers or {})}
+    async with http.post(f"{url}/channels/slack/{path}", data=body, headers=h) as r:
+        return r.status, await r.text()
+
+
+def slack_event(name: str, **event_fields) -> dict:
+    body = copy.deepcopy(fixture("slack", name)["body"])
+    body["event_id"] = f"Ev0TEST{next(_event_ids):05d}"
+    body["event"].update(event_fields)
+    return body
+
+
+def action(name: str, cid: str, card_ts: str, user: str = "U0AGENT1", action_id: str | None = None) -> dict:
+    payload = copy.deepcopy(fixture("slack", name)["form"]["payload"])
+    payload["user"]["id"] = user
+    payload["message"]["ts"] = payload["container"]["message_ts"] = card_ts
+    payload["actions"][0]["value"] = cid
+    payload["actions"][0]["action_ts"] = f"{time.time():.6f}"
+    if action_id:
+        payload["actions"][0]["action_id"] = action_id
+    return {"payload": payload}
+
+
+def command(text: str, user: str = "U0AGENT1") -> dict:
+    return {**fixture("slack", "slash_command")["form"], "text": text, "user_id": user}
+
+
+async def card_of(slack_api, cid: str) -> str:
+    """The ts of the hand-off card posted for ``cid`` (its thread is the conversation)."""
+    call = await slack_api.wait_for(
+        "chat.postMessage", lambda c: c.params.get("channel") == AGENT_CHANNEL and cid in json.dumps(c.params)
+    )
+    assert "desk_claim" in json.dumps(call.params["blocks"])
+    return call.result["ts"]
+
+
+async def thread_post(slack_api, card_ts: str, needle: str) -> dict:
+    call = await slack_api.wait_for(
+        "chat.postMessage", lambda c: c.params.get("thread_ts") == card_ts and needle in c.params.get("text", "")
+    )
+    return call.params
+
+
+async def test_telegram_shopper_with_a_handoff_worked_from_the_slack_desk(product, platforms):
+    slack_api, url = platforms["slack"], product["url"]
+    async with aiohttp.ClientSession() as http:
+        shopper = TelegramShopper(http, product, platforms, 5012340001)
+        first = await shopper.say("where is my order")
+        assert "order number" in (await shopper.next_reply()).lower()
+        for _ in range(2):  # Telegram resends an update until it gets a 200
+            assert (await shopper.post(first)).status == 200
+        await shopper.say("it is 10023")
+        assert "10023" in await shopper.next_reply()
+        assert len(shopper.sent()) == 2, shopper.sent()  # the resent update got no second reply
+
+        await shopper.say("I want to talk to a human agent")
+        assert "human" in (await shopper.next_reply()).lower()
+        card_ts = await card_of(slack_api, shopper.cid)
+        card = next(c for c in slack_api.of("chat.postMessage") if c.result.get("ts") == card_ts)
+        blocks = json.dumps(card.params["blocks"])
+        assert "telegram" in blocks and "10023" in blocks and "contact_human_agent" in blocks
+
+        status, _ = await slack_post(
+            http, url, "interactions", form=action("block_actions_claim", shopper.cid, card_ts)
+        )
+        assert status == 200
+        assert "agent" in (await shopper.next_reply()).lower()
+        await slack_api.wait_for(
+            "chat.update", lambda c: c.params["ts"] == card_ts and "<@U0AGENT1>" in json.dumps(c.params)
+        )
+        # A second agent cannot take it; they are told so, privately.
+        await slack_post(
+            http, url, "interactions", form=action("block_actions_claim", shopper.cid, card_ts, "U0AGENT2")
+        )
+        refusal = await slack_api.wait_for("chat.postEphemeral", lambda c: c.params["user"] == "U0AGENT2")
+        assert "already claimed" in refusal.params["text"]
+
+        # The shopper's messages appear in the card's thread; the bot stays silent.
+        await shopper.say("hello, is anyone there?")
+        await thread_post(slack_api, card_ts, "hello, is anyone there?")
+        # The agent's reply in the thread reaches the shopper on Telegram.
+        reply = slack_event("agent_thread_reply", thread_ts=card_ts, ts=f"{time.time():.6f}")
+        status, _ = await slack_post(http, url, "events", json_body=reply)
+        assert status == 200
+        assert (await shopper.next_reply()).startswith("Agent: Hi, I'm Anna")
+        # An internal note (the card's modal) stays in Slack.
+        note = copy.deepcopy(fixture("slack", "view_submission_note")["form"]["payload"])
+        note["view"]["private_metadata"] = shopper.cid
+        note["view"]["state"]["values"]["note"]["text"]["value"] = "VIP shopper, refund approved"
+        status, _ = await slack_post(http, url, "interactions", form={"payload": note})
+        assert status == 200
+        await thread_post(slack_api, card_ts, "VIP shopper, refund approved")
+
+        status, _ = await slack_post(
+            http,
+            url,
+            "interactions",
+            form=action("block_actions_claim", shopper.cid, card_ts, action_id="desk_resolve"),
+        )
+        assert status == 200
+        assert "closed" in (await shopper.next_reply()).lower()
+        await slack_api.wait_for(
+            "chat.update", lambda c: c.params["ts"] == card_ts and "Resolved" in json.dumps(c.params)
+        )
+        await shopper.say("where is my order")
+        await shopper.next_reply()
+        assert not [t for t in shopper.sent() if "VIP" in t]
+        assert len(shopper.sent()) == shopper.seen  # nothing more than what was awaited one by one
+
+
+async def test_slack_shopper_with_a_handoff_worked_by_slash_commands(product, platforms):
+    slack_api, url = platforms["slack"], product["url"]
+
+    def to_shopper(channel: str) -> list[str]:
+        return [c.params["text"] for c in slack_api.of("chat.postMessage") if c.params.get("channel") == channel]
+
+    async def wait_count(channel: str, n: int) -> list[str]:
+        deadline = time.monotonic() + 60
+        while len(to_shopper(channel)) < n:
+            assert time.monotonic() < deadline, to_shopper(channel)
+            await asyncio.sleep(0.05)
+        return to_shopper(channel)
+
+    dm, cid = "D0SLACKSHOP1", "slack:T0SHOP:D0SLACKSHOP1"
+    async with aiohttp.ClientSession() as http:
+        first = slack_event("message_im", channel=dm, user="U0SHOPPER1", text="where is my order")
+        status, _ = await slack_post(http, url, "events", json_body=first)
+        assert status == 200
+        assert "order number" in (await wait_count(dm, 1))[0].lower()
+        # Slack retries an event it thinks we missed: same event id, a retry header, a new signature.
+        status, _ = await slack_post(http, url, "events", json_body=first, headers={"X-Slack-Retry-Num": "1"})
+        assert status == 200
+        hand = slack_event("message_im", channel=dm, user="U0SHOPPER1", text="I want to talk to a human agent")
+        await slack_post(http, url, "events", json_body=hand)
+        assert "human" in (await wait_count(dm, 2))[1].lower()
+        assert len(to_shopper(dm)) == 2, to_shopper(dm)  # the retry got no second reply
+
+        status, text = await slack_post(http, url, "commands", form=command("queue"))
+        assert status == 200 and cid in text
+        card_ts = await card_of(slack_api, cid)
+        status, text = await slack_post(http, url, "commands", form=command(f"claim {cid}"))
+        assert status == 200 and "Done" in text
+        assert "agent" in (await wait_count(dm, 3))[2].lower()
+        status, text = await slack_post(http, url, "commands", form=command(f"claim {cid}", user="U0AGENT2"))
+        assert "already claimed" in text
+
+        reply = slack_event(
+            "agent_thread_reply", thread_ts=card_ts, ts=f"{time.time():.6f}", text="Your parcel left today."
+        )
+        await slack_post(http, url, "events", json_body=reply)
+        assert (await wait_count(dm, 4))[3] == "Agent: Your parcel left today."
+        status, text = await slack_post(http, url, "commands", form=command(f"note {cid} shopper called twice before"))
+        assert "Done" in text
+        await thread_post(slack_api, card_ts, "shopper called twice before")
+        status, text = await slack_post(http, url, "commands", form=command(f"resolve {cid}"))
+        assert "Done" in text
+        assert "closed" in (await wait_count(dm, 5))[4].lower()
+        assert not [t for t in to_shopper(dm) if "called twice" in t]
+
+
+async def test_signatures_and_secrets_are_checked_and_nothing_is_queued(product, platforms):
+    import redis
+
+    url = product["url"]
+    r = redis.Redis.from_url(product["redis_url"], decode_responses=True)
+    async with aiohttp.ClientSession() as http:
+        event = slack_event("message_im", channel="D0SIGTEST", user="U0SIG", text="where is my order")
+        body = json.dumps(event).encode()
+        stale = slack_headers(SLACK_SECRET, body, ts=int(time.time()) - 600)
+        cases = [({}, 401), (slack_headers("not-the-secret", body), 403), (stale, 403)]
+        for headers, want in cases:
+            async with http.post(
+                f"{url}/channels/slack/events", data=body, headers={"Content-Type": "application/json", **headers}
+            ) as resp:
+                assert resp.status == want, (headers, await resp.text())
+                assert "error" in await resp.json()
+        # A valid request once, then the very same request again: a replay.
+        ping = {"type": "url_verification", "challenge": "abc"}
+        ping_body = json.dumps(ping).encode()
+        ping_headers = {"Content-Type": "application/json", **slack_headers(SLACK_SECRET, ping_body)}
+        async with http.post(f"{url}/channels/slack/events", data=ping_body, headers=ping_headers) as resp:
+            assert resp.status == 200 and (await resp.json())["challenge"] == "abc"
+        async with http.post(f"{url}/channels/slack/events", data=ping_body, headers=ping_headers) as resp:
+            assert resp.status == 403 and "replayed" in await resp.text()
+        for path in ("interactions", "commands"):
+            async with http.post(f"{url}/channels/slack/{path}", data=b"payload=%7B%7D") as resp:
+                assert resp.status == 401
+        assert not r.exists("sb:conv:{slack:T0SHOP:D0SIGTEST}:meta")
+
+        shopper = TelegramShopper(http, product, platforms, 5012340009)
+        for secret, want in [(None, 401), ("wrong-secret", 403)]:
+            resp = await shopper.post(shopper.update("where is my order"), secret=secret)
+            assert resp.status == want
+        assert not r.exists(f"sb:conv:{{{shopper.cid}}}:meta")
+
+
+async def test_telegram_start_non_text_bots_and_callbacks(product, platforms):
+    async with aiohttp.ClientSession() as http:
+        zh = TelegramShopper(http, product, platforms, 6120090001, lang="zh-hans")
+        start = zh.update(name="start_zh")
+        assert (await zh.post(start)).status == 200
+        greeting = await zh.next_reply()
+        assert "您好" in greeting
+        assert (await zh.post(start)).status == 200  # resent: greeted once
+        sticker = zh.update(name="sticker")
+        assert (await zh.post(sticker)).status == 200
+        assert "文字" in await zh.next_reply()
+        bot = zh.update(name="from_bot")
+        assert (await zh.post(bot)).status == 200
+        # A button press: answered at once in the webhook's response, then handled as the button's text.
+        press = zh.update(name="callback_query")
+        async with http.post(
+            f"{product['url']}/channels/telegram/webhook",
+            json=press,
+            headers={"X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET},
+        ) as resp:
+            assert resp.status == 200
+            assert (await resp.json())["method"] == "answerCallbackQuery"
+        await zh.next_reply()
+        await asyncio.sleep(1)
+        assert len(zh.sent()) == 3, zh.sent()  # greeting, text only, the button's answer; nothing for the bot
+
+
+async def test_a_429_is_waited_out_and_retried_once_without_duplicates(product, platforms):
+    tg_api, slack_api, url = platforms["telegram"], platforms["slack"], product["url"]
+    async with aiohttp.ClientSession() as http:
+        shopper = TelegramShopper(http, product, platforms, 5012340077)
+        tg_api.fail_next["sendMessage"] = 1
+        await shopper.say("where is my order")
+        await shopper.next_reply()
+        calls = [c for c in tg_api.calls if c.method == "sendMessage" and int(c.params["chat_id"]) == shopper.user_id]
+        assert [c.status for c in calls] == [429, 200]
+        assert calls[1].at - calls[0].at >= tg_api.retry_after
+
+        dm = "D0RATELIMIT"
+        slack_api.fail_next["chat.postMessage"] = 1
+        await slack_post(http, url, "events", json_body=slack_event("message_im", channel=dm, text="where is my order"))
+        await slack_api.wait_for("chat.postMessage", lambda c: c.params.get("channel") == dm)
+        await asyncio.sleep(1)
+        calls = [c for c in slack_api.calls if c.method == "chat.postMessage" and c.params.get("channel") == dm]
+        assert [c.status for c in calls] == [429, 200]
+        assert calls[1].at - calls[0].at >= slack_api.retry_after
+
+
+def test_telegram_webhook_command(product, platforms):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "channels.telegram", *args],
+            cwd=ROOT, env=product["env"], capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    done = cli("set-webhook", "--url", "http://127.0.0.1:9/")
+    assert done.returncode == 0, done.stderr
+    assert "http://127.0.0.1:9/channels/telegram/webhook" in done.stdout
+    assert platforms["telegram"].of("setWebhook")[-1].params["secret_token"] == TELEGRAM_SECRET
+    info = cli("webhook-info")
+    assert info.returncode == 0 and json.loads(info.stdout)["url"].endswith("/channels/telegram/webhook")
+    assert TELEGRAM_SECRET not in info.stdout + info.stderr + done.stdout + done.stderr
+    refused = cli("set-webhook", "--url", "http://shop.example/")
+    assert refused.returncode == 2 and "https" in refused.stderr

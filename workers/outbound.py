@@ -1,0 +1,75 @@
+"""After a step: the shopper's platform and the agents' desk catch up with the conversation's log.
+
+Replies live in the conversation's log first (the web widget reads them there).
+For Telegram and Slack shoppers, ``deliver_to_shopper`` sends every bot, agent
+and system message after the conversation's ``shopper`` cursor and moves the
+cursor past each one once the platform took it, so a task run twice sends
+nothing twice and a task cut short leaves the rest for the next run.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+
+from channels import slack as slack_channel
+from channels import telegram as telegram_channel
+from handoff.queue import HandoffQueue
+from handoff.slack_desk import SlackDesk
+from shopbot.settings import Settings
+from shopbot.store import ConversationStore
+
+log = logging.getLogger(__name__)
+
+AGENT_LABEL = {"en": "Agent", "zh": "客服"}
+
+
+@lru_cache(maxsize=4)
+def telegram_sender(token: str, base_url: str) -> telegram_channel.TelegramSender:
+    return telegram_channel.TelegramSender(token, base_url)
+
+
+@lru_cache(maxsize=4)
+def slack_sender(token: str, base_url: str) -> slack_channel.SlackSender:
+    return slack_channel.SlackSender(token, base_url)
+
+
+def sender_for(channel: str, settings: Settings):
+    if channel == telegram_channel.NAME and settings.telegram_bot_token:
+        return telegram_sender(settings.telegram_bot_token.get_secret_value(), settings.telegram_api_base_url)
+    if channel == slack_channel.NAME and settings.slack_bot_token:
+        return slack_sender(settings.slack_bot_token.get_secret_value(), settings.slack_api_base_url)
+    return None
+
+
+def desk_for(store: ConversationStore, queue: HandoffQueue, settings: Settings) -> SlackDesk | None:
+    if not (settings.slack_bot_token and settings.slack_agent_channel):
+        return None
+    sender = slack_sender(settings.slack_bot_token.get_secret_value(), settings.slack_api_base_url)
+    return SlackDesk(store, queue, sender, settings.slack_agent_channel)
+
+
+def deliver_to_shopper(store: ConversationStore, settings: Settings, cid: str) -> int:
+    """Send what the shopper has not received yet; returns how many messages were sent."""
+    meta = store.meta(cid)
+    channel = meta.get("channel", cid.split(":", 1)[0])
+    if channel not in (telegram_channel.NAME, slack_channel.NAME):
+        return 0  # the web widget reads the log itself
+    sender = sender_for(channel, settings)
+    if sender is None:
+        log.warning("no credentials for %s: replies stay in the log", channel, extra={"conversation_id": cid})
+        return 0
+    chat, locale = meta.get("chat") or cid.split(":", 2)[2], meta.get("locale", "en")
+    sent = 0
+    for entry in store.messages_after(cid, store.cursor(cid, "shopper")):
+        if entry.sender in ("bot", "agent", "system"):
+            text = f"{AGENT_LABEL.get(locale, 'Agent')}: {entry.text}" if entry.sender == "agent" else entry.text
+            try:
+                sender.send(chat, text, entry.quick_replies)
+                sent += 1
+            except (telegram_channel.SendFailed, slack_channel.SendFailed) as exc:
+                # A refusal for good (the shopper blocked the bot, the chat is gone): trying
+                # again cannot help; the message stays in the log and the transcript.
+                log.error("message not delivered: %s", exc, extra={"conversation_id": cid, "message_id": entry.id})
+        store.set_cursor(cid, "shopper", entry.id)
+    return sent
