@@ -31,7 +31,7 @@ PREFIX = "/channels/slack"
 REPLAY_WINDOW_S = 360  # a little longer than the 5 minutes a signature is valid
 
 
-async def _verified_body(request: web.Request) -> bytes:
+async def _verified_body(request: web.Request, retries_allowed: bool = False) -> bytes:
     """The raw body of a request Slack signed, seen for the first time (else an HTTP error)."""
     settings = request.app[settings_key]
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
@@ -40,10 +40,11 @@ async def _verified_body(request: web.Request) -> bytes:
         slack.verify(request.headers, body, secret)
     except ChannelError as exc:
         raise _error(exc.status, exc.reason) from None
-    # The same signed request twice is a replay, unless Slack says it is retrying
-    # (then the event id makes sure it is handled once).
+    # The same signed request twice is a replay, unless it is an event Slack says it
+    # is retrying (then the event id makes sure it is handled once). Slack does not
+    # retry interactions or commands.
     sig = request.headers.get("X-Slack-Signature", "")
-    if "X-Slack-Retry-Num" not in request.headers:
+    if not (retries_allowed and "X-Slack-Retry-Num" in request.headers):
         fresh = await asyncio.to_thread(
             request.app[store_key].first_time, "slack-sig:" + hashlib.sha256(sig.encode()).hexdigest(), REPLAY_WINDOW_S
         )
@@ -60,7 +61,7 @@ def _error(status: int, reason: str) -> web.HTTPException:
 
 
 async def events(request: web.Request) -> web.Response:
-    body = await _verified_body(request)
+    body = await _verified_body(request, retries_allowed=True)
     try:
         payload = json.loads(body)
         parsed = slack.parse_event(payload, request.app[settings_key].slack_agent_channel)

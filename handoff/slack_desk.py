@@ -130,6 +130,10 @@ class SlackDesk:
 
     def sync(self, cid: str) -> None:
         """Bring Slack up to date with one conversation, and the queue places on the other cards."""
+        if not self.store.desk_card(cid):
+            state = self.store.state(cid) or {}
+            if state.get("status") not in ("queued", "agent"):
+                return  # never handed off: the common case, two reads
         waiting = [i.conversation_id for i in self.queue.waiting(last_messages=0)]
         self._sync_card(cid, waiting)
         for other in waiting:
