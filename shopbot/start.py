@@ -2,7 +2,8 @@
 
 1. Redis: ``SHOPBOT_REDIS_URL`` when set; otherwise a local ``redis-server``
    with AOF persistence under ``var/redis``.
-2. The default NLU models, trained if missing (progress shown).
+2. The default NLU models, trained if missing (progress shown); the database
+   migrated, and the demo shop data (orders, products, FAQ) loaded if it is empty.
 3. Two Celery workers (``python -m workers nlu`` and ``dialogue``) and the
    gateway; waits until ``/readyz`` says both are up, prints the web chat's
    URL, and stops everything on Ctrl-C.
@@ -78,9 +79,32 @@ def wait_ready(url: str, procs: list[subprocess.Popen], timeout: float = 600) ->
     sys.exit(f"not ready after {timeout:.0f}s; see the logs in {VAR}")
 
 
+def load_demo_data(database_url: str) -> list[str]:
+    """Migrate the database; fill an empty shop (no orders, products or FAQ) with the demo data."""
+    from sqlalchemy import func, select
+
+    from dialogue import importer, shop_data
+    from shopbot.db import engine_for
+
+    engine = engine_for(database_url)
+    with engine.connect() as conn:
+        if any(
+            conn.execute(select(func.count()).select_from(t)).scalar()
+            for t in (shop_data.orders, shop_data.products, shop_data.faq)
+        ):
+            return []
+    demo = PACKAGE_ROOT / "dialogue" / "demo"
+    done = []
+    for kind, name in (("orders", "orders.json"), ("products", "products.csv"), ("faq", "faq.csv")):
+        report = importer.import_file(engine, kind, demo / name)
+        done.append(f"{report.imported} {kind}")
+    return done
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m shopbot.start", description=__doc__.split("\n")[0])
     ap.add_argument("--no-train", action="store_true", help="do not train missing models (fail instead)")
+    ap.add_argument("--no-demo", action="store_true", help="do not load the demo shop data into an empty database")
     args = ap.parse_args(argv)
     VAR.mkdir(exist_ok=True)
     env = dict(os.environ, HF_HUB_OFFLINE=os.environ.get("HF_HUB_OFFLINE", "1"))
@@ -112,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"training the default models into {models} (about 20 minutes on 2 CPU cores; once only)")
         subprocess.run([sys.executable, "-m", "nlu.build_default", "--models-dir", str(models)], env=env, check=True)
 
+    _say(f"database: {settings.database_url} (migrating to the latest schema)")
+    loaded = load_demo_data(settings.database_url) if not args.no_demo else []
+    if loaded:
+        _say("demo shop data loaded: " + ", ".join(loaded) + " (try order 10023)")
     gateway = [sys.executable, "-m", "gateway", "--host", settings.host, "--port", str(settings.port)]
     for role in ("nlu", "dialogue"):
         procs.append(spawn([sys.executable, "-m", "workers", role], f"worker-{role}", env))

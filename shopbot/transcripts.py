@@ -8,7 +8,6 @@ they describe; :func:`flush` moves them into SQL. A row has a unique
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import redis
 from sqlalchemy import (
@@ -16,19 +15,17 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
-    MetaData,
     String,
     Table,
     Text,
     UniqueConstraint,
-    create_engine,
     select,
 )
 from sqlalchemy.engine import Engine
 
+from .db import engine_for, metadata  # noqa: F401 - engine_for is part of this module's API
 from .store import TRANSCRIPTS
 
-metadata = MetaData()
 messages = Table(
     "transcript_messages",
     metadata,
@@ -62,14 +59,6 @@ def transcript_row(cid: str, meta: dict[str, str], message_id: str, sender: str,
         "ts": ts,
         **kw,
     }
-
-
-def engine_for(url: str) -> Engine:
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, pool_pre_ping=True)
-    metadata.create_all(engine)
-    return engine
 
 
 def _insert_ignoring_duplicates(engine: Engine, rows: list[dict[str, object]]) -> None:

@@ -196,12 +196,14 @@ def _housekeeping(stop: threading.Event, name: str, queues: list[str]) -> None:
     if "nlu" in queues:
         nlu()  # load before saying we are alive: /readyz means "can answer"
     policy()
-    engine = transcripts.engine_for(settings.database_url)
+    engine = None
     while not stop.is_set():
         try:
             s.heartbeat(name, queues)
             sweep_once(s)
             busy_notices(s)
+            if engine is None:
+                engine = transcripts.engine_for(settings.database_url)  # migrates the schema if needed
             flush_transcripts(s, engine)
         except Exception:  # noqa: BLE001 - keep the thread alive through a Redis or DB outage
             log.exception("housekeeping failed; retrying")

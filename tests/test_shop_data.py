@@ -1,0 +1,164 @@
+"""Shop data in SQL: migrations (SQLite and PostgreSQL) and the import command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, func, inspect, select, text
+
+from dialogue import importer, shop_data
+from shopbot import db, transcripts
+
+from .conftest import ROOT
+
+DEMO = ROOT / "dialogue" / "demo"
+SHOP_TABLES = {"orders", "order_items", "tracking_events", "products", "faq"}
+
+
+def count(engine, table) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(table)).scalar()
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dialogue.import", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_migrations_create_the_schema_and_carry_a_database_made_before_them(tmp_path):
+    fresh = db.engine_for(f"sqlite:///{tmp_path / 'fresh.db'}")
+    assert db.current(fresh) == "0002"
+    assert SHOP_TABLES | {"transcript_messages"} <= set(inspect(fresh).get_table_names())
+    # A database from before migrations: the transcripts table made by create_all, with a row in it.
+    legacy_url = f"sqlite:///{tmp_path / 'legacy.db'}"
+    legacy = create_engine(legacy_url)
+    transcripts.messages.create(legacy)
+    with legacy.begin() as conn:
+        conn.execute(
+            transcripts.messages.insert(),
+            {"conversation_id": "web:default:x", "message_id": "1-0", "channel": "web", "sender": "shopper",
+             "text": "hi", "ts": 1.0},
+        )  # fmt: skip
+    upgraded = db.engine_for(legacy_url)
+    assert db.current(upgraded) == "0002" and count(upgraded, transcripts.messages) == 1
+    assert SHOP_TABLES <= set(inspect(upgraded).get_table_names())
+    db.migrate(upgraded)  # a second run changes nothing
+    assert db.current(upgraded) == "0002"
+
+
+def test_processes_starting_together_migrate_once(tmp_path):
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    code = f"from shopbot import db; db.engine_for({url!r})"
+    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stderr=subprocess.PIPE) for _ in range(4)]
+    errors = [p.communicate(timeout=120)[1].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
+    assert db.current(db.engine_for(url, upgrade=False)) == "0002"
+
+
+def test_migrations_on_postgresql():
+    psycopg = pytest.importorskip("psycopg")
+    name = f"shopbot_test_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        engine = db.engine_for(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
+        assert db.current(engine) == "0002"
+        report = importer.import_file(engine, "orders", DEMO / "orders.json")
+        assert report.imported == 8 and count(engine, shop_data.order_items) >= 8
+        engine.dispose()
+    finally:
+        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_the_demo_data_imports_whole(tmp_path):
+    engine = db.engine_for(f"sqlite:///{tmp_path / 'shop.db'}")
+    for kind, name, n in (("orders", "orders.json", 8), ("products", "products.csv", 31), ("faq", "faq.csv", 34)):
+        report = importer.import_file(engine, kind, DEMO / name)
+        assert report.errors == [] and report.imported == n
+    with engine.connect() as conn:
+        order = conn.execute(select(shop_data.orders).where(shop_data.orders.c.order_number == "10023")).one()
+        events = conn.execute(
+            select(shop_data.tracking_events).where(shop_data.tracking_events.c.order_number == "10023")
+        ).all()
+        both = conn.execute(
+            text("SELECT count(*) FROM faq WHERE question_zh IS NOT NULL AND question_en IS NOT NULL")
+        ).scalar()
+    assert order.status == "shipped" and order.carrier == "SF Express" and len(events) == 2
+    assert both >= 30
+
+
+def test_bad_rows_are_reported_by_line_and_nothing_is_imported(tmp_path):
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    bad = tmp_path / "products.csv"
+    bad.write_text(
+        "sku,name_en,name_zh,category,price,currency,stock\n"
+        "A-1,Mug,,home,12.90,USD,10\n"
+        "A-2,,,home,5.00,USD,3\n"  # no name in any language
+        "A-3,Lamp,,home,-4,USD,1\n"  # negative price
+        "A-4,Kite,,toys,9.50,usd,2\n"  # currency not upper-case ISO
+        "A-5,Cap,,clothing,16.00,USD,many\n",  # stock not a number
+        encoding="utf-8",
+    )
+    done = cli("products", str(bad), "--database-url", url)
+    assert done.returncode == 1
+    for line, what in ((3, "name_en or name_zh"), (4, "price"), (5, "currency"), (6, "stock")):
+        assert f"line {line}: " in done.stderr and what in done.stderr, (line, done.stderr)
+    assert "nothing imported" in done.stderr
+    engine = db.engine_for(url)
+    assert count(engine, shop_data.products) == 0
+    skipped = cli("products", str(bad), "--database-url", url, "--skip-bad")
+    assert (
+        skipped.returncode == 0 and "imported 1 products" in skipped.stdout and "4 bad rows skipped" in skipped.stdout
+    )
+    assert count(engine, shop_data.products) == 1
+
+
+def test_json_errors_name_their_lines_and_duplicate_keys_are_refused(tmp_path):
+    engine = db.engine_for(f"sqlite:///{tmp_path / 'shop.db'}")
+    orders = tmp_path / "orders.json"
+    orders.write_text(
+        """[
+  {"order_number": "1", "status": "paid", "placed_at": "2026-11-01T10:00:00", "total": "10.00", "currency": "USD"},
+  {"order_number": "2", "status": "lost", "placed_at": "2026-11-01T10:00:00", "total": "10.00", "currency": "USD"},
+  {"order_number": "1", "status": "paid", "placed_at": "2026-11-02T10:00:00", "total": "12.00", "currency": "USD"},
+  {"order_number": "3", "status": "paid", "placed_at": "yesterday", "total": "1.00", "currency": "USD",
+   "items": [{"sku": "X", "name": "x", "quantity": 0, "unit_price": "1.00"}]}
+]""",
+        encoding="utf-8",
+    )
+    report = importer.import_file(engine, "orders", orders)
+    assert report.imported == 0 and count(engine, shop_data.orders) == 0
+    joined = "\n".join(report.errors)
+    assert "line 3: status: " in joined and "must be one of" in joined
+    assert "line 4: order_number '1' is already on line 2" in joined
+    assert "line 5: placed_at" in joined and "line 5: items.0.quantity" in joined
+
+
+def test_importing_again_replaces_rows_by_key(tmp_path):
+    engine = db.engine_for(f"sqlite:///{tmp_path / 'shop.db'}")
+    first = tmp_path / "faq.csv"
+    first.write_text("id,question_en,answer_en\nship,How long?,3-7 days\n", encoding="utf-8")
+    importer.import_file(engine, "faq", first)
+    first.write_text("id,question_en,answer_en,question_zh,answer_zh\nship,How long?,2-5 days,多久?,2-5 天\n")
+    importer.import_file(engine, "faq", first)
+    with engine.connect() as conn:
+        rows = conn.execute(select(shop_data.faq)).all()
+    assert len(rows) == 1 and rows[0].answer_en == "2-5 days" and rows[0].answer_zh == "2-5 天"
+
+
+def test_unreadable_files_get_a_plain_error(tmp_path):
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    missing = cli("faq", str(tmp_path / "nope.csv"), "--database-url", url)
+    assert missing.returncode == 2 and "no such file" in missing.stderr
+    odd = tmp_path / "faq.xlsx"
+    odd.write_bytes(b"PK\x03\x04")
+    wrong = cli("faq", str(odd), "--database-url", url)
+    assert wrong.returncode == 2 and ".csv or .json" in wrong.stderr
+    not_array = tmp_path / "faq.json"
+    not_array.write_text('{"id": "x"}', encoding="utf-8")
+    assert "JSON array" in cli("faq", str(not_array), "--database-url", url).stderr
