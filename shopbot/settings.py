@@ -48,13 +48,26 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr | None = Field(None, description="the Slack app's signing secret")
     slack_api_base_url: str = Field("https://slack.com/api/", description="Web API URL")
     slack_agent_channel: str | None = Field(None, description="channel id where hand-off cards are posted")
+    # Where orders are read from: the shop data tables, or the shop's own JSON API
+    order_source: Literal["sql", "http"] = "sql"
+    order_api_url: str | None = Field(None, description="URL template with {order_number}")
+    order_api_token: SecretStr | None = Field(None, description="sent as Authorization: Bearer")
+    order_api_fields: dict[str, str] = Field(
+        default_factory=dict,
+        description='JSON: our field -> dotted path in the API\'s answer, e.g. {"status": "state"}',
+    )
+    order_api_status_map: dict[str, str] = Field(
+        default_factory=dict, description='JSON: the API\'s status -> ours, e.g. {"in_transit": "shipped"}'
+    )
+    order_api_timeout_s: float = Field(5.0, gt=0, le=60)
     handoff_busy_after_s: float = Field(
         300.0, gt=0, description="a queued conversation nobody claims within this gets a 'keep waiting?' message"
     )
 
     @field_validator(
         "public_url", "device", "policies_file", "agent_token", "telegram_bot_token", "telegram_webhook_secret",
-        "slack_bot_token", "slack_signing_secret", "slack_agent_channel", mode="before",
+        "slack_bot_token", "slack_signing_secret", "slack_agent_channel", "order_api_url", "order_api_token",
+        mode="before",
     )  # fmt: skip
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:

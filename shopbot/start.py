@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     _say(f"database: {settings.database_url} (migrating to the latest schema)")
     loaded = load_demo_data(settings.database_url) if not args.no_demo else []
     if loaded:
-        _say("demo shop data loaded: " + ", ".join(loaded) + " (try order 10023)")
+        _say("demo shop data loaded: " + ", ".join(loaded))
     gateway = [sys.executable, "-m", "gateway", "--host", settings.host, "--port", str(settings.port)]
     for role in ("nlu", "dialogue"):
         procs.append(spawn([sys.executable, "-m", "workers", role], f"worker-{role}", env))
