@@ -15,6 +15,18 @@ class ChannelError(ValueError):
         self.status = status
 
 
+class SendFailed(RuntimeError):
+    """The platform refused a message for good (blocked bot, unknown chat, bad token): retrying cannot help."""
+
+
+class RateLimited(RuntimeError):
+    """The platform still asks us to slow down after the one retry a send makes; try again later."""
+
+    def __init__(self, retry_after: float):
+        super().__init__(f"rate limited; retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
 @dataclass(frozen=True)
 class InboundMessage:
     id: str  # the platform's own message id (or the client's), so retries collapse

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from .base import ChannelError, InboundMessage
+from .base import ChannelError, InboundMessage, RateLimited, SendFailed
 
 NAME = "slack"
 DEFAULT_API_BASE_URL = "https://slack.com/api/"
@@ -172,16 +172,6 @@ def message_blocks(text: str, quick_replies: tuple[str, ...] = ()) -> list[dict[
             }
         )
     return blocks
-
-
-class SendFailed(RuntimeError):
-    """Slack refused the call for good (bad token, unknown channel...)."""
-
-
-class RateLimited(RuntimeError):
-    def __init__(self, retry_after: float):
-        super().__init__(f"rate limited; retry after {retry_after} s")
-        self.retry_after = retry_after
 
 
 class SlackSender:

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .base import ChannelError, InboundMessage
+from .base import ChannelError, InboundMessage, RateLimited, SendFailed
 
 NAME = "telegram"
 DEFAULT_API_BASE_URL = "https://api.telegram.org/bot"
@@ -131,16 +131,6 @@ def _button_text(message, data: str) -> str | None:
 def answer_callback(callback_query_id: str) -> dict[str, str]:
     """A Bot API call to return as the webhook's response: stops the button's spinner at no extra request."""
     return {"method": "answerCallbackQuery", "callback_query_id": callback_query_id}
-
-
-class SendFailed(RuntimeError):
-    """The platform refused a message for good (blocked bot, unknown chat, bad token)."""
-
-
-class RateLimited(RuntimeError):
-    def __init__(self, retry_after: float):
-        super().__init__(f"rate limited; retry after {retry_after} s")
-        self.retry_after = retry_after
 
 
 class TelegramSender:

@@ -14,6 +14,7 @@ from functools import lru_cache
 
 from channels import slack as slack_channel
 from channels import telegram as telegram_channel
+from channels.base import SendFailed
 from handoff.queue import HandoffQueue
 from handoff.slack_desk import SlackDesk
 from shopbot.settings import Settings
@@ -67,7 +68,7 @@ def deliver_to_shopper(store: ConversationStore, settings: Settings, cid: str) -
             try:
                 sender.send(chat, text, entry.quick_replies)
                 sent += 1
-            except (telegram_channel.SendFailed, slack_channel.SendFailed) as exc:
+            except SendFailed as exc:
                 # A refusal for good (the shopper blocked the bot, the chat is gone): trying
                 # again cannot help; the message stays in the log and the transcript.
                 log.error("message not delivered: %s", exc, extra={"conversation_id": cid, "message_id": entry.id})

@@ -23,8 +23,7 @@ from celery import signals
 from celery_batches import Batches
 from redis.exceptions import LockError
 
-from channels import slack as slack_channel
-from channels import telegram as telegram_channel
+from channels.base import RateLimited, SendFailed
 from dialogue import load_policy
 from handoff.queue import HandoffQueue
 from shopbot import transcripts
@@ -126,7 +125,7 @@ def sync_conversation(self, conversation_id: str) -> None:
         desk = outbound.desk_for(s, handoff_queue(), settings)
         if desk is not None:
             desk.sync(conversation_id)
-    except (telegram_channel.RateLimited, slack_channel.RateLimited) as exc:
+    except RateLimited as exc:
         log.warning("rate limited twice in a row; trying later", extra={"conversation_id": conversation_id})
         raise self.retry(countdown=exc.retry_after) from None
     except ConnectionError as exc:
@@ -147,9 +146,9 @@ def slack_call(self, method: str, params: dict) -> None:
     sender = outbound.slack_sender(settings.slack_bot_token.get_secret_value(), settings.slack_api_base_url)
     try:
         sender.call(method, **params)
-    except (slack_channel.RateLimited, ConnectionError) as exc:
+    except (RateLimited, ConnectionError) as exc:
         raise self.retry(countdown=getattr(exc, "retry_after", 2)) from None
-    except slack_channel.SendFailed as exc:
+    except SendFailed as exc:
         log.error("Slack call failed: %s", exc)
 
 
