@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 
 import redis.asyncio as aioredis
 from aiohttp import web
 from celery import Celery
 
+from channels.base import InboundMessage
 from handoff.queue import HandoffQueue
 from shopbot.settings import Settings
 from shopbot.store import ConversationStore
@@ -18,6 +21,7 @@ store_key = web.AppKey("store", ConversationStore)
 aredis_key = web.AppKey("aredis", aioredis.Redis)
 celery_key = web.AppKey("celery", Celery)
 queue_key = web.AppKey("handoff_queue", HandoffQueue)
+log = logging.getLogger(__name__)
 
 
 def json_error(status: int, reason: str, **extra: object) -> web.Response:
@@ -34,6 +38,20 @@ async def read_json(request: web.Request) -> object:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise web.HTTPBadRequest(text=f"body is not valid JSON: {exc}") from None
+
+
+async def accept(app: web.Application, msg: InboundMessage) -> tuple[str, bool]:
+    """Record and queue one shopper message, from any channel; (message id, duplicate)."""
+    store = app[store_key]
+    cid = msg.conversation_id
+    mid, duplicate = await asyncio.to_thread(store.record_inbound, cid, msg.text, msg.id, msg.meta())
+    if not duplicate:
+        try:
+            await asyncio.to_thread(enqueue_annotation, app, cid, mid)
+        except Exception:  # noqa: BLE001 - recorded already; the worker's sweeper re-queues it
+            log.warning("could not queue a recorded message; the sweeper will", extra={"conversation_id": cid})
+        log.info("message accepted", extra={"conversation_id": cid, "message_id": mid})
+    return mid, duplicate
 
 
 def enqueue_annotation(app: web.Application, cid: str, mid: str) -> None:

@@ -23,8 +23,7 @@ from channels.base import ChannelError
 from handoff.queue import HandoffError
 from handoff.slack_desk import CLAIM, NOTE, NOTE_VIEW, RESOLVE, note_modal
 
-from .context import enqueue_slack_call, enqueue_sync, json_error, queue_key, settings_key, store_key
-from .web_routes import accept
+from .context import accept, enqueue_slack_call, enqueue_sync, json_error, queue_key, settings_key, store_key
 
 log = logging.getLogger(__name__)
 PREFIX = "/channels/slack"

@@ -15,11 +15,9 @@ from aiohttp import web
 
 from channels import telegram
 from channels.base import ChannelError
-from dialogue import load_policy
 from shopbot.store import Outgoing
 
-from .context import enqueue_sync, json_error, read_json, settings_key, store_key
-from .web_routes import accept
+from .context import accept, enqueue_sync, json_error, queue_key, read_json, settings_key, store_key
 
 log = logging.getLogger(__name__)
 PATH = "/channels/telegram/webhook"
@@ -49,7 +47,7 @@ async def webhook(request: web.Request) -> web.Response:
         await accept(request.app, msg)
         return web.json_response(answer)
     # /start and non-text: answered here, from the policies' texts, once per update.
-    policy = await asyncio.to_thread(_policy, settings.policies_file)
+    policy = request.app[queue_key].policy  # loaded once with the app
     lang = msg.locale or "en"
     if parsed.kind == "start":
         reply = Outgoing("bot", policy.message("greeting", lang), policy.quick_replies(lang))
@@ -60,15 +58,6 @@ async def webhook(request: web.Request) -> web.Response:
     if not duplicate:
         await asyncio.to_thread(enqueue_sync, request.app, cid)
     return web.json_response(answer)
-
-
-_policies: dict[object, object] = {}
-
-
-def _policy(path):
-    if path not in _policies:
-        _policies[path] = load_policy(path)
-    return _policies[path]
 
 
 def setup(app: web.Application) -> None:

@@ -10,27 +10,13 @@ from aiohttp import WSMsgType, web
 from redis.exceptions import RedisError
 
 from channels import web as web_channel
-from channels.base import ChannelError, InboundMessage
+from channels.base import ChannelError
 from shopbot.store import key, parse_entry
 
-from .context import aredis_key, enqueue_annotation, json_error, read_json, store_key
+from .context import accept, aredis_key, json_error, read_json, store_key
 
 log = logging.getLogger(__name__)
 XREAD_BLOCK_MS = 15_000
-
-
-async def accept(app: web.Application, msg: InboundMessage) -> tuple[str, bool]:
-    """Record and queue one shopper message; (message id, duplicate)."""
-    store = app[store_key]
-    cid = msg.conversation_id
-    mid, duplicate = await asyncio.to_thread(store.record_inbound, cid, msg.text, msg.id, msg.meta())
-    if not duplicate:
-        try:
-            await asyncio.to_thread(enqueue_annotation, app, cid, mid)
-        except Exception:  # noqa: BLE001 - recorded already; the worker's sweeper re-queues it
-            log.warning("could not queue a recorded message; the sweeper will", extra={"conversation_id": cid})
-        log.info("message accepted", extra={"conversation_id": cid, "message_id": mid})
-    return mid, duplicate
 
 
 async def create_session(request: web.Request) -> web.Response:
