@@ -21,7 +21,7 @@ from aiohttp import web
 from channels import slack
 from channels.base import ChannelError
 from handoff.queue import HandoffError
-from handoff.slack_desk import CLAIM, NOTE, NOTE_VIEW, RESOLVE, note_modal
+from handoff.slack_desk import CLAIM, NOTE, NOTE_VIEW, RESOLVE, note_modal, note_text
 
 from .context import accept, enqueue_slack_call, enqueue_sync, json_error, queue_key, settings_key, store_key
 
@@ -100,13 +100,9 @@ async def _agent_action(
 ) -> str | None:
     """Claim, reply, resolve or note as ``agent``; returns the refusal, if any, which the
     agent is also told in an ephemeral message when ``tell``."""
-    queue = request.app[queue_key]
-    fn = {"claim": queue.claim, "resolve": queue.resolve}.get(action)
+    args = (cid, agent, text) if action in ("reply", "note") else (cid, agent)
     try:
-        if action in ("reply", "note"):
-            await asyncio.to_thread(getattr(queue, action), cid, agent, text)
-        else:
-            await asyncio.to_thread(fn, cid, agent)
+        await asyncio.to_thread(getattr(request.app[queue_key], action), *args)
     except HandoffError as exc:
         if not tell:
             return exc.reason
@@ -118,14 +114,13 @@ async def _agent_action(
     if action == "note":
         card = await asyncio.to_thread(request.app[store_key].desk_card, cid)
         if card:
-            note = f":memo: *Internal note* from <@{agent}> (not sent to the shopper):\n{text}"
             await asyncio.to_thread(
                 enqueue_slack_call,
                 request.app,
                 "chat.postMessage",
                 channel=card["channel"],
                 thread_ts=card["ts"],
-                text=note,
+                text=note_text(agent, text),
             )
     else:
         await asyncio.to_thread(enqueue_sync, request.app, cid)

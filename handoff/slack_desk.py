@@ -105,6 +105,11 @@ def _button(label: str, action_id: str, cid: str, style: str | None = None) -> d
     return b
 
 
+def note_text(agent: str, text: str) -> str:
+    """An internal note as it is posted in the card's thread."""
+    return f":memo: *Internal note* from {who(agent)} (not sent to the shopper):\n{text}"
+
+
 def note_modal(cid: str) -> dict[str, Any]:
     """The "Add note" modal: what is typed here stays with the agents."""
     return {
@@ -177,11 +182,6 @@ class SlackDesk:
                 self._thread(card, f"*Shopper:* {entry.text}")
             card["cursor"] = entry.id
             self.store.save_desk_card(cid, {"cursor": entry.id})
-
-    def post_note(self, cid: str, agent: str, text: str) -> None:
-        card = self.store.desk_card(cid)
-        if card:
-            self._thread(card, f":memo: *Internal note* from {who(agent)} (not sent to the shopper):\n{text}")
 
     def _thread(self, card: dict[str, str], text: str) -> None:
         self.slack.call("chat.postMessage", channel=card["channel"], thread_ts=card["ts"], text=text)
