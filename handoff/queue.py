@@ -112,18 +112,21 @@ class HandoffQueue:
 
     def busy_notice(self, cid: str, after_s: float) -> bool:
         """Tell a shopper nobody claimed yet that they may keep waiting or leave a message (once per hand-off)."""
+
+        def due(raw: dict[str, object] | None, now: float) -> ConversationState | None:
+            state = ConversationState.from_dict(raw) if raw else None
+            if state is None or state.status != "queued" or state.busy_notice_at or not state.queued_at:
+                return None
+            return state if now - state.queued_at >= after_s else None
+
+        # Checked without the lock first: the sweeper asks every few seconds about
+        # every queued conversation, and most are not due.
+        if due(self.store.state(cid), time.time()) is None:
+            return False
         with self.store.lock(cid, wait_s=0) as token:
-            raw = self.store.state(cid) if token else None
-            if raw is None:
-                return False
-            state = ConversationState.from_dict(raw)
             now = time.time()
-            if (
-                state.status != "queued"
-                or state.busy_notice_at
-                or not state.queued_at
-                or now - state.queued_at < after_s
-            ):
+            state = due(self.store.state(cid), now) if token else None
+            if state is None:
                 return False
             new, notice = agents_busy(state, self.policy, now)
             self._commit(cid, token, new, [Outgoing(notice.sender, notice.text, notice.quick_replies)])

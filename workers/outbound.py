@@ -43,8 +43,12 @@ def sender_for(channel: str, settings: Settings):
     return None
 
 
+def desk_configured(settings: Settings) -> bool:
+    return bool(settings.slack_bot_token and settings.slack_agent_channel)
+
+
 def desk_for(store: ConversationStore, queue: HandoffQueue, settings: Settings) -> SlackDesk | None:
-    if not (settings.slack_bot_token and settings.slack_agent_channel):
+    if not desk_configured(settings):
         return None
     sender = slack_sender(settings.slack_bot_token.get_secret_value(), settings.slack_api_base_url)
     return SlackDesk(store, queue, sender, settings.slack_agent_channel)

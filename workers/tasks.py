@@ -110,7 +110,7 @@ def dialogue_step(conversation_id: str) -> int:
 
 def needs_sync(cid: str) -> bool:
     """Is there anyone outside the log to tell: a Telegram or Slack shopper, or the agents' desk?"""
-    return not cid.startswith("web:") or bool(settings.slack_bot_token and settings.slack_agent_channel)
+    return not cid.startswith("web:") or outbound.desk_configured(settings)
 
 
 @app.task(bind=True, max_retries=12)
@@ -141,9 +141,9 @@ def sync_conversation(self, conversation_id: str) -> None:
 @app.task(bind=True, max_retries=5)
 def slack_call(self, method: str, params: dict) -> None:
     """One Web API call for the desk (an ephemeral answer to an agent, a note in a thread)."""
-    if not settings.slack_bot_token:
+    sender = outbound.sender_for("slack", settings)
+    if sender is None:
         return
-    sender = outbound.slack_sender(settings.slack_bot_token.get_secret_value(), settings.slack_api_base_url)
     try:
         sender.call(method, **params)
     except (RateLimited, ConnectionError) as exc:
