@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 
-from .db import engine_for, metadata  # noqa: F401 - engine_for is part of this module's API
+from .db import metadata
 from .store import TRANSCRIPTS
 
 messages = Table(

@@ -26,7 +26,7 @@ from redis.exceptions import LockError
 from channels.base import RateLimited, SendFailed
 from dialogue import load_policy
 from handoff.queue import HandoffQueue
-from shopbot import transcripts
+from shopbot import db, transcripts
 from shopbot.logs import setup_logging
 from shopbot.settings import get_settings
 from shopbot.store import TRANSCRIPTS, ConversationStore
@@ -202,7 +202,7 @@ def _housekeeping(stop: threading.Event, name: str, queues: list[str]) -> None:
             sweep_once(s)
             busy_notices(s)
             if engine is None:
-                engine = transcripts.engine_for(settings.database_url)  # migrates the schema if needed
+                engine = db.engine_for(settings.database_url)  # migrates the schema if needed
             flush_transcripts(s, engine)
         except Exception:  # noqa: BLE001 - keep the thread alive through a Redis or DB outage
             log.exception("housekeeping failed; retrying")
