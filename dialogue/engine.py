@@ -7,8 +7,12 @@ result to Redis in one transaction.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from . import answers
+from .catalog import parse_query
+from .knowledge import decide
+from .orders import OrderSourceError
 from .policy import Policy
 from .state import ConversationState
 
@@ -37,11 +41,15 @@ class Reply:
     text: str
     sender: str = "bot"  # bot | system
     quick_replies: tuple[str, ...] = ()
+    # What the text states, from the shop's data; an LLM may rephrase the text from these and
+    # nothing else (dialogue/llm.py). Never sent to the shopper.
+    facts: tuple[str, ...] = ()
+    kind: str = "template"  # template | order | faq | products | fallback
 
 
 @dataclass(frozen=True)
 class Handoff:
-    reason: str  # requested | angry | not_understood
+    reason: str  # requested | angry | not_understood | order_action | refund_dispute | mood
     priority: int
 
 
@@ -58,6 +66,29 @@ def extract_slot(policy: Policy, slot: str, text: str) -> str | None:
     return (m.group(1) if m.groups() else m.group(0)).upper() if m else None
 
 
+@dataclass
+class _Turn:
+    """One step's inputs, so the helpers below need not pass six arguments each."""
+
+    policy: Policy
+    s: ConversationState
+    text: str
+    ann: Annotation
+    now: float
+    shop: object | None  # dialogue.shop.Shop, or None: templates only
+    customer: str | None  # who the channel says is writing (a Telegram or Slack user id), None when anonymous
+
+    @property
+    def lang(self) -> str:
+        return self.s.locale
+
+    def msg(self, name: str, **values: object) -> str:
+        return self.policy.message(name, self.lang, **{k: str(v) for k, v in values.items()})
+
+    def qr(self, name: str = "quick_replies") -> tuple[str, ...]:
+        return self.policy.quick_replies(self.lang, name)
+
+
 def _answer(policy: Policy, s: ConversationState, intent: str) -> StepResult:
     ip = policy.intents[intent]
     lang = s.locale
@@ -65,17 +96,40 @@ def _answer(policy: Policy, s: ConversationState, intent: str) -> StepResult:
     return StepResult(s, (Reply(ip.texts[lang].format(**s.slots), quick_replies=qr),))
 
 
-def _hand_off(policy: Policy, s: ConversationState, reason: str, now: float) -> StepResult:
+def _hand_off(policy: Policy, s: ConversationState, reason: str, now: float, notice: str | None = None) -> StepResult:
     s.status = "queued"
     s.handoff_reason = reason
-    s.priority = policy.priority[reason]
+    s.priority = policy.priority[reason] + s.mood_boost
     s.queued_at = now
     s.awaiting = None
-    notice = policy.message("handoff_angry" if reason == "angry" else "handoff", s.locale)
+    if notice is None:
+        notice = policy.message("handoff_angry" if reason == "angry" else "handoff", s.locale)
     return StepResult(s, (Reply(notice, sender="system"),), Handoff(reason, s.priority))
 
 
-def step(state: ConversationState, text: str, ann: Annotation, policy: Policy, now: float) -> StepResult:
+def _falling(policy: Policy, s: ConversationState) -> bool:
+    w = policy.mood.trend_window
+    scores = s.sentiment_scores
+    return len(scores) >= w >= 2 and scores[-1] - scores[-w] <= -policy.mood.falling_by
+
+
+def step(
+    state: ConversationState,
+    text: str,
+    ann: Annotation,
+    policy: Policy,
+    now: float,
+    shop=None,
+    customer: str | None = None,
+) -> StepResult:
+    """One shopper message: the replies, the new state, and a hand-off if there is one.
+
+    The order of decisions: an awaited order number; anger and a falling mood;
+    a request for a person; order intents (looked up in ``shop``); a sure FAQ
+    answer; a product question; the intent's own answer; a "did you mean";
+    and only then "I did not understand". Without a ``shop`` the order intents
+    answer from their templates and there is no FAQ or catalogue.
+    """
     s = copy.deepcopy(state)
     s.turns += 1
     s.created_at = s.created_at or now
@@ -86,16 +140,28 @@ def step(state: ConversationState, text: str, ann: Annotation, policy: Policy, n
     angry = ann.sentiment == "negative" and ann.sentiment_score <= policy.angry_sentiment_score
     s.remember(ann.intent if confident else None, ann.sentiment_score)
     s.angry = s.angry + 1 if angry else 0
+    falling = _falling(policy, s)
 
     if s.status != "bot":
         # An agent owns the conversation, or it waits for one: the bot stays silent.
-        # Anger while waiting moves the conversation up the queue.
-        if s.status == "queued" and angry and s.priority < policy.priority["angry"]:
-            s.priority = policy.priority["angry"]
-            s.handoff_reason = "angry"
-            return StepResult(s, (), Handoff("angry", s.priority))
+        # Anger or a falling mood while waiting moves the conversation up the queue.
+        if s.status == "queued" and (angry or falling):
+            if angry and s.priority < policy.priority["angry"]:
+                s.priority, s.handoff_reason = policy.priority["angry"], "angry"
+                return StepResult(s, (), Handoff("angry", s.priority))
+            if falling and not s.mood_boost:
+                s.mood_boost = 1
+                s.priority += 1
+                return StepResult(s, (), Handoff(s.handoff_reason or "mood", s.priority))
         return StepResult(s)
 
+    turn = _Turn(policy, s, text, ann, now, shop, customer)
+    result = _decide(turn, confident, angry, falling)
+    return _with_mood(turn, result, angry)
+
+
+def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepResult:
+    policy, s, text, ann, now = turn.policy, turn.s, turn.text, turn.ann, turn.now
     if s.awaiting:
         value = extract_slot(policy, s.awaiting["slot"], text)
         if value:
@@ -103,31 +169,157 @@ def step(state: ConversationState, text: str, ann: Annotation, policy: Policy, n
             intent = s.awaiting["intent"]
             s.awaiting = None
             s.misunderstood = 0
-            return _answer(policy, s, intent)
+            return _intent_answer(turn, intent)
 
     if angry and s.angry >= policy.angry_handoff_after:
         return _hand_off(policy, s, "angry", now)
+    if falling and not s.mood_boost:
+        s.mood_boost = 1
+        if policy.mood.on_falling == "handoff":
+            return _hand_off(policy, s, "mood", now)
 
-    if not confident or ann.intent not in policy.intents and ann.intent not in policy.handoff_intents:
-        s.misunderstood += 1
-        if s.misunderstood >= policy.misunderstood_handoff_after:
-            return _hand_off(policy, s, "not_understood", now)
-        return StepResult(
-            s, (Reply(policy.message("not_understood", s.locale), quick_replies=policy.quick_replies(s.locale)),)
-        )
-    s.misunderstood = 0
-
-    if ann.intent in policy.handoff_intents:
+    if confident and ann.intent in policy.handoff_intents:
+        s.misunderstood = 0
         return _hand_off(policy, s, "requested", now)
 
-    for slot in policy.intents[ann.intent].needs:
-        value = extract_slot(policy, slot, text)
+    if confident and ann.intent in policy.order_intents and ann.intent in policy.intents:
+        s.misunderstood = 0
+        return _with_slots(turn, ann.intent)
+
+    shop = turn.shop
+    vec = shop.vector(text) if shop is not None else None
+    faq = (
+        decide(shop.faq(vec), policy.faq.answer_score, policy.faq.suggest_score, policy.faq.min_lead)
+        if vec is not None
+        else None
+    )
+    if faq is not None and faq.action == "answer":
+        s.misunderstood = 0
+        return _faq_answer(turn, faq.hits[0].entry)
+
+    if shop is not None and (found := _products(turn)) is not None:
+        s.misunderstood = 0
+        return found
+
+    if confident and ann.intent in policy.intents:
+        s.misunderstood = 0
+        return _with_slots(turn, ann.intent)
+
+    if faq is not None and faq.action == "clarify":
+        s.misunderstood = 0
+        options = tuple(dict.fromkeys(h.entry.question_in(turn.lang) for h in faq.hits))
+        facts = tuple(f"{h.entry.question_in(turn.lang)} {h.entry.answer_in(turn.lang)[0]}" for h in faq.hits)
+        return StepResult(
+            s, (Reply(turn.msg("faq_did_you_mean"), quick_replies=options, facts=facts, kind="fallback"),)
+        )
+
+    s.misunderstood += 1
+    if s.misunderstood >= policy.misunderstood_handoff_after:
+        return _hand_off(policy, s, "not_understood", now)
+    name = "not_understood_offer_agent" if s.misunderstood > 1 or shop is not None else "not_understood"
+    # The closest entries, however far: an LLM (if configured) may find the answer in them, or say it cannot.
+    near = shop.faq(vec) if shop is not None and vec is not None else []
+    facts = tuple(f"{h.entry.question_in(turn.lang)} {h.entry.answer_in(turn.lang)[0]}" for h in near)
+    return StepResult(s, (Reply(turn.msg(name), quick_replies=turn.qr(), facts=facts, kind="fallback"),))
+
+
+def _with_slots(turn: _Turn, intent: str) -> StepResult:
+    """Fill the intent's slots from the message (or earlier ones), ask for the first one missing, then answer."""
+    s = turn.s
+    for slot in turn.policy.intents[intent].needs:
+        value = extract_slot(turn.policy, slot, turn.text)
         if value:
             s.slots[slot] = value
         elif slot not in s.slots:
-            s.awaiting = {"intent": ann.intent, "slot": slot}
-            return StepResult(s, (Reply(policy.message(f"ask_{slot}", s.locale)),))
-    return _answer(policy, s, ann.intent)
+            s.awaiting = {"intent": intent, "slot": slot}
+            return StepResult(s, (Reply(turn.msg(f"ask_{slot}"), quick_replies=_known_orders(turn)),))
+    return _intent_answer(turn, intent)
+
+
+def _known_orders(turn: _Turn) -> tuple[str, ...]:
+    """The shopper's own recent order numbers, as quick replies, where the channel says who they are."""
+    if turn.shop is None or not turn.customer:
+        return ()
+    try:
+        return tuple(o.order_number for o in turn.shop.recent_orders(turn.customer, 3))
+    except Exception:  # noqa: BLE001 - a suggestion only: the question stands without it
+        return ()
+
+
+def _intent_answer(turn: _Turn, intent: str) -> StepResult:
+    if turn.shop is not None and intent in turn.policy.order_intents and "order_number" in turn.s.slots:
+        return _order(turn, intent, turn.s.slots["order_number"])
+    return _answer(turn.policy, turn.s, intent)
+
+
+def _order(turn: _Turn, intent: str, number: str) -> StepResult:
+    """Look the order up and answer from its real status; hand off when the action needs a person."""
+    try:
+        order = turn.shop.order(number)  # type: ignore[union-attr]
+    except OrderSourceError:
+        text = turn.msg("order_source_down")
+        return StepResult(turn.s, (Reply(text, quick_replies=turn.qr("talk_to_person_quick_replies")),))
+    owner = order.belongs_to(turn.customer) if order is not None else None
+    if order is None or owner is False:
+        # Someone else's order reads as no order at all: order numbers are not to be probed.
+        turn.s.slots.pop("order_number", None)
+        return StepResult(turn.s, (Reply(turn.msg("order_not_found", order_number=number)),))
+    negative = turn.ann.sentiment == "negative" and turn.ann.sentiment_score <= turn.policy.mood.negative_score
+    ans = answers.for_order(turn.policy, turn.lang, intent, order, verified=owner is True, negative=negative)
+    if not ans.quick_replies:
+        ans = replace(ans, quick_replies=turn.policy.intents[intent].quick_replies.get(turn.lang, ()))
+    return _from_answer(turn, ans)
+
+
+def _products(turn: _Turn) -> StepResult | None:
+    """A product question ("do you have ...", "推荐 ..."): matches from the catalogue, or None if it is not one."""
+    pp = turn.policy.products
+    if pp is None or not any(p.search(turn.text) for p in pp.trigger.values()):
+        return None
+    query = parse_query(turn.text, pp.categories, pp.filler[turn.lang])
+    shop = turn.shop
+    vec = shop.vector(query.subject) if query.subject else None  # type: ignore[union-attr]
+    hits = shop.products(query, vec, pp.min_lead, pp.spread, pp.max_results)  # type: ignore[union-attr]
+    suggestions = []
+    if turn.customer:
+        try:
+            bought_like = shop.suggestions(turn.customer)  # type: ignore[union-attr]
+        except Exception:  # noqa: BLE001 - a suggestion only
+            bought_like = []
+        shown = {h.product.sku for h in hits}
+        suggestions = [p for p in bought_like if p.sku not in shown]
+    return _from_answer(turn, answers.for_products(turn.policy, turn.lang, query, hits, suggestions))
+
+
+def _from_answer(turn: _Turn, ans: answers.Answer) -> StepResult:
+    reply = Reply(ans.text, quick_replies=ans.quick_replies, facts=ans.facts, kind=ans.kind)
+    if ans.handoff:
+        result = _hand_off(turn.policy, turn.s, ans.handoff, turn.now, notice=ans.text)
+        return replace(result, replies=(replace(result.replies[0], facts=ans.facts, kind=ans.kind),))
+    return StepResult(turn.s, (reply,))
+
+
+def _faq_answer(turn: _Turn, entry) -> StepResult:
+    answer, used = entry.answer_in(turn.lang)
+    text = answer if used == turn.lang else f"{turn.msg('faq_other_language')} {answer}"
+    return StepResult(turn.s, (Reply(text, facts=(entry.question_in(used), answer), kind="faq"),))
+
+
+def _with_mood(turn: _Turn, result: StepResult, angry: bool) -> StepResult:
+    """An apology before the answer to a negative message, thanks before the answer to a positive one."""
+    mood, ann = turn.policy.mood, turn.ann
+    if not result.replies or (result.handoff is not None and result.handoff.reason == "angry"):
+        return result
+    if ann.sentiment == "negative" and ann.sentiment_score <= mood.negative_score:
+        prefix = turn.msg("apology")
+    elif ann.sentiment == "positive" and ann.sentiment_score >= mood.positive_score and ann.intent != "review":
+        prefix = turn.msg("thanks")
+    else:
+        return result
+    first = result.replies[0]
+    sep = "" if turn.lang == "zh" else " "
+    replies = (replace(first, text=f"{prefix}{sep}{first.text}"), *result.replies[1:])
+    return replace(result, replies=replies)
 
 
 def agent_claimed(state: ConversationState, agent: str, policy: Policy, now: float) -> tuple[ConversationState, Reply]:
@@ -148,6 +340,6 @@ def resolved(state: ConversationState, policy: Policy, now: float) -> tuple[Conv
     s = copy.deepcopy(state)
     s.status, s.agent, s.handoff_reason, s.priority, s.queued_at = "bot", None, None, 0, None
     s.busy_notice_at = None
-    s.misunderstood = s.angry = 0
+    s.misunderstood = s.angry = s.mood_boost = 0
     s.updated_at = now
     return s, Reply(policy.message("back_to_bot", s.locale), sender="system")

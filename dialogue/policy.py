@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from .shop_data import ORDER_STATUSES
+
 DEFAULT_FILE = Path(__file__).with_name("policies.yaml")
 LANGUAGES = ("en", "zh")
 
@@ -24,6 +26,32 @@ class IntentPolicy:
 
 
 @dataclass(frozen=True)
+class MoodPolicy:
+    negative_score: float = -0.3
+    positive_score: float = 0.5
+    trend_window: int = 3
+    falling_by: float = 0.8
+    on_falling: str = "raise_priority"  # raise_priority | handoff
+
+
+@dataclass(frozen=True)
+class FaqPolicy:
+    answer_score: float = 0.04
+    min_lead: float = 0.02
+    suggest_score: float = 0.03
+
+
+@dataclass(frozen=True)
+class ProductPolicy:
+    trigger: dict[str, re.Pattern[str]]
+    filler: dict[str, re.Pattern[str]]
+    min_lead: float = 0.04
+    spread: float = 0.03
+    max_results: int = 3
+    categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Policy:
     min_intent_confidence: float
     misunderstood_handoff_after: int
@@ -34,8 +62,13 @@ class Policy:
     slot_patterns: dict[str, re.Pattern[str]]
     messages: dict[str, dict[str, object]]
     intents: dict[str, IntentPolicy]
+    mood: MoodPolicy = MoodPolicy()
+    faq: FaqPolicy = FaqPolicy()
+    products: ProductPolicy | None = None
+    order_intents: frozenset[str] = frozenset()
+    status_names: dict[str, dict[str, str]] = field(default_factory=dict)
 
-    def message(self, name: str, lang: str, **values: str) -> str:
+    def message(self, name: str, lang: str, /, **values: object) -> str:
         return str(self.messages[name][lang]).format(**values)
 
     def quick_replies(self, lang: str, name: str = "quick_replies") -> tuple[str, ...]:
@@ -56,6 +89,31 @@ def _texts(d: dict, where: str) -> dict[str, str]:
             raise PolicyError(f"{where}.{lang}: must be a non-empty text")
         out[lang] = text
     return out
+
+
+def _regex(spec: dict, where: str) -> dict[str, re.Pattern[str]]:
+    out = {}
+    for lang in LANGUAGES:
+        try:
+            out[lang] = re.compile(_need(spec, lang, where), re.IGNORECASE)
+        except re.error as exc:
+            raise PolicyError(f"{where}.{lang} is not a valid regular expression: {exc}") from exc
+    return out
+
+
+def _section(cls, raw: dict, name: str, **extra):
+    """A dataclass from an optional YAML section: defaults for what is left out, errors for unknown keys."""
+    spec = raw.get(name) or {}
+    if not isinstance(spec, dict):
+        raise PolicyError(f"{name}: must be a mapping")
+    known = {f for f in cls.__dataclass_fields__}
+    unknown = set(spec) - known
+    if unknown:
+        raise PolicyError(f"{name}: unknown setting(s) {', '.join(sorted(unknown))}")
+    try:
+        return cls(**{**{k: v for k, v in spec.items() if k not in extra}, **extra})
+    except (TypeError, ValueError) as exc:
+        raise PolicyError(f"{name}: {exc}") from exc
 
 
 def load_policy(path: str | Path | None = None) -> Policy:
@@ -80,11 +138,46 @@ def load_policy(path: str | Path | None = None) -> Policy:
         "ask_order_number",
         "text_only",
         "agents_busy",
+        "apology",
+        "thanks",
+        "faq_other_language",
+        "faq_did_you_mean",
+        "not_understood_offer_agent",
+        "products_found",
+        "product_line",
+        "in_stock",
+        "out_of_stock",
+        "products_none",
+        "price_under",
+        "price_over",
+        "price_between",
+        "products_from_orders",
+        "order_not_found",
+        "order_source_down",
+        "expected_by",
+        "tracking_clause",
+        "last_event",
+        *(f"status_{status}" for status in ORDER_STATUSES),
+        "cancel_possible",
+        "cancel_shipped",
+        "too_late",
+        "already_closed",
+        "change_by_agent",
+        "address_shipped",
+        "refund_cancel_instead",
+        "refund_after_delivery",
+        "refund_return",
+        "refund_none",
+        "refund_dispute",
     )
     messages: dict[str, dict[str, object]] = {
         n: dict(_texts(_need(msgs, n, f"{where}: messages"), f"messages.{n}")) for n in names
     }
-    for name in ("quick_replies", "agents_busy_quick_replies"):
+    status_names = {
+        st: _texts(_need(_need(msgs, "status_names", f"{where}: messages"), st, "messages.status_names"), st)
+        for st in ORDER_STATUSES
+    }
+    for name in ("quick_replies", "agents_busy_quick_replies", "talk_to_person_quick_replies"):
         qr = _need(msgs, name, f"{where}: messages")
         messages[name] = {lang: tuple(_need(qr, lang, f"messages.{name}")) for lang in LANGUAGES}
     intents = {}
@@ -106,7 +199,7 @@ def load_policy(path: str | Path | None = None) -> Policy:
             if slot not in slots:
                 raise PolicyError(f"intents.{name} needs slot '{slot}', which has no pattern under slots")
     priority = {k: int(v) for k, v in _need(ho, "priority", "handoff").items()}
-    for reason in ("angry", "requested", "not_understood"):
+    for reason in ("angry", "requested", "not_understood", "order_action", "refund_dispute", "mood"):
         _need(priority, reason, "handoff.priority")
     try:
         return Policy(
@@ -119,6 +212,24 @@ def load_policy(path: str | Path | None = None) -> Policy:
             slot_patterns=slots,
             messages=messages,
             intents=intents,
+            mood=_section(MoodPolicy, raw, "mood"),
+            faq=_section(FaqPolicy, raw, "faq"),
+            products=_products(raw),
+            order_intents=frozenset((raw.get("orders") or {}).get("intents") or ()),
+            status_names=status_names,
         )
     except (TypeError, ValueError) as exc:
         raise PolicyError(f"{where}: a threshold is not a number: {exc}") from exc
+
+
+def _products(raw: dict) -> ProductPolicy | None:
+    spec = raw.get("products")
+    if not spec:
+        return None
+    cats = {str(k): tuple(str(w) for w in v) for k, v in (spec.get("categories") or {}).items()}
+    return _section(
+        ProductPolicy, raw, "products",
+        trigger=_regex(_need(spec, "trigger", "products"), "products.trigger"),
+        filler=_regex(spec.get("filler") or {lang: "(?!)" for lang in LANGUAGES}, "products.filler"),
+        categories=cats,
+    )  # fmt: skip

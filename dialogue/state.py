@@ -20,6 +20,7 @@ class ConversationState:
     turns: int = 0
     misunderstood: int = 0
     angry: int = 0
+    mood_boost: int = 0  # 1 once the shopper's mood fell: their hand-off goes one place higher
     agent: str | None = None
     handoff_reason: str | None = None
     priority: int = 0

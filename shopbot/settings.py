@@ -60,6 +60,12 @@ class Settings(BaseSettings):
         default_factory=dict, description='JSON: the API\'s status -> ours, e.g. {"in_transit": "shipped"}'
     )
     order_api_timeout_s: float = Field(5.0, gt=0, le=60)
+    # Optional LLM (any OpenAI-compatible chat completions endpoint): rephrases the bot's answers and
+    # answers open questions from retrieved facts only; without it the templates are used.
+    llm_base_url: str | None = Field(None, description="e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1")
+    llm_model: str | None = Field(None, description="model name the endpoint expects")
+    llm_api_key: SecretStr | None = Field(None, description="sent as Authorization: Bearer")
+    llm_timeout_s: float = Field(8.0, gt=0, le=120, description="after this the template answer is sent")
     handoff_busy_after_s: float = Field(
         300.0, gt=0, description="a queued conversation nobody claims within this gets a 'keep waiting?' message"
     )
@@ -67,7 +73,7 @@ class Settings(BaseSettings):
     @field_validator(
         "public_url", "device", "policies_file", "agent_token", "telegram_bot_token", "telegram_webhook_secret",
         "slack_bot_token", "slack_signing_secret", "slack_agent_channel", "order_api_url", "order_api_token",
-        mode="before",
+        "llm_base_url", "llm_model", "llm_api_key", mode="before",
     )  # fmt: skip
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:

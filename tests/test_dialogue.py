@@ -78,9 +78,13 @@ def test_two_misunderstood_messages_in_a_row_hand_off():
     assert r3.handoff is None
 
 
-def test_an_angry_shopper_is_handed_off_first_and_anger_in_the_queue_raises_priority():
+def test_an_angry_shopper_gets_an_apology_then_a_person_and_anger_in_the_queue_raises_priority():
     angry = ann("complaint", sentiment="negative", score=-0.95)
-    r = step(ConversationState(), "this is outrageous", angry, POLICY, 1.0)
+    first = step(ConversationState(), "this is outrageous", angry, POLICY, 1.0)
+    # The first angry message gets an apology with the answer; the next one in a row, a person.
+    assert POLICY.angry_handoff_after == 2 and first.handoff is None
+    assert first.replies[0].text.startswith(POLICY.message("apology", "en"))
+    r = step(first.state, "are you even listening", angry, POLICY, 2.0)
     assert r.handoff and r.handoff.reason == "angry" and r.handoff.priority == POLICY.priority["angry"]
     assert r.replies[0].text == POLICY.message("handoff_angry", "en")
     waiting = step(ConversationState(), "agent", ann("contact_human_agent"), POLICY, 1.0).state

