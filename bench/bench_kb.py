@@ -1,6 +1,6 @@
 """Knowledge-base retrieval: top-1 accuracy on paraphrased questions, what the bot would do, and latency.
 
-    python -m bench.bench_kb [--faq dialogue/demo/faq.csv] [--questions bench/data/faq-paraphrases.csv]
+    .venv/bin/python bench/bench_kb.py [--faq dialogue/demo/faq.csv] [--questions bench/data/faq-paraphrases.csv]
                              [--policies FILE] [--sweep]
 
 The questions file has, per FAQ entry, paraphrases in English and Chinese
