@@ -40,6 +40,18 @@ def money(amount: Decimal, currency: str) -> str:
     return f"{amount:.2f} {currency}"
 
 
+def _say(policy: Policy, lang: str):
+    """``say(name, **values)``: a text of the policies file in ``lang``."""
+    return lambda name, **values: policy.message(name, lang, **values)
+
+
+def _tracking(policy: Policy, lang: str, order: Order, verified: bool) -> str:
+    """ " (tracking number ...)" for the order's owner; nothing for anyone else."""
+    if not (verified and order.tracking_number):
+        return ""
+    return policy.message("tracking_clause", lang, tracking_number=order.tracking_number)
+
+
 def order_facts(order: Order, verified: bool) -> tuple[str, ...]:
     """The order as plain statements (what an LLM may say about it)."""
     facts = [
@@ -65,10 +77,10 @@ def order_facts(order: Order, verified: bool) -> tuple[str, ...]:
 
 def status_text(policy: Policy, lang: str, order: Order, verified: bool) -> str:
     """Where the order is, in the shopper's language: the answer to "where is my order"."""
-    m = lambda name, **v: policy.message(name, lang, **{k: str(x) for k, x in v.items()})  # noqa: E731
+    m = _say(policy, lang)
     number = order.order_number
     expected = m("expected_by", date=day(order.expected_delivery, lang)) if order.expected_delivery else ""
-    tracking = m("tracking_clause", tracking_number=order.tracking_number) if verified and order.tracking_number else ""
+    tracking = _tracking(policy, lang, order, verified)
     last = ""
     if order.tracking:
         e = order.tracking[-1]
@@ -89,7 +101,7 @@ def status_text(policy: Policy, lang: str, order: Order, verified: bool) -> str:
 
 def for_order(policy: Policy, lang: str, intent: str, order: Order, verified: bool, negative: bool) -> Answer:
     """The answer to an order intent, from the order's real status."""
-    m = lambda name, **v: policy.message(name, lang, **{k: str(x) for k, x in v.items()})  # noqa: E731
+    m = _say(policy, lang)
     st, number = order.status, order.order_number
     facts = order_facts(order, verified)
     status_word = policy.status_names[st][lang]
@@ -113,11 +125,7 @@ def for_order(policy: Policy, lang: str, intent: str, order: Order, verified: bo
         if st in OPEN:
             return ans(m("change_by_agent", order_number=number), handoff="order_action")
         if st == "shipped" and intent == "change_shipping_address":
-            tracking = (
-                m("tracking_clause", tracking_number=order.tracking_number)
-                if verified and order.tracking_number
-                else ""
-            )
+            tracking = _tracking(policy, lang, order, verified)
             return ans(
                 m("address_shipped", order_number=number, carrier=order.carrier or "", tracking=tracking), quick=talk
             )
@@ -143,7 +151,7 @@ def for_order(policy: Policy, lang: str, intent: str, order: Order, verified: bo
 
 
 def _filters(policy: Policy, lang: str, q: ProductQuery) -> str:
-    m = lambda name, **v: policy.message(name, lang, **{k: str(x) for k, x in v.items()})  # noqa: E731
+    m = _say(policy, lang)
     if q.min_price is not None and q.max_price is not None:
         return m("price_between", low=q.min_price, high=q.max_price)
     if q.max_price is not None:

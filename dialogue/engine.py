@@ -83,7 +83,7 @@ class _Turn:
         return self.s.locale
 
     def msg(self, name: str, **values: object) -> str:
-        return self.policy.message(name, self.lang, **{k: str(v) for k, v in values.items()})
+        return self.policy.message(name, self.lang, **values)
 
     def qr(self, name: str = "quick_replies") -> tuple[str, ...]:
         return self.policy.quick_replies(self.lang, name)
@@ -156,8 +156,7 @@ def step(
         return StepResult(s)
 
     turn = _Turn(policy, s, text, ann, now, shop, customer)
-    result = _decide(turn, confident, angry, falling)
-    return _with_mood(turn, result, angry)
+    return _with_mood(turn, _decide(turn, confident, angry, falling))
 
 
 def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepResult:
@@ -187,12 +186,8 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
         return _with_slots(turn, ann.intent)
 
     shop = turn.shop
-    vec = shop.vector(text) if shop is not None else None
-    faq = (
-        decide(shop.faq(vec), policy.faq.answer_score, policy.faq.suggest_score, policy.faq.min_lead)
-        if vec is not None
-        else None
-    )
+    near = shop.faq(shop.vector(text)) if shop is not None else []
+    faq = decide(near, policy.faq.answer_score, policy.faq.suggest_score, policy.faq.min_lead) if shop else None
     if faq is not None and faq.action == "answer":
         s.misunderstood = 0
         return _faq_answer(turn, faq.hits[0].entry)
@@ -208,7 +203,7 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
     if faq is not None and faq.action == "clarify":
         s.misunderstood = 0
         options = tuple(dict.fromkeys(h.entry.question_in(turn.lang) for h in faq.hits))
-        facts = tuple(f"{h.entry.question_in(turn.lang)} {h.entry.answer_in(turn.lang)[0]}" for h in faq.hits)
+        facts = _faq_facts(turn, faq.hits)
         return StepResult(
             s, (Reply(turn.msg("faq_did_you_mean"), quick_replies=options, facts=facts, kind="fallback"),)
         )
@@ -218,9 +213,13 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
         return _hand_off(policy, s, "not_understood", now)
     name = "not_understood_offer_agent" if s.misunderstood > 1 or shop is not None else "not_understood"
     # The closest entries, however far: an LLM (if configured) may find the answer in them, or say it cannot.
-    near = shop.faq(vec) if shop is not None and vec is not None else []
-    facts = tuple(f"{h.entry.question_in(turn.lang)} {h.entry.answer_in(turn.lang)[0]}" for h in near)
+    facts = _faq_facts(turn, near)
     return StepResult(s, (Reply(turn.msg(name), quick_replies=turn.qr(), facts=facts, kind="fallback"),))
+
+
+def _faq_facts(turn: _Turn, hits) -> tuple[str, ...]:
+    """FAQ entries as facts for the LLM: question and answer, in the shopper's language where written."""
+    return tuple(f"{h.entry.question_in(turn.lang)} {h.entry.answer_in(turn.lang)[0]}" for h in hits)
 
 
 def _with_slots(turn: _Turn, intent: str) -> StepResult:
@@ -305,7 +304,7 @@ def _faq_answer(turn: _Turn, entry) -> StepResult:
     return StepResult(turn.s, (Reply(text, facts=(entry.question_in(used), answer), kind="faq"),))
 
 
-def _with_mood(turn: _Turn, result: StepResult, angry: bool) -> StepResult:
+def _with_mood(turn: _Turn, result: StepResult) -> StepResult:
     """An apology before the answer to a negative message, thanks before the answer to a positive one."""
     mood, ann = turn.policy.mood, turn.ann
     if not result.replies or (result.handoff is not None and result.handoff.reason == "angry"):

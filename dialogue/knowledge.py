@@ -79,7 +79,7 @@ class KnowledgeBase:
                 owners.append(i)
                 langs.append(lang)
                 questions.append(q)
-                with_answers.append(f"{q} {e.answer.get(lang) or e.answer_in(lang)[0]}")
+                with_answers.append(f"{q} {e.answer_in(lang)[0]}")
         self._owner = np.array(owners, dtype=np.int64)
         self._groups = [np.array([g == lang for g in langs]) for lang in LANGS if lang in langs]
         if questions:

@@ -195,8 +195,8 @@ def _str(v: Any) -> str | None:
     return None if v is None or v == "" else str(v)
 
 
-def order_source(settings) -> OrderSource:
-    """The source the settings ask for (``SHOPBOT_ORDER_SOURCE``)."""
+def order_source(settings, engine: Engine | None = None) -> OrderSource:
+    """The source the settings ask for (``SHOPBOT_ORDER_SOURCE``); the SQL one uses ``engine`` if given."""
     if settings.order_source == "http":
         if not settings.order_api_url:
             raise ValueError("SHOPBOT_ORDER_SOURCE=http needs SHOPBOT_ORDER_API_URL")
@@ -207,4 +207,4 @@ def order_source(settings) -> OrderSource:
         )  # fmt: skip
     from shopbot.db import engine_for
 
-    return SqlOrders(engine_for(settings.database_url))
+    return SqlOrders(engine or engine_for(settings.database_url))

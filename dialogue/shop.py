@@ -48,8 +48,7 @@ class Shop:
         from .orders import order_source
 
         engine = engine_for(settings.database_url)
-        orders = SqlOrders(engine) if settings.order_source == "sql" else order_source(settings)
-        return cls(orders, engine, embedder or Embedder.load())
+        return cls(order_source(settings, engine), engine, embedder or Embedder.load())
 
     # -- FAQ and catalogue, kept in step with the database ---------------------------------
 
