@@ -38,6 +38,7 @@ class InboundMessage:
     locale: str | None = None
     sent_at: float | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    via: str | None = None  # the name of the bot or app (credentials entry) it came through
 
     @property
     def conversation_id(self) -> str:
@@ -47,6 +48,8 @@ class InboundMessage:
         m = {"channel": self.channel, "account": self.account, "chat": self.chat_id, "sender": self.sender_id}
         if self.locale:
             m["locale"] = self.locale
+        if self.via:
+            m["via"] = self.via
         return m
 
 

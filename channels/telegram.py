@@ -198,6 +198,8 @@ class TelegramSender:
         bot, request = self._bot()
         await request.initialize()
         try:
+            if method == "getMe" and not params:
+                return (await bot.get_me()).to_dict()
             return await bot.do_api_request(method, api_kwargs=params)
         finally:
             await request.shutdown()

@@ -137,6 +137,7 @@ def load_policy(path: str | Path | None = None) -> Policy:
         "back_to_bot",
         "ask_order_number",
         "text_only",
+        "rate_limited",
         "agents_busy",
         "apology",
         "thanks",

@@ -16,12 +16,27 @@ from redis.exceptions import RedisError
 
 from dialogue import load_policy
 from handoff.queue import HandoffQueue
+from shopbot.access import AuditLog, TokenStore
+from shopbot.credentials import CredentialStore, LiveChannels
+from shopbot.db import engine_for
 from shopbot.settings import Settings
 from shopbot.store import ConversationStore
 from workers.app import make_app
 
-from . import handoff_routes, slack_routes, telegram_routes, web_routes
-from .context import aredis_key, celery_key, json_error, queue_key, settings_key, store_key
+from . import admin_routes, handoff_routes, limits, openapi, slack_routes, telegram_routes, web_routes
+from .context import (
+    aredis_key,
+    audit_key,
+    celery_key,
+    channels_key,
+    credentials_key,
+    engine_key,
+    json_error,
+    queue_key,
+    settings_key,
+    store_key,
+    tokens_key,
+)
 from .web_routes import XREAD_BLOCK_MS
 
 log = logging.getLogger(__name__)
@@ -54,7 +69,14 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     )
     app[celery_key] = make_app(s)  # sending only: the tasks are named, not imported
     app[queue_key] = HandoffQueue(app[store_key], load_policy(s.policies_file))
+    app[engine_key] = await asyncio.to_thread(engine_for, s.database_url)  # migrates the schema if needed
+    app[credentials_key] = CredentialStore.from_settings(s, app[engine_key], app[store_key].r)
+    app[channels_key] = LiveChannels(app[credentials_key])
+    legacy = s.agent_token.get_secret_value() if s.agent_token else None
+    app[tokens_key] = TokenStore(app[engine_key], legacy)
+    app[audit_key] = AuditLog(app[engine_key])
     yield
+    app[engine_key].dispose()
     await app[aredis_key].aclose()
     app[store_key].r.close()
     app[celery_key].close()
@@ -88,7 +110,7 @@ async def index(_request: web.Request) -> web.FileResponse:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[errors_as_json], client_max_size=MAX_BODY)
+    app = web.Application(middlewares=[errors_as_json, limits.guard_public], client_max_size=MAX_BODY)
     app[settings_key] = settings
     app.cleanup_ctx.append(_resources)
     app.router.add_get("/", index)
@@ -98,5 +120,7 @@ def create_app(settings: Settings) -> web.Application:
     web_routes.setup(app)
     telegram_routes.setup(app)
     slack_routes.setup(app)
+    admin_routes.setup(app)
     handoff_routes.setup(app)
+    openapi.setup(app)
     return app

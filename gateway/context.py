@@ -9,9 +9,12 @@ import logging
 import redis.asyncio as aioredis
 from aiohttp import web
 from celery import Celery
+from sqlalchemy.engine import Engine
 
 from channels.base import InboundMessage
 from handoff.queue import HandoffQueue
+from shopbot.access import AuditLog, TokenStore
+from shopbot.credentials import VERSION_KEY, Channels, CredentialStore, LiveChannels
 from shopbot.settings import Settings
 from shopbot.store import ConversationStore
 from workers.app import ANNOTATE, SLACK_CALL, SYNC_CONVERSATION
@@ -21,7 +24,22 @@ store_key = web.AppKey("store", ConversationStore)
 aredis_key = web.AppKey("aredis", aioredis.Redis)
 celery_key = web.AppKey("celery", Celery)
 queue_key = web.AppKey("handoff_queue", HandoffQueue)
+engine_key = web.AppKey("engine", Engine)
+credentials_key = web.AppKey("credentials", CredentialStore)
+channels_key = web.AppKey("channels", LiveChannels)
+tokens_key = web.AppKey("tokens", TokenStore)
+audit_key = web.AppKey("audit", AuditLog)
 log = logging.getLogger(__name__)
+
+
+async def current_channels(app: web.Application) -> Channels:
+    """The channel credentials in force: one Redis GET per request, a reload from SQL only after a change."""
+    version = await app[aredis_key].get(VERSION_KEY)
+    live = app[channels_key]
+    snap = live._snap
+    if snap is not None and snap.version == (version or "0"):
+        return snap
+    return await asyncio.to_thread(live.for_version, version)
 
 
 def json_error(status: int, reason: str, **extra: object) -> web.Response:

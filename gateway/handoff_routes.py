@@ -1,40 +1,25 @@
 """The human queue's HTTP API for agents (the Slack desk uses it too).
 
-Every route needs ``Authorization: Bearer <SHOPBOT_AGENT_TOKEN>``; with no token
-configured the API is closed.
+Every route needs an agent's (or an admin's) token: ``Authorization: Bearer
+<token>``, checked by ``gateway.admin_routes.authorize``; every change is in the
+audit log.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hmac
 import re
 
 from aiohttp import web
 
 from handoff.queue import HandoffError
 
-from .context import enqueue_sync, json_error, queue_key, read_json, settings_key
+from .admin_routes import audit, requires
+from .context import enqueue_sync, json_error, queue_key, read_json
 
 PREFIX = "/handoff/api"
 AGENT_RE = re.compile(r"^[\w.@:+-]{1,120}$")
-
-
-@web.middleware
-async def agent_auth(request: web.Request, handler):
-    if not request.path.startswith(PREFIX):
-        return await handler(request)
-    secret = request.app[settings_key].agent_token
-    if secret is None or not secret.get_secret_value():
-        return json_error(503, "the agent API is closed: set SHOPBOT_AGENT_TOKEN")
-    given = request.headers.get("Authorization", "")
-    scheme, _, token = given.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        return json_error(401, "send Authorization: Bearer <agent token>")
-    if not hmac.compare_digest(token.encode(), secret.get_secret_value().encode()):
-        return json_error(401, "wrong agent token")
-    return await handler(request)
 
 
 def _cid(request: web.Request) -> str:
@@ -62,6 +47,7 @@ async def _body(request: web.Request, *fields: str) -> dict[str, str]:
 
 async def _run(request: web.Request, action: str, *args: str) -> web.Response:
     cid = _cid(request)
+    audit(request, f"handoff.{action}", cid)
     try:
         await asyncio.to_thread(getattr(request.app[queue_key], action), cid, *args)
     except HandoffError as exc:
@@ -71,11 +57,13 @@ async def _run(request: web.Request, action: str, *args: str) -> web.Response:
     return web.json_response({"ok": True})
 
 
+@requires("agent")
 async def list_queue(request: web.Request) -> web.Response:
     items = await asyncio.to_thread(request.app[queue_key].waiting)
     return web.json_response({"waiting": [dataclasses.asdict(i) for i in items]})
 
 
+@requires("agent")
 async def get_conversation(request: web.Request) -> web.Response:
     try:
         item = await asyncio.to_thread(request.app[queue_key].get, _cid(request))
@@ -84,23 +72,25 @@ async def get_conversation(request: web.Request) -> web.Response:
     return web.json_response(dataclasses.asdict(item))
 
 
+@requires("agent")
 async def claim(request: web.Request) -> web.Response:
     b = await _body(request, "agent")
     return await _run(request, "claim", b["agent"])
 
 
+@requires("agent")
 async def reply(request: web.Request) -> web.Response:
     b = await _body(request, "agent", "text")
     return await _run(request, "reply", b["agent"], b["text"])
 
 
+@requires("agent")
 async def resolve(request: web.Request) -> web.Response:
     b = await _body(request, "agent")
     return await _run(request, "resolve", b["agent"])
 
 
 def setup(app: web.Application) -> None:
-    app.middlewares.append(agent_auth)
     app.router.add_get(f"{PREFIX}/queue", list_queue)
     app.router.add_get(f"{PREFIX}/conversations/{{cid}}", get_conversation)
     app.router.add_post(f"{PREFIX}/conversations/{{cid}}/claim", claim)

@@ -12,6 +12,7 @@ card's thread go to the shopper, and ``/handoff queue|claim|resolve|note``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
@@ -22,23 +23,20 @@ from channels import slack
 from channels.base import ChannelError
 from handoff.queue import HandoffError
 from handoff.slack_desk import CLAIM, NOTE, NOTE_VIEW, RESOLVE, note_modal, note_text
+from shopbot.credentials import Channels, SlackApp
 
-from .context import accept, enqueue_slack_call, enqueue_sync, json_error, queue_key, settings_key, store_key
+from .context import accept, current_channels, enqueue_slack_call, enqueue_sync, json_error, queue_key, store_key
 
 log = logging.getLogger(__name__)
 PREFIX = "/channels/slack"
 REPLAY_WINDOW_S = 360  # a little longer than the 5 minutes a signature is valid
 
 
-async def _verified_body(request: web.Request, retries_allowed: bool = False) -> bytes:
-    """The raw body of a request Slack signed, seen for the first time (else an HTTP error)."""
-    settings = request.app[settings_key]
-    secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
+async def _verified_body(request: web.Request, retries_allowed: bool = False) -> tuple[bytes, SlackApp]:
+    """The raw body of a request Slack signed, seen for the first time, and the app whose signing
+    secret it was signed with (several workspaces may share these URLs); else an HTTP error."""
     body = await request.read()
-    try:
-        slack.verify(request.headers, body, secret)
-    except ChannelError as exc:
-        raise _error(exc.status, exc.reason) from None
+    app = _signer(await current_channels(request.app), request.headers, body)
     # The same signed request twice is a replay, unless it is an event Slack says it
     # is retrying (then the event id makes sure it is handled once). Slack does not
     # retry interactions or commands.
@@ -49,7 +47,23 @@ async def _verified_body(request: web.Request, retries_allowed: bool = False) ->
         )
         if not fresh:
             raise _error(403, "replayed request: this signature was already used")
-    return body
+    return body, app
+
+
+def _signer(chans: Channels, headers, body: bytes) -> SlackApp:
+    if not chans.slack:
+        raise _error(503, "the Slack channel is not configured (no signing secret)")
+    refusal = None
+    for app in chans.slack:
+        try:
+            slack.verify(headers, body, app.signing_secret)
+            return app
+        except ChannelError as exc:
+            if exc.reason != "wrong X-Slack-Signature":
+                raise _error(exc.status, exc.reason) from None  # missing or stale: the same for every app
+            refusal = exc
+    assert refusal is not None
+    raise _error(refusal.status, refusal.reason)
 
 
 def _error(status: int, reason: str) -> web.HTTPException:
@@ -60,10 +74,10 @@ def _error(status: int, reason: str) -> web.HTTPException:
 
 
 async def events(request: web.Request) -> web.Response:
-    body = await _verified_body(request, retries_allowed=True)
+    body, app = await _verified_body(request, retries_allowed=True)
     try:
         payload = json.loads(body)
-        parsed = slack.parse_event(payload, request.app[settings_key].slack_agent_channel)
+        parsed = slack.parse_event(payload, app.agent_channel)
     except json.JSONDecodeError:
         return json_error(400, "body is not valid JSON")
     except ChannelError as exc:
@@ -72,8 +86,8 @@ async def events(request: web.Request) -> web.Response:
         return web.json_response({"challenge": parsed.challenge})
     if parsed.kind == "ignored":
         return web.json_response({"ok": True})
-    msg = parsed.message
-    assert msg is not None
+    assert parsed.message is not None
+    msg = dataclasses.replace(parsed.message, via=app.name)
     if parsed.kind == "shopper":
         await accept(request.app, msg)  # the event id is the dedup key: Slack's retries collapse
         return web.json_response({"ok": True})
@@ -129,7 +143,7 @@ async def _agent_action(
 
 
 async def interactions(request: web.Request) -> web.Response:
-    body = await _verified_body(request)
+    body, app = await _verified_body(request)
     try:
         payload = slack.form_payload(body)
     except ChannelError as exc:
@@ -146,7 +160,7 @@ async def interactions(request: web.Request) -> web.Response:
     if payload["type"] != "block_actions" or not payload.get("actions"):
         return web.Response(status=200)
     if (msg := slack.quick_reply_message(payload)) is not None:
-        await accept(request.app, msg)
+        await accept(request.app, dataclasses.replace(msg, via=app.name))
         return web.Response(status=200)
     action = payload["actions"][0]
     action_id, cid = action.get("action_id"), str(action.get("value", ""))
@@ -171,7 +185,7 @@ HELP = (
 
 
 async def commands(request: web.Request) -> web.Response:
-    body = await _verified_body(request)
+    body, _app = await _verified_body(request)
     f = slack.form_fields(body)
     words = f.get("text", "").split(maxsplit=2)
     verb = words[0].lower() if words else "queue"

@@ -9,28 +9,28 @@ or Telegram would keep resending it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 
 from aiohttp import web
 
 from channels import telegram
 from channels.base import ChannelError
+from shopbot.credentials import Channels, TelegramBot
 from shopbot.store import Outgoing
 
-from .context import accept, enqueue_sync, json_error, queue_key, read_json, settings_key, store_key
+from .context import accept, current_channels, enqueue_sync, json_error, queue_key, read_json, store_key
 
 log = logging.getLogger(__name__)
 PATH = "/channels/telegram/webhook"
 
 
 async def webhook(request: web.Request) -> web.Response:
-    settings = request.app[settings_key]
-    secret = settings.telegram_webhook_secret.get_secret_value() if settings.telegram_webhook_secret else None
+    """Several bots may share this URL: the secret token Telegram sends says which one is calling."""
+    chans = await current_channels(request.app)
     try:
-        telegram.check_secret(request.headers.get(telegram.SECRET_HEADER), secret)
-        if not settings.telegram_bot_token:
-            raise ChannelError("the Telegram channel is not configured (no bot token)", 503)
-        account = telegram.account_of(settings.telegram_bot_token.get_secret_value())
+        bot = _bot_of(chans, request.headers.get(telegram.SECRET_HEADER))
+        account = telegram.account_of(bot.token)
         parsed = telegram.parse_update(await read_json(request), account)
     except ChannelError as exc:
         if exc.status >= 500:
@@ -40,8 +40,8 @@ async def webhook(request: web.Request) -> web.Response:
     if parsed.kind == "ignored":
         log.info("telegram update ignored: %s", parsed.reason, extra={"update_id": parsed.update_id})
         return web.json_response(answer)
-    msg = parsed.message
-    assert msg is not None
+    assert parsed.message is not None
+    msg = dataclasses.replace(parsed.message, via=bot.name)
     cid = msg.conversation_id
     if parsed.kind == "message":
         await accept(request.app, msg)
@@ -58,6 +58,19 @@ async def webhook(request: web.Request) -> web.Response:
     if not duplicate:
         await asyncio.to_thread(enqueue_sync, request.app, cid)
     return web.json_response(answer)
+
+
+def _bot_of(chans: Channels, header: str | None) -> TelegramBot:
+    if not chans.telegram:
+        raise ChannelError("the Telegram channel is not configured (no bot token)", 503)
+    if not any(b.webhook_secret for b in chans.telegram):
+        raise ChannelError("the Telegram channel is not configured (no webhook secret)", 503)
+    if not header:
+        raise ChannelError(f"missing {telegram.SECRET_HEADER} header", 401)
+    bot = chans.telegram_by_secret(header)
+    if bot is None:
+        raise ChannelError(f"wrong {telegram.SECRET_HEADER}", 403)
+    return bot
 
 
 def setup(app: web.Application) -> None:

@@ -13,6 +13,7 @@ from channels import web as web_channel
 from channels.base import ChannelError
 from shopbot.store import key, parse_entry
 
+from . import limits
 from .context import accept, aredis_key, json_error, read_json, store_key
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,11 @@ async def post_message(request: web.Request) -> web.Response:
     body = await read_json(request)
     try:
         msg = web_channel.parse_message(body)
+        await limits.per_session(request.app, msg.conversation_id)
     except ChannelError as exc:
         return json_error(exc.status, exc.reason)
+    except limits.Limited as exc:
+        return limits.too_many(request, exc, msg.locale)
     mid, duplicate = await accept(request.app, msg)
     return web.json_response(
         {"message_id": mid, "conversation_id": msg.conversation_id, "duplicate": duplicate}, status=202
@@ -117,8 +121,21 @@ async def _on_client_frame(app: web.Application, ws: web.WebSocketResponse, sid:
         return
     try:
         msg = web_channel.parse_message(body, session_id=sid)
+        await limits.per_session(app, msg.conversation_id)
     except ChannelError as exc:
         await ws.send_json({"type": "error", "reason": exc.reason, "client_message_id": body.get("client_message_id")})
+        return
+    except limits.Limited as exc:
+        await ws.send_json(
+            {
+                "type": "error",
+                "code": "rate_limited",
+                "reason": f"too many {exc.what}: try again in {exc.retry_after} s",
+                "retry_after": exc.retry_after,
+                "message": limits.polite(app, limits.language_of(msg.locale)),
+                "client_message_id": body.get("client_message_id"),
+            }
+        )
         return
     mid, duplicate = await accept(app, msg)
     await ws.send_json({"type": "ack", "message_id": mid, "client_message_id": msg.id or None, "duplicate": duplicate})

@@ -25,7 +25,25 @@ class Settings(BaseSettings):
     models_dir: Path = Field(PACKAGE_ROOT / "models", description="holds intent/ and sentiment/")
     device: str | None = Field(None, description="cuda, cpu; default: cuda when present")
     policies_file: Path | None = Field(None, description="dialogue policies YAML; default: the packaged one")
-    agent_token: SecretStr | None = Field(None, description="bearer token for the human-queue API")
+    agent_token: SecretStr | None = Field(
+        None, description="an agent-role token for the human-queue API (from before roles; see gateway.admin tokens)"
+    )
+    # Admin: the key that seals stored channel credentials (python -m gateway.admin keys generate)
+    secret_key: SecretStr | None = Field(None, description="32 bytes, URL-safe base64; encrypts stored credentials")
+    secret_key_file: Path | None = Field(None, description="a file holding the secret key (start.sh makes one)")
+    previous_secret_keys: SecretStr | None = Field(
+        None, description="comma-separated older keys, still accepted for decryption while rotating"
+    )
+    # The public web endpoints
+    web_allowed_origins: str | None = Field(
+        None, description="comma-separated origins (https://shop.example.com) whose pages may use the chat widget"
+    )
+    rate_session_per_min: int = Field(20, ge=1, description="messages one web chat session may send a minute")
+    rate_ip_per_min: int = Field(120, ge=1, description="requests to the public web endpoints per client IP a minute")
+    trust_forwarded_for: bool = Field(
+        False, description="behind your own proxy: take the client IP from the last X-Forwarded-For hop"
+    )
+    rate_auth_failures_per_min: int = Field(10, ge=1, description="wrong tokens per client IP a minute, then 429")
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     nlu_int8: bool = Field(
@@ -71,7 +89,8 @@ class Settings(BaseSettings):
     )
 
     @field_validator(
-        "public_url", "device", "policies_file", "agent_token", "telegram_bot_token", "telegram_webhook_secret",
+        "public_url", "device", "policies_file", "agent_token", "secret_key", "secret_key_file",
+        "previous_secret_keys", "web_allowed_origins", "telegram_bot_token", "telegram_webhook_secret",
         "slack_bot_token", "slack_signing_secret", "slack_agent_channel", "order_api_url", "order_api_token",
         "llm_base_url", "llm_model", "llm_api_key", mode="before",
     )  # fmt: skip

@@ -31,6 +31,7 @@ class Call:
     at: float
     status: int
     result: dict[str, Any] = field(default_factory=dict)  # what the fake answered (Slack: ts)
+    token: str = ""  # the credential it was called with
 
 
 @dataclass
@@ -61,7 +62,8 @@ class FakePlatform:
 
 async def _params(request: web.Request) -> dict[str, Any]:
     if request.content_type == "application/json":
-        return await request.json()
+        raw = await request.read()
+        return json.loads(raw) if raw.strip() else {}
     form = await request.post()
     out: dict[str, Any] = {}
     for k, v in form.items():
@@ -73,11 +75,12 @@ async def _params(request: web.Request) -> dict[str, Any]:
 
 
 class FakeTelegram(FakePlatform):
-    """The Bot API at ``/bot<token>/<method>``."""
+    """The Bot API at ``/bot<token>/<method>``; ``tokens``: the bots it knows (more can be added)."""
 
     def __init__(self, token: str):
         super().__init__()
         self.token = token
+        self.tokens = {token}
         self.webhook: dict[str, Any] = {}
         self._ids = itertools.count(1000)
 
@@ -87,9 +90,9 @@ class FakeTelegram(FakePlatform):
         return app
 
     async def handle(self, request: web.Request) -> web.Response:
-        method, params = request.match_info["method"], await _params(request)
-        if request.match_info["token"] != self.token:
-            self.calls.append(Call(method, params, time.time(), 401))
+        method, params, token = request.match_info["method"], await _params(request), request.match_info["token"]
+        if token not in self.tokens:
+            self.calls.append(Call(method, params, time.time(), 401, token=token))
             return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
         if self._rate_limited(method):
             self.calls.append(Call(method, params, time.time(), 429))
@@ -100,8 +103,8 @@ class FakeTelegram(FakePlatform):
                 "parameters": {"retry_after": self.retry_after},
             }
             return web.json_response(body, status=429)
-        self.calls.append(Call(method, params, time.time(), 200))
-        bot = {"id": int(self.token.split(":")[0]), "is_bot": True, "first_name": "Shop", "username": "shop_bot"}
+        self.calls.append(Call(method, params, time.time(), 200, token=token))
+        bot = {"id": int(token.split(":")[0]), "is_bot": True, "first_name": "Shop", "username": "shop_bot"}
         if method == "getMe":
             return _ok(bot)
         if method == "sendMessage":

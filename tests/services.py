@@ -14,6 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 AGENT_TOKEN = "test-agent-token-1234"
+SECRET_KEY = "q8Yb1sWq3r0Qm7a1Yc4g2jv9m5k0Zp6LxT3nR8uV2wE="  # test-only: encrypts the stored credentials
 
 
 def free_port() -> int:
@@ -128,6 +129,7 @@ def product_env(redis_url: str, models_dir: Path, tmp: Path, policies: Path | No
         SHOPBOT_MODELS_DIR=str(models_dir),
         SHOPBOT_DATABASE_URL=f"sqlite:///{tmp / 'transcripts.db'}",
         SHOPBOT_AGENT_TOKEN=AGENT_TOKEN,
+        SHOPBOT_SECRET_KEY=SECRET_KEY,
         SHOPBOT_STALL_AFTER_S="3",
         SHOPBOT_SWEEP_INTERVAL_S="0.5",
         SHOPBOT_HANDOFF_BUSY_AFTER_S=str(BUSY_AFTER_S),

@@ -17,7 +17,7 @@ from channels import telegram as telegram_channel
 from channels.base import SendFailed
 from handoff.queue import HandoffQueue
 from handoff.slack_desk import SlackDesk
-from shopbot.settings import Settings
+from shopbot.credentials import Channels
 from shopbot.store import ConversationStore
 
 log = logging.getLogger(__name__)
@@ -25,42 +25,41 @@ log = logging.getLogger(__name__)
 AGENT_LABEL = {"en": "Agent", "zh": "客服"}
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=32)
 def telegram_sender(token: str, base_url: str) -> telegram_channel.TelegramSender:
     return telegram_channel.TelegramSender(token, base_url)
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=32)
 def slack_sender(token: str, base_url: str) -> slack_channel.SlackSender:
     return slack_channel.SlackSender(token, base_url)
 
 
-def sender_for(channel: str, settings: Settings):
-    if channel == telegram_channel.NAME and settings.telegram_bot_token:
-        return telegram_sender(settings.telegram_bot_token.get_secret_value(), settings.telegram_api_base_url)
-    if channel == slack_channel.NAME and settings.slack_bot_token:
-        return slack_sender(settings.slack_bot_token.get_secret_value(), settings.slack_api_base_url)
+def sender_for(channel: str, meta: dict[str, str], chans: Channels):
+    """The sender for a conversation: the Telegram bot it is with (by bot id), the Slack app it came through."""
+    if channel == telegram_channel.NAME:
+        bot = chans.telegram_bot(meta.get("account", ""))
+        return telegram_sender(bot.token, bot.api_base_url) if bot else None
+    if channel == slack_channel.NAME:
+        app = chans.slack_app(meta.get("via"))
+        return slack_sender(app.bot_token, app.api_base_url) if app else None
     return None
 
 
-def desk_configured(settings: Settings) -> bool:
-    return bool(settings.slack_bot_token and settings.slack_agent_channel)
-
-
-def desk_for(store: ConversationStore, queue: HandoffQueue, settings: Settings) -> SlackDesk | None:
-    if not desk_configured(settings):
+def desk_for(store: ConversationStore, queue: HandoffQueue, chans: Channels) -> SlackDesk | None:
+    app = chans.desk()
+    if app is None:
         return None
-    sender = slack_sender(settings.slack_bot_token.get_secret_value(), settings.slack_api_base_url)
-    return SlackDesk(store, queue, sender, settings.slack_agent_channel)
+    return SlackDesk(store, queue, slack_sender(app.bot_token, app.api_base_url), app.agent_channel)
 
 
-def deliver_to_shopper(store: ConversationStore, settings: Settings, cid: str) -> int:
+def deliver_to_shopper(store: ConversationStore, chans: Channels, cid: str) -> int:
     """Send what the shopper has not received yet; returns how many messages were sent."""
     meta = store.meta(cid)
     channel = meta.get("channel", cid.split(":", 1)[0])
     if channel not in (telegram_channel.NAME, slack_channel.NAME):
         return 0  # the web widget reads the log itself
-    sender = sender_for(channel, settings)
+    sender = sender_for(channel, meta, chans)
     if sender is None:
         log.warning("no credentials for %s: replies stay in the log", channel, extra={"conversation_id": cid})
         return 0

@@ -46,6 +46,23 @@ def store() -> ConversationStore:
 
 
 @lru_cache(maxsize=1)
+def engine():
+    return db.engine_for(settings.database_url)  # migrates the schema if needed
+
+
+@lru_cache(maxsize=1)
+def _live_channels():
+    from shopbot.credentials import CredentialStore, LiveChannels
+
+    return LiveChannels(CredentialStore.from_settings(settings, engine(), store().r))
+
+
+def channels():
+    """The channel credentials in force now (an admin's change is seen at the next call)."""
+    return _live_channels().current()
+
+
+@lru_cache(maxsize=1)
 def policy():
     return load_policy(settings.policies_file)
 
@@ -143,7 +160,7 @@ def dialogue_step(conversation_id: str) -> int:
 
 def needs_sync(cid: str) -> bool:
     """Is there anyone outside the log to tell: a Telegram or Slack shopper, or the agents' desk?"""
-    return not cid.startswith("web:") or outbound.desk_configured(settings)
+    return not cid.startswith("web:") or channels().desk() is not None
 
 
 @app.task(bind=True, max_retries=12)
@@ -154,8 +171,9 @@ def sync_conversation(self, conversation_id: str) -> None:
     if not lock.acquire():
         raise self.retry(countdown=1)
     try:
-        outbound.deliver_to_shopper(s, settings, conversation_id)
-        desk = outbound.desk_for(s, handoff_queue(), settings)
+        chans = channels()
+        outbound.deliver_to_shopper(s, chans, conversation_id)
+        desk = outbound.desk_for(s, handoff_queue(), chans)
         if desk is not None:
             desk.sync(conversation_id)
     except RateLimited as exc:
@@ -174,9 +192,10 @@ def sync_conversation(self, conversation_id: str) -> None:
 @app.task(bind=True, max_retries=5)
 def slack_call(self, method: str, params: dict) -> None:
     """One Web API call for the desk (an ephemeral answer to an agent, a note in a thread)."""
-    sender = outbound.sender_for("slack", settings)
-    if sender is None:
+    app_ = channels().desk()
+    if app_ is None:
         return
+    sender = outbound.slack_sender(app_.bot_token, app_.api_base_url)
     try:
         sender.call(method, **params)
     except (RateLimited, ConnectionError) as exc:
@@ -231,15 +250,15 @@ def _housekeeping(stop: threading.Event, name: str, queues: list[str]) -> None:
     if "dialogue" in queues:
         shop()
         llm()
-    engine = None
+    db_engine = None
     while not stop.is_set():
         try:
             s.heartbeat(name, queues)
             sweep_once(s)
             busy_notices(s)
-            if engine is None:
-                engine = db.engine_for(settings.database_url)  # migrates the schema if needed
-            flush_transcripts(s, engine)
+            if db_engine is None:
+                db_engine = engine()
+            flush_transcripts(s, db_engine)
         except Exception:  # noqa: BLE001 - keep the thread alive through a Redis or DB outage
             log.exception("housekeeping failed; retrying")
         stop.wait(settings.sweep_interval_s)

@@ -113,7 +113,12 @@
       headers: { "Content-Type": "application/json" },
       body: body === undefined ? undefined : JSON.stringify(body)
     }).then(function (r) {
-      return r.json().then(function (j) { if (!r.ok) throw new Error(j.error || r.status); return j; });
+      return r.json().then(function (j) {
+        if (r.ok) return j;
+        var e = new Error(j.error || r.status);
+        e.polite = j.message;  // a message meant for the shopper (e.g. "slow down"), shown as it is
+        throw e;
+      });
     });
   }
 
@@ -153,7 +158,7 @@
       } else if (m.type === "error") {
         var bad = m.client_message_id && logEl.querySelector('[data-cmid="' + m.client_message_id + '"]');
         if (bad) bad.classList.add("sb-failed");
-        addLine("system", T.error + m.reason);
+        addLine("system", m.message || T.error + m.reason);
       }
     };
     ws.onclose = function () {
@@ -180,7 +185,7 @@
     } else {
       api("/web/messages", { session_id: state.session, text: text, client_message_id: cmid, locale: lang })
         .then(function (j) { confirmSent(cmid, j.message_id); },
-              function (e) { li.classList.add("sb-failed"); addLine("system", T.error + e.message); });
+              function (e) { li.classList.add("sb-failed"); addLine("system", e.polite || T.error + e.message); });
     }
   }
 

@@ -3,7 +3,11 @@
 from alembic import context
 
 from dialogue import shop_data  # noqa: F401 - registers its tables
-from shopbot import transcripts  # noqa: F401
+from shopbot import (  # noqa: F401
+    access,
+    credentials,
+    transcripts,  # noqa: F401
+)
 from shopbot.db import metadata
 
 connection = context.config.attributes.get("connection")

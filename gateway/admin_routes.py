@@ -1,0 +1,339 @@
+"""The admin API (``/admin/api/...``), its page (``/admin``), and who may call what.
+
+Every ``/admin/api`` and ``/handoff/api`` route needs ``Authorization: Bearer
+<token>`` (``shopbot.access``): 401 without a valid token, 403 when its role is
+too low. Every change, and every read of personal data (an export), is written
+to the audit log with who, what, when and from where; refusals for a too-low
+role too. Wrong tokens are counted per client IP and answered 429 past
+``SHOPBOT_RATE_AUTH_FAILURES_PER_MIN``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import func, select
+
+from shopbot import privacy
+from shopbot.access import ROLES, AccessError, Principal
+from shopbot.credentials import SPECS, CredentialError, check_platform
+from shopbot.transcripts import messages
+
+from . import limits
+from .context import (
+    audit_key,
+    credentials_key,
+    engine_key,
+    json_error,
+    read_json,
+    settings_key,
+    store_key,
+    tokens_key,
+)
+
+log = logging.getLogger(__name__)
+PREFIX = "/admin/api"
+PROTECTED = (PREFIX + "/", "/handoff/api/")
+STATIC = Path(__file__).with_name("static")
+principal_key = "principal"
+
+
+def requires(role: str):
+    """Mark a handler with the lowest role that may call it."""
+    assert role in ROLES
+
+    def mark(handler):
+        handler.required_role = role
+        return handler
+
+    return mark
+
+
+def audit(request: web.Request, action: str, target: str | None = None, **detail: Any) -> None:
+    """Say what this request does, for the audit log (written when the response is known)."""
+    request["audit"] = (action, target, detail or None)
+
+
+def _source(request: web.Request) -> str:
+    agent = request.headers.get("User-Agent", "")[:80]
+    return f"{limits.client_ip(request)} {agent}".strip()
+
+
+async def _record(request: web.Request, who: Principal | None, status: int) -> None:
+    action, target, detail = request.get("audit") or (f"{request.method} {_route(request)}", None, None)
+    outcome = "ok" if status < 400 else f"refused {status}"
+    await asyncio.to_thread(
+        request.app[audit_key].record,
+        who.actor if who else "unknown",
+        who.role if who else None,
+        action,
+        target,
+        outcome,
+        _source(request),
+        detail,
+    )
+
+
+def _route(request: web.Request) -> str:
+    info = request.match_info.route.resource
+    return info.canonical if info is not None else request.path
+
+
+@web.middleware
+async def authorize(request: web.Request, handler) -> web.StreamResponse:
+    if not request.path.startswith(PROTECTED):
+        return await handler(request)
+    required = getattr(request.match_info.handler, "required_role", None)
+    if required is None:  # an unknown path or method: aiohttp's own 404 / 405
+        return await handler(request)
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return json_error(401, "send Authorization: Bearer <token> (python -m gateway.admin tokens create)")
+    who = await asyncio.to_thread(request.app[tokens_key].verify, token.strip())
+    if who is None:
+        try:
+            s = request.app[settings_key]
+            await limits.hit(
+                request.app, f"auth:{limits.client_ip(request)}", s.rate_auth_failures_per_min, "wrong tokens"
+            )
+        except limits.Limited as exc:
+            return web.json_response(
+                {"error": f"too many wrong tokens: try again in {exc.retry_after} s", "retry_after": exc.retry_after},
+                status=429,
+                headers={"Retry-After": str(exc.retry_after)},
+            )
+        return json_error(401, "unknown or revoked token")
+    request[principal_key] = who
+    if not who.may(required):
+        await _record(request, who, 403)
+        return json_error(403, f"this needs the {required} role; your token has {who.role}")
+    try:
+        resp = await handler(request)
+    except web.HTTPException as exc:
+        if request.method != "GET" or "audit" in request:
+            await _record(request, who, exc.status)
+        raise
+    if request.method != "GET" or "audit" in request:
+        await _record(request, who, resp.status)
+    return resp
+
+
+def _who(request: web.Request) -> Principal:
+    return request[principal_key]
+
+
+async def _object(request: web.Request) -> dict[str, Any]:
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text="body must be a JSON object")
+    return body
+
+
+# -- who am I -----------------------------------------------------------------------------
+
+
+@requires("viewer")
+async def me(request: web.Request) -> web.Response:
+    return web.json_response(dataclasses.asdict(_who(request)))
+
+
+# -- channels -----------------------------------------------------------------------------
+
+
+def _platform(request: web.Request) -> str:
+    platform = request.match_info["platform"]
+    if platform not in SPECS:
+        raise web.HTTPNotFound(text=f"unknown platform {platform!r}: one of {', '.join(SPECS)}")
+    return platform
+
+
+@requires("admin")
+async def list_channels(request: web.Request) -> web.Response:
+    return web.json_response({"channels": await asyncio.to_thread(request.app[credentials_key].listing)})
+
+
+@requires("admin")
+async def set_channel(request: web.Request) -> web.Response:
+    platform, name = _platform(request), request.match_info["name"]
+    body = await _object(request)
+    audit(request, "channel.set", f"{platform}/{name}", fields=sorted(body))
+    try:
+        entry = await asyncio.to_thread(request.app[credentials_key].set, platform, name, body, _who(request).actor)
+    except CredentialError as exc:
+        return json_error(exc.status, exc.reason)
+    return web.json_response(entry, status=201 if entry["created"] else 200)
+
+
+@requires("admin")
+async def remove_channel(request: web.Request) -> web.Response:
+    platform, name = _platform(request), request.match_info["name"]
+    audit(request, "channel.remove", f"{platform}/{name}")
+    if not await asyncio.to_thread(request.app[credentials_key].remove, platform, name):
+        return json_error(404, f"no {platform} entry named {name!r}")
+    return web.json_response({"ok": True})
+
+
+@requires("admin")
+async def test_channel(request: web.Request) -> web.Response:
+    platform, name = _platform(request), request.match_info["name"]
+    audit(request, "channel.test", f"{platform}/{name}")
+    store = request.app[credentials_key]
+    try:
+        found = await asyncio.to_thread(store.secrets_of, platform, name)
+    except CredentialError as exc:
+        return json_error(exc.status, exc.reason)
+    if found is None:
+        return json_error(404, f"no {platform} entry named {name!r}")
+    result = await asyncio.to_thread(check_platform, platform, *found, request.app[settings_key])
+    audit(request, "channel.test", f"{platform}/{name}", ok=result["ok"])
+    return web.json_response(result)
+
+
+# -- tokens -------------------------------------------------------------------------------
+
+
+@requires("admin")
+async def list_tokens(request: web.Request) -> web.Response:
+    return web.json_response({"tokens": await asyncio.to_thread(request.app[tokens_key].listing)})
+
+
+@requires("admin")
+async def create_token(request: web.Request) -> web.Response:
+    body = await _object(request)
+    name, role = body.get("name"), body.get("role")
+    audit(request, "token.create", str(name)[:120], role=str(role)[:20])
+    try:
+        entry, token = await asyncio.to_thread(request.app[tokens_key].create, name, role, _who(request).actor)
+    except AccessError as exc:
+        return json_error(exc.status, exc.reason)
+    request["audit"] = ("token.create", entry["id"], {"name": entry["name"], "role": entry["role"]})
+    return web.json_response({**entry, "token": token}, status=201)
+
+
+@requires("admin")
+async def revoke_token(request: web.Request) -> web.Response:
+    tid = request.match_info["id"]
+    audit(request, "token.revoke", tid)
+    try:
+        entry = await asyncio.to_thread(request.app[tokens_key].revoke, tid)
+    except AccessError as exc:
+        return json_error(exc.status, exc.reason)
+    return web.json_response(entry)
+
+
+# -- audit, policies, analytics -----------------------------------------------------------
+
+
+def _int_query(request: web.Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not lo <= int(raw) <= hi:
+        raise web.HTTPBadRequest(text=f"{name} must be a whole number from {lo} to {hi}")
+    return int(raw)
+
+
+@requires("admin")
+async def audit_entries(request: web.Request) -> web.Response:
+    limit = _int_query(request, "limit", 100, 1, 1000)
+    before = _int_query(request, "before", None, 1, 2**62)
+    entries = await asyncio.to_thread(request.app[audit_key].entries, limit, before)
+    return web.json_response({"entries": entries})
+
+
+@requires("admin")
+async def policies(request: web.Request) -> web.Response:
+    from dialogue.policy import DEFAULT_FILE
+
+    path = request.app[settings_key].policies_file or DEFAULT_FILE
+    return web.Response(text=Path(path).read_text(encoding="utf-8"), content_type="application/yaml")
+
+
+def _analytics(app: web.Application) -> dict[str, Any]:
+    m = messages.c
+    with app[engine_key].connect() as conn:
+        by_channel = conn.execute(
+            select(m.channel, func.count(func.distinct(m.conversation_id)), func.count()).group_by(m.channel)
+        ).all()
+        by_sender = dict(conn.execute(select(m.sender, func.count()).group_by(m.sender)).all())
+        intents = conn.execute(
+            select(m.intent, func.count())
+            .where(m.sender == "shopper", m.intent.is_not(None))
+            .group_by(m.intent)
+            .order_by(func.count().desc())
+            .limit(10)
+        ).all()
+        mood = conn.execute(select(func.avg(m.sentiment_score)).where(m.sender == "shopper")).scalar()
+    return {
+        "conversations": sum(c for _, c, _ in by_channel),
+        "by_channel": {ch: {"conversations": c, "messages": n} for ch, c, n in by_channel},
+        "messages_by_sender": by_sender,
+        "top_intents": [{"intent": i, "messages": n} for i, n in intents],
+        "mean_sentiment": round(mood, 3) if mood is not None else None,
+        "waiting_for_agent": len(app[store_key].queue()),
+    }
+
+
+@requires("viewer")
+async def analytics(request: web.Request) -> web.Response:
+    return web.json_response(await asyncio.to_thread(_analytics, request.app))
+
+
+# -- shoppers' data -----------------------------------------------------------------------
+
+
+@requires("agent")
+async def export_conversation(request: web.Request) -> web.Response:
+    cid = request.match_info["cid"]
+    audit(request, "conversation.export", cid)
+    try:
+        out = await asyncio.to_thread(privacy.export, request.app[store_key], request.app[engine_key], cid)
+    except privacy.PrivacyError as exc:
+        return json_error(exc.status, exc.reason)
+    return web.json_response(out)
+
+
+@requires("admin")
+async def forget_shopper(request: web.Request) -> web.Response:
+    body = await _object(request)
+    store, engine = request.app[store_key], request.app[engine_key]
+    try:
+        if isinstance(body.get("conversation_id"), str) and body["conversation_id"]:
+            cids = [body["conversation_id"]]
+        elif isinstance(body.get("channel"), str) and isinstance(body.get("user"), str):
+            cids = await asyncio.to_thread(privacy.conversations_of, store, engine, body["channel"], body["user"])
+        else:
+            return json_error(400, 'send {"channel": "telegram", "user": "<user id>"} or {"conversation_id": ...}')
+        audit(request, "shopper.forget", None, conversations=len(cids))
+        counts = await asyncio.to_thread(privacy.forget, store, engine, cids)
+    except privacy.PrivacyError as exc:
+        return json_error(exc.status, exc.reason)
+    return web.json_response({"ok": True, **counts})
+
+
+async def admin_page(_request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "admin.html", headers={"Cache-Control": "no-store"})
+
+
+def setup(app: web.Application) -> None:
+    app.middlewares.append(authorize)
+    r = app.router
+    r.add_get("/admin", admin_page)
+    r.add_get(f"{PREFIX}/me", me)
+    r.add_get(f"{PREFIX}/channels", list_channels)
+    r.add_put(f"{PREFIX}/channels/{{platform}}/{{name}}", set_channel)
+    r.add_delete(f"{PREFIX}/channels/{{platform}}/{{name}}", remove_channel)
+    r.add_post(f"{PREFIX}/channels/{{platform}}/{{name}}/test", test_channel)
+    r.add_get(f"{PREFIX}/tokens", list_tokens)
+    r.add_post(f"{PREFIX}/tokens", create_token)
+    r.add_delete(f"{PREFIX}/tokens/{{id}}", revoke_token)
+    r.add_get(f"{PREFIX}/audit", audit_entries)
+    r.add_get(f"{PREFIX}/policies", policies)
+    r.add_get(f"{PREFIX}/analytics", analytics)
+    r.add_get(f"{PREFIX}/conversations/{{cid}}/export", export_conversation)
+    r.add_post(f"{PREFIX}/shoppers/forget", forget_shopper)

@@ -1,0 +1,213 @@
+"""The gateway's OpenAPI 3.0 description, served at ``/openapi.json``.
+
+Written by hand next to the routes (the fuzz test runs against it, so a route
+missing here goes untested: ``tests/test_security.py`` checks that every route
+is described). The WebSocket (``/web/ws``) is described in prose only; OpenAPI
+has no words for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+JSON = "application/json"
+
+
+def _obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "object", "properties": props}
+    if required:
+        out["required"] = required
+    return out
+
+
+STR = {"type": "string"}
+ERROR = {"description": "refused, with a reason", "content": {JSON: {"schema": _obj({"error": STR}, ["error"])}}}
+
+
+def _op(summary: str, *, body: dict | None = None, params: list | None = None, auth: str | None = None,
+        ok: str = "200", content: str = JSON, tag: str = "") -> dict[str, Any]:  # fmt: skip
+    op: dict[str, Any] = {"summary": summary, "responses": {ok: {"description": "done"}, "4XX": ERROR}}
+    if tag:
+        op["tags"] = [tag]
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {content: {"schema": body}}}
+    if params:
+        op["parameters"] = params
+    if auth:
+        op["security"] = [{"bearer": []}]
+        op["description"] = f"Needs a token with the {auth} role (or higher)."
+    return op
+
+
+def _path(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": STR}
+
+
+def _query(name: str, schema: dict[str, Any] | None = None, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": schema or STR}
+
+
+def _header(name: str, required: bool = True) -> dict[str, Any]:
+    return {"name": name, "in": "header", "required": required, "schema": STR}
+
+
+PLATFORM = {
+    "name": "platform",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "enum": ["telegram", "slack", "web"]},
+}  # noqa: E501 fmt: skip
+CHANNEL_FIELDS = _obj(
+    {
+        "bot_token": STR,
+        "webhook_secret": STR,
+        "signing_secret": STR,
+        "agent_channel": STR,
+        "api_base_url": STR,
+        "allowed_origins": {"type": "array", "items": STR},
+    }
+)
+AGENT = _obj({"agent": STR}, ["agent"])
+SLACK_HEADERS = [_header("X-Slack-Request-Timestamp"), _header("X-Slack-Signature")]
+FORM = "application/x-www-form-urlencoded"
+
+
+def describe() -> dict[str, Any]:
+    paths: dict[str, Any] = {
+        "/healthz": {"get": _op("the process is up", tag="health")},
+        "/readyz": {"get": _op("Redis and a worker for every queue are there (503 otherwise)", tag="health")},
+        "/web/sessions": {
+            "post": _op(
+                "start a web chat session",
+                body=_obj({"locale": {"type": "string", "enum": ["en", "zh"]}}),
+                ok="201",
+                tag="web",
+            )
+        },
+        "/web/messages": {
+            "post": _op(
+                "send a shopper message (202; 429 with Retry-After past the rate limits)",
+                body=_obj(
+                    {"session_id": STR, "text": STR, "client_message_id": STR, "locale": STR}, ["session_id", "text"]
+                ),
+                ok="202",
+                tag="web",
+            ),
+            "get": _op(
+                "the session's messages, after a message id",
+                params=[_query("session_id", required=True), _query("after")],
+                tag="web",
+            ),
+        },
+        "/channels/telegram/webhook": {
+            "post": _op(
+                "Telegram's webhook (an Update); the secret token header says which bot",
+                body={"type": "object"},
+                params=[_header("X-Telegram-Bot-Api-Secret-Token")],
+                tag="platforms",
+            )
+        },
+        "/channels/slack/events": {
+            "post": _op("Slack Events API", body={"type": "object"}, params=SLACK_HEADERS, tag="platforms")
+        },
+        "/channels/slack/interactions": {
+            "post": _op(
+                "Slack interactivity", body=_obj({"payload": STR}), params=SLACK_HEADERS, content=FORM, tag="platforms"
+            )
+        },
+        "/channels/slack/commands": {
+            "post": _op(
+                "the /handoff slash command",
+                body=_obj({"text": STR, "user_id": STR, "channel_id": STR}),
+                params=SLACK_HEADERS,
+                content=FORM,
+                tag="platforms",
+            )
+        },
+        "/admin/api/me": {"get": _op("who the token belongs to", auth="viewer", tag="admin")},
+        "/admin/api/channels": {
+            "get": _op("channel credentials, secrets as their last 4 characters", auth="admin", tag="admin")
+        },  # fmt: skip
+        "/admin/api/channels/{platform}/{name}": {
+            "put": _op(
+                "add or update an entry (fields left out keep their value)",
+                body=CHANNEL_FIELDS,
+                params=[PLATFORM, _path("name")],
+                auth="admin",
+                tag="admin",
+            ),
+            "delete": _op("remove an entry", params=[PLATFORM, _path("name")], auth="admin", tag="admin"),
+        },
+        "/admin/api/channels/{platform}/{name}/test": {
+            "post": _op(
+                "ask the platform whether the entry works (getMe, auth.test)",
+                params=[PLATFORM, _path("name")],
+                auth="admin",
+                tag="admin",
+            )
+        },
+        "/admin/api/tokens": {
+            "get": _op("API tokens (never the tokens themselves)", auth="admin", tag="admin"),
+            "post": _op(
+                "make a token; it is in this answer only",
+                body=_obj(
+                    {"name": STR, "role": {"type": "string", "enum": ["admin", "agent", "viewer"]}}, ["name", "role"]
+                ),  # fmt: skip
+                ok="201",
+                auth="admin",
+                tag="admin",
+            ),
+        },
+        "/admin/api/tokens/{id}": {"delete": _op("revoke a token", params=[_path("id")], auth="admin", tag="admin")},
+        "/admin/api/audit": {
+            "get": _op(
+                "the audit log, newest first",
+                params=[_query("limit", {"type": "integer"}), _query("before", {"type": "integer"})],
+                auth="admin",
+                tag="admin",
+            )
+        },
+        "/admin/api/policies": {"get": _op("the dialogue policies in force (YAML)", auth="admin", tag="admin")},
+        "/admin/api/analytics": {"get": _op("conversation counts, intents, mood", auth="viewer", tag="admin")},
+        "/admin/api/conversations/{cid}/export": {
+            "get": _op("a transcript, personal data masked", params=[_path("cid")], auth="agent", tag="admin")
+        },
+        "/admin/api/shoppers/forget": {
+            "post": _op(
+                "delete everything about one shopper",
+                body=_obj({"channel": STR, "user": STR, "conversation_id": STR}),
+                auth="admin",
+                tag="admin",
+            )
+        },
+        "/handoff/api/queue": {"get": _op("conversations waiting for a person", auth="agent", tag="handoff")},
+        "/handoff/api/conversations/{cid}": {
+            "get": _op("one handed-off conversation", params=[_path("cid")], auth="agent", tag="handoff")
+        },
+    }
+    reply = _obj({"agent": STR, "text": STR}, ["agent", "text"])
+    for verb, body in (("claim", AGENT), ("reply", reply), ("resolve", AGENT)):
+        paths[f"/handoff/api/conversations/{{cid}}/{verb}"] = {
+            "post": _op(f"{verb} a conversation", body=body, params=[_path("cid")], auth="agent", tag="handoff")
+        }
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "shopbot gateway",
+            "version": "1",
+            "description": "Shoppers' channels, the human queue and the admin API. The web chat's socket is "
+            "GET /web/ws?session_id=...&after=... (JSON frames; see the README).",
+        },
+        "paths": paths,
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }
+
+
+async def openapi_json(_request: web.Request) -> web.Response:
+    return web.json_response(describe())
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/openapi.json", openapi_json)

@@ -1,0 +1,109 @@
+"""A shopper's data: masked exports, and deleting everything we hold about one shopper on request.
+
+What the product holds about a shopper, per conversation: the Redis keys
+(message log, inbox, annotations, state, dedup ids, delivery cursors, the
+agents' desk card), its place in the human queue and the pending set,
+transcript rows not yet moved to SQL, and the SQL transcript. ``forget`` removes
+all of it, holding the conversation's lock so no worker writes it back. Orders
+are the shop's records, not ours: they are left to the shop's own process.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.engine import Engine
+
+from .pii import mask
+from .store import HANDOFF_QUEUE, PENDING, PREFIX, TRANSCRIPTS, ConversationStore, key
+from .transcripts import messages
+
+CHANNELS = ("web", "telegram", "slack")
+USER_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,200}$")
+
+
+class PrivacyError(ValueError):
+    def __init__(self, reason: str, status: int = 400):
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+def _glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
+
+
+def conversations_of(store: ConversationStore, engine: Engine, channel: str, user: str) -> list[str]:
+    """Every conversation of one shopper: ``user`` is their Telegram or Slack user id, or a web session id."""
+    if channel not in CHANNELS:
+        raise PrivacyError(f"channel must be one of {', '.join(CHANNELS)}")
+    if not USER_RE.match(user):
+        raise PrivacyError("user must be the platform's user id (or the web session id)")
+    found: set[str] = set()
+    pattern = f"{PREFIX}:conv:{{{_glob_escape(channel)}:*}}:meta"
+    for k in store.r.scan_iter(match=pattern, count=1000):
+        meta = store.r.hgetall(k)
+        if user in (meta.get("sender"), meta.get("chat")):
+            found.add(k[len(f"{PREFIX}:conv:{{") : -len("}:meta")])
+    # Conversations gone from Redis (expired) may still be in SQL: private chats are keyed by the user.
+    with engine.connect() as conn:
+        q = select(messages.c.conversation_id).where(messages.c.conversation_id.like(f"{channel}:%:{user}")).distinct()
+        found.update(r[0] for r in conn.execute(q))
+    return sorted(found)
+
+
+def forget(store: ConversationStore, engine: Engine, cids: list[str]) -> dict[str, int]:
+    """Delete the conversations ``cids`` everywhere; returns what was removed."""
+    counts = {"conversations": 0, "redis_keys": 0, "transcript_rows": 0, "queued_rows": 0}
+    r = store.r
+    for cid in cids:
+        with store.lock(cid, wait_s=10) as token:
+            if token is None:
+                raise PrivacyError(f"{cid} is busy (a worker holds it); try again", 409)
+            card = store.desk_card(cid)
+            ks = [k for k in r.scan_iter(match=f"{PREFIX}:conv:{{{_glob_escape(cid)}}}:*", count=1000)]
+            ks = [k for k in ks if k != key(cid, "lock")]
+            if card.get("ts"):
+                ks.append(f"{PREFIX}:desk:thread:{card['ts']}")
+            with r.pipeline() as p:
+                if ks:
+                    p.delete(*ks)
+                p.zrem(HANDOFF_QUEUE, cid)
+                p.zrem(PENDING, cid)
+                p.execute()
+            counts["redis_keys"] += len(ks)
+            counts["conversations"] += 1
+    wanted = set(cids)
+    for raw in r.lrange(TRANSCRIPTS, 0, -1):
+        if json.loads(raw).get("conversation_id") in wanted:
+            counts["queued_rows"] += r.lrem(TRANSCRIPTS, 0, raw)
+    if cids:
+        with engine.begin() as conn:
+            counts["transcript_rows"] = conn.execute(
+                delete(messages).where(messages.c.conversation_id.in_(cids))
+            ).rowcount
+    return counts
+
+
+def export(store: ConversationStore, engine: Engine, cid: str) -> dict[str, Any]:
+    """A conversation's transcript with personal data masked: the SQL rows, then what is only in Redis yet."""
+    with engine.connect() as conn:
+        q = select(messages).where(messages.c.conversation_id == cid).order_by(messages.c.ts, messages.c.id)
+        rows = [dict(r._mapping) for r in conn.execute(q)]
+    seen = {r["message_id"] for r in rows}
+    for e in store.messages_after(cid, None, count=5000):
+        if e.id not in seen:
+            rows.append({"conversation_id": cid, "message_id": e.id, "sender": e.sender, "text": e.text, "ts": e.ts})
+    if not rows:
+        raise PrivacyError(f"no conversation {cid!r}", 404)
+    out = []
+    for r in sorted(rows, key=lambda r: r["ts"]):
+        r.pop("id", None)
+        r["text"] = mask(r["text"])
+        if r.get("agent"):
+            r["agent"] = mask(r["agent"])
+        out.append(r)
+    return {"conversation_id": cid, "messages": out, "masked": True}
