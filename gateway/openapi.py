@@ -74,10 +74,16 @@ SLACK_HEADERS = [_header("X-Slack-Request-Timestamp"), _header("X-Slack-Signatur
 FORM = "application/x-www-form-urlencoded"
 
 
+def _readyz() -> dict[str, Any]:
+    op = _op("Redis and a worker for every queue are there", tag="health")
+    op["responses"]["503"] = {"description": "not ready: no Redis, or a queue without a live worker (the reason)"}
+    return op
+
+
 def describe() -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/healthz": {"get": _op("the process is up", tag="health")},
-        "/readyz": {"get": _op("Redis and a worker for every queue are there (503 otherwise)", tag="health")},
+        "/readyz": {"get": _readyz()},
         "/web/sessions": {
             "post": _op(
                 "start a web chat session",

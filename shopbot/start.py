@@ -21,6 +21,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 from .settings import PACKAGE_ROOT, get_settings
 
@@ -101,6 +102,19 @@ def load_demo_data(database_url: str) -> list[str]:
     return done
 
 
+def ensure_secret_key(path: Path) -> Path:
+    """A first start: the key that encrypts stored channel credentials, made once, readable by us only."""
+    from .crypto import generate_key
+
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(generate_key() + "\n")
+        _say(f"made {path}: the key for stored credentials (keep it, and back it up with the database)")
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m shopbot.start", description=__doc__.split("\n")[0])
     ap.add_argument("--no-train", action="store_true", help="do not train missing models (fail instead)")
@@ -136,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"training the default models into {models} (about 20 minutes on 2 CPU cores; once only)")
         subprocess.run([sys.executable, "-m", "nlu.build_default", "--models-dir", str(models)], env=env, check=True)
 
+    if not (env.get("SHOPBOT_SECRET_KEY") or env.get("SHOPBOT_SECRET_KEY_FILE")):
+        env["SHOPBOT_SECRET_KEY_FILE"] = str(ensure_secret_key(VAR / "secret.key"))
     _say(f"database: {settings.database_url} (migrating to the latest schema)")
     loaded = load_demo_data(settings.database_url) if not args.no_demo else []
     if loaded:
@@ -146,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     procs.append(spawn(gateway, "gateway", env))
     _say(f"workers (nlu, dialogue) and gateway starting (logs in {VAR}); loading the models...")
     wait_ready(f"http://127.0.0.1:{settings.port}/", procs)
-    closed = "" if settings.agent_token else " (closed: set SHOPBOT_AGENT_TOKEN)"
-    print(f"\n  Web chat: {settings.web_url}", f"  Agent API: {settings.web_url}handoff/api/queue{closed}",
+    print(f"\n  Web chat: {settings.web_url}",
+          f"  Admin: {settings.web_url}admin (a token: python -m gateway.admin tokens create --name you --role admin)",
           "  Ctrl-C stops everything.\n", sep="\n", flush=True)  # fmt: skip
     while True:
         for p in procs:

@@ -481,3 +481,71 @@ async def test_workers_use_a_bot_added_while_they_run(product, platforms):
             for name in ("main", "second"):
                 await call(http, "DELETE", f"{url}/admin/api/channels/telegram/{name}", admin)
             tg.tokens.discard(SECOND_TOKEN)
+
+
+# -- the admin page, in headless Chromium -----------------------------------------------------------
+
+
+@pytest.mark.browser
+def test_admin_page_sign_in_channels_queue_and_audit(admin_gw):
+    from playwright.sync_api import sync_playwright
+    from test_widget_browser import CHROMIUM
+
+    url, admin = admin_gw["url"], admin_gw["admin"]
+    r = redis.Redis.from_url(admin_gw["env"]["SHOPBOT_REDIS_URL"], decode_responses=True)
+    cid = "web:web:browser-queued-shopper"
+    state = {"status": "queued", "priority": 3, "handoff_reason": "refund_dispute", "queued_at": time.time() - 30}
+    r.set(f"sb:conv:{{{cid}}}:state", json.dumps(state))
+    r.hset(f"sb:conv:{{{cid}}}:meta", mapping={"channel": "web"})
+    r.zadd("sb:handoff:queue", {cid: 1.0})
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.on("dialog", lambda d: d.accept())
+        page.goto(url + "/admin")
+        page.fill("#token", "sbt_000000000000_" + "x" * 43)
+        page.click("#signin-form button")
+        page.wait_for_selector("#flash.err >> text=unknown or revoked token")
+
+        page.fill("#token", admin)
+        page.click("#signin-form button")
+        page.wait_for_selector("#who >> text=root admin (admin)")
+        page.wait_for_selector("#channels-table tr[data-key='slack/environment']")
+        assert "…" in page.inner_text("#channels-table tr[data-key='slack/environment']")
+
+        # Add the web widget's origins, then see it listed; test the environment's Telegram bot.
+        page.select_option("#channel-form select[name=platform]", "web")
+        assert page.is_hidden("#channel-form input[name=bot_token]")
+        page.fill("#channel-form input[name=name]", "browser-site")
+        page.fill("#channel-form input[name=allowed_origins]", "https://a.example.com, https://b.example.com")
+        page.click("#channel-form button[type=submit]")
+        page.wait_for_selector("#flash.ok >> text=Saved web/browser-site")
+        row = page.wait_for_selector("#channels-table tr[data-key='web/browser-site']")
+        assert "https://b.example.com" in row.inner_text()
+        page.click("#channels-table tr[data-key='telegram/environment'] >> text=Test")
+        page.wait_for_selector("#flash.ok >> text=Telegram knows this bot")
+
+        # A secret too short for Slack: the page says why, nothing is saved.
+        page.select_option("#channel-form select[name=platform]", "slack")
+        page.fill("#channel-form input[name=name]", "bad")
+        page.fill("#channel-form input[name=bot_token]", "not-a-token")
+        page.click("#channel-form button[type=submit]")
+        page.wait_for_selector("#flash.err >> text=Not saved")
+        assert page.locator("#channels-table tr[data-key='slack/bad']").count() == 0
+
+        page.click("#channels-table tr[data-key='web/browser-site'] >> text=Remove")
+        page.wait_for_selector("#flash.ok >> text=Removed web/browser-site")
+
+        page.click("nav button[data-tab=queue]")
+        queued = page.wait_for_selector(f"#queue-table td >> text={cid}")
+        assert "refund_dispute" in queued.evaluate("td => td.parentElement.innerText")
+
+        page.click("nav button[data-tab=audit]")
+        page.wait_for_selector("#audit-table td >> text=channel.remove")
+        audit_text = page.inner_text("#audit-table")
+        assert "web/browser-site" in audit_text and "root admin" in audit_text and "channel.test" in audit_text
+
+        page.click("#signout")
+        assert page.is_visible("#signin-form") and page.evaluate("sessionStorage.length") == 0
+        browser.close()
+    r.zrem("sb:handoff:queue", cid)
