@@ -219,15 +219,35 @@ def main(argv: list[str] | None = None) -> int:
     sw.add_argument("--url", help="public base URL of the gateway (default: SHOPBOT_PUBLIC_URL)")
     sub.add_parser("webhook-info", help="what Telegram knows about our webhook (getWebhookInfo)")
     sub.add_parser("delete-webhook", help="stop Telegram from calling the gateway")
+    ap.add_argument(
+        "--bot", help="a bot stored with `python -m gateway.admin channels set telegram NAME` (default: env)"
+    )
     args = ap.parse_args(argv)
     s = get_settings()
-    if not s.telegram_bot_token:
-        print("error: set SHOPBOT_TELEGRAM_BOT_TOKEN (the token from @BotFather)", file=sys.stderr)
+    token = s.telegram_bot_token.get_secret_value() if s.telegram_bot_token else None
+    secret = s.telegram_webhook_secret.get_secret_value() if s.telegram_webhook_secret else None
+    base_url = s.telegram_api_base_url
+    if args.bot:
+        from shopbot.credentials import CredentialError, CredentialStore
+        from shopbot.db import engine_for
+
+        try:
+            found = CredentialStore.from_settings(s, engine_for(s.database_url)).secrets_of("telegram", args.bot)
+        except CredentialError as exc:
+            print(f"error: {exc.reason}", file=sys.stderr)
+            return 2
+        if found is None:
+            print(f"error: no stored Telegram bot named {args.bot!r} (gateway.admin channels list)", file=sys.stderr)
+            return 2
+        token, secret = found[0]["bot_token"], found[0].get("webhook_secret")
+        base_url = found[1].get("api_base_url") or base_url
+    if not token:
+        print("error: set SHOPBOT_TELEGRAM_BOT_TOKEN (the token from @BotFather), or give --bot NAME", file=sys.stderr)
         return 2
-    sender = TelegramSender(s.telegram_bot_token.get_secret_value(), s.telegram_api_base_url)
+    sender = TelegramSender(token, base_url)
     try:
         if args.command == "set-webhook":
-            if not s.telegram_webhook_secret:
+            if not secret:
                 print("error: set SHOPBOT_TELEGRAM_WEBHOOK_SECRET first (1-256 of A-Z a-z 0-9 _ -)", file=sys.stderr)
                 return 2
             base = args.url or s.public_url
@@ -235,7 +255,6 @@ def main(argv: list[str] | None = None) -> int:
                 print("error: Telegram needs a public https:// URL (--url or SHOPBOT_PUBLIC_URL)", file=sys.stderr)
                 return 2
             url = base.rstrip("/") + "/channels/telegram/webhook"
-            secret = s.telegram_webhook_secret.get_secret_value()
             sender.call(
                 "setWebhook",
                 url=url,

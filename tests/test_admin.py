@@ -126,7 +126,7 @@ def everything_in_redis(url: str) -> str:
 # -- credentials ------------------------------------------------------------------------------------
 
 
-async def test_credentials_via_api_and_cli_take_effect_at_once_and_never_leak(admin_gw):
+async def test_credentials_via_api_and_cli_take_effect_at_once_and_never_leak(admin_gw, platforms):
     url, env, admin = admin_gw["url"], admin_gw["env"], admin_gw["admin"]
     seen: list[str] = []
     async with aiohttp.ClientSession() as http:
@@ -153,6 +153,15 @@ async def test_credentials_via_api_and_cli_take_effect_at_once_and_never_leak(ad
         seen += [done.stdout, done.stderr]
         assert await telegram_post(http, url, NEW_SECRET, 500_004) == 403
         assert await telegram_post(http, url, NEWER_SECRET, 500_005) == 200
+        # Registering the stored bot's webhook hands Telegram the stored secret.
+        hooked = subprocess.run(
+            [sys.executable, "-m", "channels.telegram", "--bot", "shop", "set-webhook", "--url", url],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert hooked.returncode == 0, hooked.stderr
+        seen += [hooked.stdout, hooked.stderr]
+        registered = platforms["telegram"].of("setWebhook")[-1]
+        assert registered.params["secret_token"] == NEWER_SECRET and registered.token == TELEGRAM_TOKEN
 
         # A second bot on the same URL: its own secret selects it.
         status, entry, _ = await call(
@@ -311,6 +320,11 @@ async def test_every_endpoint_answers_401_403_or_serves_by_role(admin_gw):
         assert all(e["at"] > time.time() - 600 for e in entries)
         status, _, _ = await call(http, "GET", f"{url}/admin/api/audit?limit=zero", admin)
         assert status == 400
+
+        # Revoked from the CLI: refused at the next request.
+        viewer_id = next(t["id"] for t in listing["tokens"] if t["name"] == "viewer")
+        assert cli(admin_gw["env"], "tokens", "revoke", viewer_id).returncode == 0
+        assert (await call(http, "GET", f"{url}/admin/api/me", tokens["viewer"]))[0] == 401
 
 
 # -- public endpoints: rate limits, origins ------------------------------------------------------------
@@ -549,3 +563,23 @@ def test_admin_page_sign_in_channels_queue_and_audit(admin_gw):
         assert page.is_visible("#signin-form") and page.evaluate("sessionStorage.length") == 0
         browser.close()
     r.zrem("sb:handoff:queue", cid)
+
+
+@pytest.mark.browser
+def test_widget_shows_the_polite_message_when_the_shopper_is_too_fast(admin_gw):
+    from playwright.sync_api import sync_playwright
+    from test_widget_browser import CHROMIUM
+
+    r = redis.Redis.from_url(admin_gw["env"]["SHOPBOT_REDIS_URL"], decode_responses=True)
+    r.delete(*(r.keys("sb:rl:*") or ["none"]))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(admin_gw["url"] + "/")
+        page.wait_for_selector(".sb-widget.sb-online", timeout=15_000)
+        for i in range(6):  # this gateway allows 5 messages a minute per session
+            page.fill(".sb-input", f"message {i}")
+            page.keyboard.press("Enter")
+        page.wait_for_selector(".sb-from-system .sb-text >> text=wait a few seconds", timeout=10_000)
+        assert page.locator(".sb-msg.sb-failed").count() == 1  # the one refused, marked; the others went
+        browser.close()
