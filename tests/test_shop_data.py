@@ -16,6 +16,16 @@ from .conftest import ROOT
 
 DEMO = ROOT / "dialogue" / "demo"
 SHOP_TABLES = {"orders", "order_items", "tracking_events", "products", "faq"}
+ADMIN_TABLES = {"channel_credentials", "api_tokens", "audit_log"}
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(db._config()).get_current_head()
+
+
+HEAD = head_revision()
 
 
 def count(engine, table) -> int:
@@ -31,8 +41,9 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_migrations_create_the_schema_and_carry_a_database_made_before_them(tmp_path):
     fresh = db.engine_for(f"sqlite:///{tmp_path / 'fresh.db'}")
-    assert db.current(fresh) == "0002"
-    assert SHOP_TABLES | {"transcript_messages"} <= set(inspect(fresh).get_table_names())
+    assert db.current(fresh) == HEAD
+    assert HEAD == "0003"  # transcripts, shop data, admin
+    assert SHOP_TABLES | ADMIN_TABLES | {"transcript_messages"} <= set(inspect(fresh).get_table_names())
     # A database from before migrations: the transcripts table made by create_all, with a row in it.
     legacy_url = f"sqlite:///{tmp_path / 'legacy.db'}"
     legacy = create_engine(legacy_url)
@@ -44,10 +55,10 @@ def test_migrations_create_the_schema_and_carry_a_database_made_before_them(tmp_
              "text": "hi", "ts": 1.0},
         )  # fmt: skip
     upgraded = db.engine_for(legacy_url)
-    assert db.current(upgraded) == "0002" and count(upgraded, transcripts.messages) == 1
+    assert db.current(upgraded) == HEAD and count(upgraded, transcripts.messages) == 1
     assert SHOP_TABLES <= set(inspect(upgraded).get_table_names())
     db.migrate(upgraded)  # a second run changes nothing
-    assert db.current(upgraded) == "0002"
+    assert db.current(upgraded) == HEAD
 
 
 def test_processes_starting_together_migrate_once(tmp_path):
@@ -56,7 +67,7 @@ def test_processes_starting_together_migrate_once(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stderr=subprocess.PIPE) for _ in range(4)]
     errors = [p.communicate(timeout=120)[1].decode() for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
-    assert db.current(db.engine_for(url, upgrade=False)) == "0002"
+    assert db.current(db.engine_for(url, upgrade=False)) == HEAD
 
 
 def test_migrations_on_postgresql():
@@ -66,7 +77,8 @@ def test_migrations_on_postgresql():
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
         engine = db.engine_for(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
-        assert db.current(engine) == "0002"
+        assert db.current(engine) == HEAD
+        assert ADMIN_TABLES <= set(inspect(engine).get_table_names())
         report = importer.import_file(engine, "orders", DEMO / "orders.json")
         assert report.imported == 8 and count(engine, shop_data.order_items) >= 8
         engine.dispose()
