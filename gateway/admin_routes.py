@@ -2,7 +2,8 @@
 
 Every ``/admin/api`` and ``/handoff/api`` route needs ``Authorization: Bearer
 <token>`` (``shopbot.access``): 401 without a valid token, 403 when its role is
-too low. Every change, and every read of personal data (an export), is written
+too low. What the stores refuse (``shopbot.errors.Refused``) is answered here as a 4xx
+with its reason. Every change, and every read of personal data (an export), is written
 to the audit log with who, what, when and from where; refusals for a too-low
 role too. Wrong tokens are counted per client IP and answered 429 past
 ``SHOPBOT_RATE_AUTH_FAILURES_PER_MIN``.
@@ -20,8 +21,9 @@ from aiohttp import web
 from sqlalchemy import func, select
 
 from shopbot import privacy
-from shopbot.access import ROLES, AccessError, Principal
-from shopbot.credentials import SPECS, CredentialError, check_platform
+from shopbot.access import ROLES, Principal
+from shopbot.credentials import SPECS, check_platform
+from shopbot.errors import Refused
 from shopbot.transcripts import messages
 
 from . import limits
@@ -102,11 +104,7 @@ async def authorize(request: web.Request, handler) -> web.StreamResponse:
                 request.app, f"auth:{limits.client_ip(request)}", s.rate_auth_failures_per_min, "wrong tokens"
             )
         except limits.Limited as exc:
-            return web.json_response(
-                {"error": f"too many wrong tokens: try again in {exc.retry_after} s", "retry_after": exc.retry_after},
-                status=429,
-                headers={"Retry-After": str(exc.retry_after)},
-            )
+            return limits.answer_429(exc)
         return json_error(401, "unknown or revoked token")
     request[principal_key] = who
     if not who.may(required):
@@ -114,6 +112,8 @@ async def authorize(request: web.Request, handler) -> web.StreamResponse:
         return json_error(403, f"this needs the {required} role; your token has {who.role}")
     try:
         resp = await handler(request)
+    except Refused as exc:  # what the stores refuse (CredentialError, AccessError, PrivacyError) is a 4xx
+        resp = json_error(exc.status, exc.reason)
     except web.HTTPException as exc:
         if request.method != "GET" or "audit" in request:
             await _record(request, who, exc.status)
@@ -162,10 +162,7 @@ async def set_channel(request: web.Request) -> web.Response:
     platform, name = _platform(request), request.match_info["name"]
     body = await _object(request)
     audit(request, "channel.set", f"{platform}/{name}", fields=sorted(body))
-    try:
-        entry = await asyncio.to_thread(request.app[credentials_key].set, platform, name, body, _who(request).actor)
-    except CredentialError as exc:
-        return json_error(exc.status, exc.reason)
+    entry = await asyncio.to_thread(request.app[credentials_key].set, platform, name, body, _who(request).actor)
     return web.json_response(entry, status=201 if entry["created"] else 200)
 
 
@@ -182,11 +179,7 @@ async def remove_channel(request: web.Request) -> web.Response:
 async def test_channel(request: web.Request) -> web.Response:
     platform, name = _platform(request), request.match_info["name"]
     audit(request, "channel.test", f"{platform}/{name}")
-    store = request.app[credentials_key]
-    try:
-        found = await asyncio.to_thread(store.secrets_of, platform, name)
-    except CredentialError as exc:
-        return json_error(exc.status, exc.reason)
+    found = await asyncio.to_thread(request.app[credentials_key].secrets_of, platform, name)
     if found is None:
         return json_error(404, f"no {platform} entry named {name!r}")
     result = await asyncio.to_thread(check_platform, platform, *found, request.app[settings_key])
@@ -207,10 +200,7 @@ async def create_token(request: web.Request) -> web.Response:
     body = await _object(request)
     name, role = body.get("name"), body.get("role")
     audit(request, "token.create", str(name)[:120], role=str(role)[:20])
-    try:
-        entry, token = await asyncio.to_thread(request.app[tokens_key].create, name, role, _who(request).actor)
-    except AccessError as exc:
-        return json_error(exc.status, exc.reason)
+    entry, token = await asyncio.to_thread(request.app[tokens_key].create, name, role, _who(request).actor)
     request["audit"] = ("token.create", entry["id"], {"name": entry["name"], "role": entry["role"]})
     return web.json_response({**entry, "token": token}, status=201)
 
@@ -219,11 +209,7 @@ async def create_token(request: web.Request) -> web.Response:
 async def revoke_token(request: web.Request) -> web.Response:
     tid = request.match_info["id"]
     audit(request, "token.revoke", tid)
-    try:
-        entry = await asyncio.to_thread(request.app[tokens_key].revoke, tid)
-    except AccessError as exc:
-        return json_error(exc.status, exc.reason)
-    return web.json_response(entry)
+    return web.json_response(await asyncio.to_thread(request.app[tokens_key].revoke, tid))
 
 
 # -- audit, policies, analytics -----------------------------------------------------------
@@ -291,28 +277,23 @@ async def analytics(request: web.Request) -> web.Response:
 async def export_conversation(request: web.Request) -> web.Response:
     cid = request.match_info["cid"]
     audit(request, "conversation.export", cid)
-    try:
-        out = await asyncio.to_thread(privacy.export, request.app[store_key], request.app[engine_key], cid)
-    except privacy.PrivacyError as exc:
-        return json_error(exc.status, exc.reason)
-    return web.json_response(out)
+    return web.json_response(
+        await asyncio.to_thread(privacy.export, request.app[store_key], request.app[engine_key], cid)
+    )
 
 
 @requires("admin")
 async def forget_shopper(request: web.Request) -> web.Response:
     body = await _object(request)
     store, engine = request.app[store_key], request.app[engine_key]
-    try:
-        if isinstance(body.get("conversation_id"), str) and body["conversation_id"]:
-            cids = [body["conversation_id"]]
-        elif isinstance(body.get("channel"), str) and isinstance(body.get("user"), str):
-            cids = await asyncio.to_thread(privacy.conversations_of, store, engine, body["channel"], body["user"])
-        else:
-            return json_error(400, 'send {"channel": "telegram", "user": "<user id>"} or {"conversation_id": ...}')
-        audit(request, "shopper.forget", None, conversations=len(cids))
-        counts = await asyncio.to_thread(privacy.forget, store, engine, cids)
-    except privacy.PrivacyError as exc:
-        return json_error(exc.status, exc.reason)
+    if isinstance(body.get("conversation_id"), str) and body["conversation_id"]:
+        cids = [body["conversation_id"]]
+    elif isinstance(body.get("channel"), str) and isinstance(body.get("user"), str):
+        cids = await asyncio.to_thread(privacy.conversations_of, store, engine, body["channel"], body["user"])
+    else:
+        return json_error(400, 'send {"channel": "telegram", "user": "<user id>"} or {"conversation_id": ...}')
+    audit(request, "shopper.forget", None, conversations=len(cids))
+    counts = await asyncio.to_thread(privacy.forget, store, engine, cids)
     return web.json_response({"ok": True, **counts})
 
 

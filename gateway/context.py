@@ -36,10 +36,7 @@ async def current_channels(app: web.Application) -> Channels:
     """The channel credentials in force: one Redis GET per request, a reload from SQL only after a change."""
     version = await app[aredis_key].get(VERSION_KEY)
     live = app[channels_key]
-    snap = live._snap
-    if snap is not None and snap.version == (version or "0"):
-        return snap
-    return await asyncio.to_thread(live.for_version, version)
+    return live.cached(version) or await asyncio.to_thread(live.for_version, version)
 
 
 def json_error(status: int, reason: str, **extra: object) -> web.Response:

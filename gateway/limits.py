@@ -31,6 +31,15 @@ class Limited(Exception):
         self.retry_after = retry_after
         self.what = what
 
+    @property
+    def reason(self) -> str:
+        return f"too many {self.what}: try again in {self.retry_after} s"
+
+
+def answer_429(exc: Limited, **extra: object) -> web.Response:
+    body = {"error": exc.reason, "retry_after": exc.retry_after, **extra}
+    return web.json_response(body, status=429, headers={"Retry-After": str(exc.retry_after)})
+
 
 def client_ip(request: web.Request) -> str:
     if request.app[settings_key].trust_forwarded_for:
@@ -76,12 +85,8 @@ def polite(app: web.Application, lang: str) -> str:
 
 
 def too_many(request: web.Request, exc: Limited, locale: str | None = None) -> web.Response:
-    body = {
-        "error": f"too many {exc.what}: try again in {exc.retry_after} s",
-        "retry_after": exc.retry_after,
-        "message": polite(request.app, language(request, locale)),
-    }
-    return web.json_response(body, status=429, headers={"Retry-After": str(exc.retry_after)})
+    """The 429 for a shopper: with a line in their language the widget shows."""
+    return answer_429(exc, message=polite(request.app, language(request, locale)))
 
 
 def _own_origins(request: web.Request) -> set[str]:

@@ -130,7 +130,7 @@ async def _on_client_frame(app: web.Application, ws: web.WebSocketResponse, sid:
             {
                 "type": "error",
                 "code": "rate_limited",
-                "reason": f"too many {exc.what}: try again in {exc.retry_after} s",
+                "reason": exc.reason,
                 "retry_after": exc.retry_after,
                 "message": limits.polite(app, limits.language_of(msg.locale)),
                 "client_message_id": body.get("client_message_id"),

@@ -28,6 +28,7 @@ from sqlalchemy import Column, Float, Index, Integer, String, Table, Text, selec
 from sqlalchemy.engine import Engine
 
 from .db import metadata
+from .errors import Refused
 
 ROLES = ("viewer", "agent", "admin")
 TOKEN_RE = re.compile(r"^sbt_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
@@ -63,11 +64,8 @@ audit_log = Table(
 )
 
 
-class AccessError(ValueError):
-    def __init__(self, reason: str, status: int = 400):
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
+class AccessError(Refused):
+    """A token or role change that cannot be made."""
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from sqlalchemy.engine import Engine
 
 from .crypto import SecretBox, SecretKeyError
 from .db import metadata
+from .errors import Refused
 
 log = logging.getLogger(__name__)
 VERSION_KEY = "sb:config:channels"
@@ -51,13 +52,8 @@ credentials = Table(
 )
 
 
-class CredentialError(ValueError):
+class CredentialError(Refused):
     """A change an admin asked for that cannot be made; ``reason`` says why, ``status`` is the HTTP answer."""
-
-    def __init__(self, reason: str, status: int = 400):
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
 
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
@@ -213,6 +209,19 @@ def from_environment(settings) -> Channels:
 # -- the store ----------------------------------------------------------------------------
 
 
+def _entry(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored entry as listings show it: settings in full, secrets as their hints."""
+    return {
+        "platform": row["platform"],
+        "name": row["name"],
+        "source": "admin",
+        **json.loads(row["settings"]),
+        "secrets": json.loads(row["hints"]),
+        "updated_at": row["updated_at"],
+        "updated_by": row["updated_by"],
+    }
+
+
 class CredentialStore:
     """Channel credentials in SQL; ``box`` seals and opens the secrets (None: no key configured)."""
 
@@ -263,17 +272,7 @@ class CredentialStore:
         stored_platforms = set()
         for row in self._rows():
             stored_platforms.add(row["platform"])
-            out.append(
-                {
-                    "platform": row["platform"],
-                    "name": row["name"],
-                    "source": "admin",
-                    **json.loads(row["settings"]),
-                    "secrets": json.loads(row["hints"]),
-                    "updated_at": row["updated_at"],
-                    "updated_by": row["updated_by"],
-                }
-            )
+            out.append(_entry(row))
         env = from_environment(self.settings)
         for bot in env.telegram if "telegram" not in stored_platforms else ():
             out.append(
@@ -367,8 +366,7 @@ class CredentialStore:
             conn.execute(delete(credentials).where(credentials.c.platform == platform, credentials.c.name == name))
             conn.execute(credentials.insert().values(**row))
         self._bump()
-        entry = next(e for e in self.listing() if e["platform"] == platform and e["name"] == name)
-        return {**entry, "created": old is None, "generated": generated}
+        return {**_entry(row), "created": old is None, "generated": generated}
 
     def remove(self, platform: str, name: str) -> bool:
         with self.engine.begin() as conn:
@@ -463,11 +461,15 @@ class LiveChannels:
         self._snap: Channels | None = None
         self._lock = threading.Lock()
 
-    def for_version(self, version: str | None) -> Channels:
-        version = version or "0"
+    def cached(self, version: str | None) -> Channels | None:
+        """The snapshot in hand, if it is of ``version`` (no I/O: the gateway asks this on its event loop)."""
         snap = self._snap
-        if snap is not None and snap.version == version:
+        return snap if snap is not None and snap.version == (version or "0") else None
+
+    def for_version(self, version: str | None) -> Channels:
+        if (snap := self.cached(version)) is not None:
             return snap
+        version = version or "0"
         with self._lock:
             if self._snap is None or self._snap.version != version:
                 try:

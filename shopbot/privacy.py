@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 
+from .errors import Refused
 from .pii import mask
 from .store import HANDOFF_QUEUE, PENDING, PREFIX, TRANSCRIPTS, ConversationStore, key
 from .transcripts import messages
@@ -25,11 +26,8 @@ CHANNELS = ("web", "telegram", "slack")
 USER_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,200}$")
 
 
-class PrivacyError(ValueError):
-    def __init__(self, reason: str, status: int = 400):
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
+class PrivacyError(Refused):
+    """A shopper-data request that cannot be served."""
 
 
 def _glob_escape(text: str) -> str:

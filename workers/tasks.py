@@ -250,15 +250,12 @@ def _housekeeping(stop: threading.Event, name: str, queues: list[str]) -> None:
     if "dialogue" in queues:
         shop()
         llm()
-    db_engine = None
     while not stop.is_set():
         try:
             s.heartbeat(name, queues)
             sweep_once(s)
             busy_notices(s)
-            if db_engine is None:
-                db_engine = engine()
-            flush_transcripts(s, db_engine)
+            flush_transcripts(s, engine())  # made (and migrated) on first success, then cached
         except Exception:  # noqa: BLE001 - keep the thread alive through a Redis or DB outage
             log.exception("housekeeping failed; retrying")
         stop.wait(settings.sweep_interval_s)
