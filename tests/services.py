@@ -164,3 +164,27 @@ def wait_ready(url: str, timeout: float = 120, proc: Process | None = None) -> N
             return False
 
     wait_for(ready, timeout, "a worker (GET /readyz)", proc.proc if proc else None, proc.log if proc else None)
+
+
+def admin_cli(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m gateway.admin ...`` as an operator runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.admin", *args], cwd=ROOT, env=env, input=stdin,
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def lone_gateway(tmp: Path, redis_url: str, db: int, platforms: dict, token_name: str, **settings: str) -> dict:
+    """A gateway without workers on its own Redis database (emptied) and SQLite file, pointed at the local
+    platforms, with an admin token made by the CLI; stop it with ``handle["proc"].stop()``."""
+    env = product_env(
+        redis_url.rsplit("/", 1)[0] + f"/{db}", tmp / "no-models", tmp, **platform_env(platforms), **settings
+    )
+    import redis
+
+    redis.Redis.from_url(env["SHOPBOT_REDIS_URL"]).flushdb()
+    made = admin_cli(env, "tokens", "create", "--name", token_name, "--role", "admin")
+    assert made.returncode == 0, made.stderr
+    proc, url = gateway(env, tmp / "gateway.log")
+    return {"url": url, "env": env, "tmp": tmp, "admin": made.stdout.strip().splitlines()[-1], "proc": proc,
+            "log": tmp / "gateway.log"}  # fmt: skip

@@ -25,9 +25,10 @@ from services import (
     SLACK_TOKEN,
     TELEGRAM_SECRET,
     TELEGRAM_TOKEN,
-    gateway,
-    platform_env,
-    product_env,
+    lone_gateway,
+)
+from services import (
+    admin_cli as cli,
 )
 from test_platforms import TelegramShopper
 
@@ -37,38 +38,15 @@ NEWER_SECRET = "rotated-webhook-secret-0002"
 SECOND_TOKEN = "654321:second-bot-token-abcdef"
 
 
-def cli(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gateway.admin", *args],
-        cwd=ROOT,
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 @pytest.fixture(scope="module")
 def admin_gw(tmp_path_factory, redis_server, platforms):
-    tmp = tmp_path_factory.mktemp("admin")
-    env = product_env(
-        redis_server.url.rsplit("/", 1)[0] + "/4",
-        tmp / "no-models",
-        tmp,
-        **platform_env(platforms),
-        SHOPBOT_RATE_SESSION_PER_MIN="5",
-        SHOPBOT_RATE_IP_PER_MIN="60",
-        SHOPBOT_RATE_AUTH_FAILURES_PER_MIN="1000",
-        SHOPBOT_LOG_LEVEL="DEBUG",
-    )
-    redis.Redis.from_url(env["SHOPBOT_REDIS_URL"]).flushdb()
-    made = cli(env, "tokens", "create", "--name", "root admin", "--role", "admin")
-    assert made.returncode == 0, made.stderr
-    admin_token = made.stdout.strip().splitlines()[-1]
-    proc, url = gateway(env, tmp / "gateway.log")
-    yield {"url": url, "env": env, "tmp": tmp, "admin": admin_token, "log": tmp / "gateway.log", "proc": proc}
-    proc.stop()
+    handle = lone_gateway(
+        tmp_path_factory.mktemp("admin"), redis_server.url, 4, platforms, "root admin",
+        SHOPBOT_RATE_SESSION_PER_MIN="5", SHOPBOT_RATE_IP_PER_MIN="60",
+        SHOPBOT_RATE_AUTH_FAILURES_PER_MIN="1000", SHOPBOT_LOG_LEVEL="DEBUG",
+    )  # fmt: skip
+    yield handle
+    handle["proc"].stop()
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -84,22 +62,10 @@ async def call(http, method: str, url: str, token: str | None = None, body=None,
         return r.status, (json.loads(text) if r.content_type == "application/json" else text), r.headers
 
 
-def telegram_update(user_id: int, text: str, update_id: int) -> dict:
-    from test_channels import fixture
-
-    body = fixture("telegram", "text_message")["body"]
-    body["update_id"] = update_id
-    body["message"]["from"]["id"] = user_id
-    body["message"]["chat"]["id"] = user_id
-    body["message"]["text"] = text
-    return body
-
-
-async def telegram_post(http, url: str, secret: str, update_id: int) -> int:
-    body = telegram_update(7001, "where is my order?", update_id)
-    headers = {"X-Telegram-Bot-Api-Secret-Token": secret}
-    async with http.post(f"{url}/channels/telegram/webhook", json=body, headers=headers) as r:
-        return r.status
+async def telegram_post(http, url: str, platforms: dict, secret: str) -> int:
+    """A shopper's Telegram update to the gateway at ``url``, with ``secret`` in the header; the status."""
+    shopper = TelegramShopper(http, {"url": url}, platforms, 7001)
+    return (await shopper.post(shopper.update("where is my order?"), secret)).status
 
 
 def everything_in_redis(url: str) -> str:
@@ -131,7 +97,7 @@ async def test_credentials_via_api_and_cli_take_effect_at_once_and_never_leak(ad
     seen: list[str] = []
     async with aiohttp.ClientSession() as http:
         # First start: the environment's bot answers with the environment's secret.
-        assert await telegram_post(http, url, TELEGRAM_SECRET, 500_001) == 200
+        assert await telegram_post(http, url, platforms, TELEGRAM_SECRET) == 200
 
         status, entry, _ = await call(
             http,
@@ -144,15 +110,15 @@ async def test_credentials_via_api_and_cli_take_effect_at_once_and_never_leak(ad
         assert status == 201, entry
         assert entry["secrets"] == {"bot_token": "…cret", "webhook_secret": "…0001"}
         # At once, with no restart: the store wins over the environment, the old secret is refused.
-        assert await telegram_post(http, url, TELEGRAM_SECRET, 500_002) == 403
-        assert await telegram_post(http, url, NEW_SECRET, 500_003) == 200
+        assert await telegram_post(http, url, platforms, TELEGRAM_SECRET) == 403
+        assert await telegram_post(http, url, platforms, NEW_SECRET) == 200
 
         # The CLI changes only the secret (the token stays), read from stdin, not the command line.
         done = cli(env, "channels", "set", "telegram", "shop", "--webhook-secret", "-", stdin=NEWER_SECRET + "\n")
         assert done.returncode == 0, done.stderr
         seen += [done.stdout, done.stderr]
-        assert await telegram_post(http, url, NEW_SECRET, 500_004) == 403
-        assert await telegram_post(http, url, NEWER_SECRET, 500_005) == 200
+        assert await telegram_post(http, url, platforms, NEW_SECRET) == 403
+        assert await telegram_post(http, url, platforms, NEWER_SECRET) == 200
         # Registering the stored bot's webhook hands Telegram the stored secret.
         hooked = subprocess.run(
             [sys.executable, "-m", "channels.telegram", "--bot", "shop", "set-webhook", "--url", url],
@@ -169,7 +135,7 @@ async def test_credentials_via_api_and_cli_take_effect_at_once_and_never_leak(ad
         )
         assert status == 201 and set(entry["generated"]) == {"webhook_secret"}
         generated = entry["generated"]["webhook_secret"]
-        assert await telegram_post(http, url, generated, 500_006) == 200
+        assert await telegram_post(http, url, platforms, generated) == 200
         keys = redis.Redis.from_url(env["SHOPBOT_REDIS_URL"], decode_responses=True).keys("sb:conv:*654321:7001*meta")
         assert keys, "the second bot's update did not land in a conversation of that bot"
 
@@ -202,8 +168,8 @@ async def test_credentials_via_api_and_cli_take_effect_at_once_and_never_leak(ad
         for name in ("shop", "second"):
             status, _, _ = await call(http, "DELETE", f"{url}/admin/api/channels/telegram/{name}", admin, seen=seen)
             assert status == 200
-        assert await telegram_post(http, url, TELEGRAM_SECRET, 500_007) == 200
-        assert await telegram_post(http, url, NEWER_SECRET, 500_008) == 403
+        assert await telegram_post(http, url, platforms, TELEGRAM_SECRET) == 200
+        assert await telegram_post(http, url, platforms, NEWER_SECRET) == 403
 
     # The raw values are nowhere: not in Redis, the database, the logs, or any answer.
     raw = [NEW_SECRET, NEWER_SECRET, TELEGRAM_TOKEN.split(":")[1], SECOND_TOKEN.split(":")[1], generated]
@@ -402,21 +368,16 @@ async def test_only_allowed_origins_may_open_the_socket(admin_gw, redis_server):
 # -- shoppers' data ------------------------------------------------------------------------------------
 
 
-async def test_export_is_masked_and_forget_deletes_everything_about_a_shopper(admin_gw):
+async def test_export_is_masked_and_forget_deletes_everything_about_a_shopper(admin_gw, platforms):
     url, env, admin = admin_gw["url"], admin_gw["env"], admin_gw["admin"]
     r = redis.Redis.from_url(env["SHOPBOT_REDIS_URL"], decode_responses=True)
     r.delete(*(r.keys("sb:rl:*") or ["none"]))
     user = 8_800_001
     async with aiohttp.ClientSession() as http:
-        for i, text in enumerate(["my phone is 138 1234 5678, mail li.wei@example.cn", "卡号 4111 1111 1111 1111"]):
-            body = telegram_update(user, text, 600_000 + i)
-            async with http.post(
-                f"{url}/channels/telegram/webhook",
-                json=body,
-                headers={"X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET},
-            ) as resp:
-                assert resp.status == 200
-        cid = f"telegram:123456:{user}"
+        shopper = TelegramShopper(http, {"url": url}, platforms, user)
+        for text in ["my phone is 138 1234 5678, mail li.wei@example.cn", "卡号 4111 1111 1111 1111"]:
+            assert (await shopper.post(shopper.update(text))).status == 200
+        cid = shopper.cid
         r.zadd("sb:handoff:queue", {cid: 1.0})  # as if waiting for a person
         status, out, _ = await call(http, "GET", f"{url}/admin/api/conversations/{cid}/export", admin)
         assert status == 200 and len(out["messages"]) == 2

@@ -10,40 +10,29 @@ so the handlers behind the role checks are fuzzed too.
 from __future__ import annotations
 
 import pytest
-import redis
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
-from services import gateway, platform_env, product_env
-from test_admin import cli
+from services import lone_gateway
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def fuzz_gw(tmp_path_factory, redis_server, platforms):
-    tmp = tmp_path_factory.mktemp("fuzz")
-    env = product_env(
-        redis_server.url.rsplit("/", 1)[0] + "/5",
-        tmp / "no-models",
-        tmp,
-        **platform_env(platforms),
-        SHOPBOT_RATE_SESSION_PER_MIN="100000",
-        SHOPBOT_RATE_IP_PER_MIN="100000",
-    )
-    redis.Redis.from_url(env["SHOPBOT_REDIS_URL"]).flushdb()
-    made = cli(env, "tokens", "create", "--name", "fuzzer", "--role", "admin")
-    assert made.returncode == 0, made.stderr
-    proc, url = gateway(env, tmp / "gateway.log")
-    yield {"url": url, "token": made.stdout.strip().splitlines()[-1], "proc": proc, "log": tmp / "gateway.log"}
-    proc.stop()
+    handle = lone_gateway(
+        tmp_path_factory.mktemp("fuzz"), redis_server.url, 5, platforms, "fuzzer",
+        SHOPBOT_RATE_SESSION_PER_MIN="100000", SHOPBOT_RATE_IP_PER_MIN="100000",
+    )  # fmt: skip
+    yield handle
+    handle["proc"].stop()
 
 
 def test_no_request_gets_a_5xx(fuzz_gw):
     """Every operation, with valid and with invalid data (schemathesis' two generation modes)."""
     api = schemathesis.openapi.from_url(fuzz_gw["url"] + "/openapi.json")
-    auth = {"Authorization": f"Bearer {fuzz_gw['token']}"}
+    auth = {"Authorization": f"Bearer {fuzz_gw['admin']}"}
     operations = [result.ok() for result in api.get_all_operations()]
     assert len(operations) >= 25
     calls = 0
