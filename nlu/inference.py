@@ -3,8 +3,9 @@
     nlu = NLU.load("models/intent", "models/sentiment")
     nlu.annotate(["where is my order?", "我的快递到哪了"])
 
-When the two models were fine-tuned from the same frozen trunk (the default
-models are), the trunk runs once per batch for both and is held in memory once.
+The bottom layers the two models share bit for bit (a frozen trunk, or the
+whole encoder when they were trained jointly, as the default models are) run
+once per batch for both and are held in memory once.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import torch
 
 from .language import detect_language
-from .model import LoadedModel, _autocast, load_model, quantize_int8
+from .model import LoadedModel, _autocast, load_model, quantize_int8, shared_depth
 
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
@@ -60,18 +61,18 @@ class NLU:
         # Texts run in length-sorted sub-batches: on the 2-core CPU 16 beat 8, 32
         # and 64 (less padding, same efficiency); a GPU wants big batches.
         self.batch_size = batch_size or (128 if self.device.type == "cuda" else 16)
-        self.shared_trunk = (
-            intent.meta.trunk_fingerprint == sentiment.meta.trunk_fingerprint
-            and intent.meta.freeze_layers == sentiment.meta.freeze_layers
-            and intent.meta.text_prefix == sentiment.meta.text_prefix
-            and len(intent.tokenizer) == len(sentiment.tokenizer)
-        )
-        if self.shared_trunk:
-            # Identical weights: keep one copy.
-            k = intent.meta.freeze_layers
+        # The bottom layers both models hold bit for bit run once per batch and
+        # are kept in memory once: the frozen trunk of models fine-tuned apart,
+        # the whole encoder of models trained jointly.
+        depth = None
+        if intent.meta.text_prefix == sentiment.meta.text_prefix and len(intent.tokenizer) == len(sentiment.tokenizer):
+            depth = shared_depth(intent.model, sentiment.model)
+        self.shared_depth = depth
+        self.shared_trunk = depth is not None
+        if depth is not None:
             s_enc, i_enc = sentiment.model.encoder, intent.model.encoder
             s_enc.embeddings = i_enc.embeddings
-            for i in range(k):
+            for i in range(depth):
                 s_enc.encoder.layer[i] = i_enc.encoder.layer[i]
         # int8 weights on CPU (see nlu.model.quantize_int8); after the sharing
         # above, so the shared trunk is quantized once.
@@ -108,15 +109,11 @@ class NLU:
         max_len = max(self.intent.meta.max_length, self.sentiment.meta.max_length)
         p_int = torch.empty(len(texts), len(self.intent.labels))
         p_sen = torch.empty(len(texts), len(self.sentiment.labels))
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            enc = self.intent.encode([texts[i] for i in idx], max_len)
-            ids, mask = enc["input_ids"], enc["attention_mask"]
+        for idx, ids, mask in self.intent.batches(texts, self.batch_size, max_len):
             with _autocast(self.device):
-                hidden = i_model.trunk(ids, mask)
-                li = i_model.top(hidden, mask)
-                ls = s_model.top(hidden, mask)
+                hidden = i_model.trunk(ids, mask, self.shared_depth)
+                li = i_model.top(hidden, mask, self.shared_depth)
+                ls = s_model.top(hidden, mask, self.shared_depth)
             p_int[idx] = torch.softmax(li.float(), -1).cpu()
             p_sen[idx] = torch.softmax(ls.float(), -1).cpu()
         return p_int, p_sen

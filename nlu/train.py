@@ -1,6 +1,7 @@
 """Fine-tune an intent or sentiment classifier.
 
     python -m nlu.train --task intent --data intents.csv --out models/intent
+    python -m nlu.train --task joint --intent-data intents.csv --sentiment-data reviews.csv --out models
 
 Writes a self-contained model directory: encoder weights, tokenizer,
 ``labels.json``, ``nlu_model.json``, ``metrics.json`` and ``confusion_matrix.png``.
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import sys
 import time
@@ -45,6 +45,7 @@ class TrainConfig:
     epochs: int = 3
     seed: int = 13
     freeze_layers: int = 6
+    layers: int | None = None  # keep only the base's bottom N encoder layers
     max_length: int = 128
     batch_size: int = 32
     lr: float = 1e-4
@@ -152,14 +153,38 @@ def _length_batches(lengths: list[int], batch_size: int, rng: random.Random) -> 
 
 def train(cfg: TrainConfig) -> dict[str, object]:
     """Train, validate, save; return the metrics written to ``metrics.json``."""
-    t_start = time.perf_counter()
+    return train_joint([cfg])[cfg.task]
+
+
+# Settings that shape the one encoder jointly trained tasks share.
+SHARED_SETTINGS = ("base_model", "freeze_layers", "layers", "max_length", "batch_size", "lr", "seed", "device")
+
+
+@dataclass
+class _TaskRun:
+    """One task's data, head and training pool inside a (possibly joint) training."""
+
+    cfg: TrainConfig
+    dataset: object
+    labels: list[str]
+    train_rows: list[Example]
+    val_rows: list[Example]
+    n_original: int
+    model: TextClassifier | None = None
+    baseline: dict[str, object] = field(default_factory=dict)
+    lengths: list[int] = field(default_factory=list)
+    cache: list[torch.Tensor | None] = field(default_factory=list)
+    targets: torch.Tensor | None = None
+    pool: list[int] = field(default_factory=list)
+
+
+def _load_task(cfg: TrainConfig) -> _TaskRun:
     if cfg.task not in TASKS:
         raise DataError(f"unknown task {cfg.task!r}; use one of {', '.join(TASKS)}")
     if cfg.epochs < 1:
         raise DataError("--epochs must be at least 1")
     dataset = load_datasets(cfg.data)
     check_label_counts(dataset.examples)
-    labels = dataset.labels
     train_rows, val_rows = stratified_split(dataset.examples, cfg.val_fraction, cfg.seed)
     train_rows = _subsample(train_rows, cfg.max_train_per_file, cfg.seed)
     if not 0 <= cfg.augment_typos <= 1:
@@ -173,100 +198,153 @@ def train(cfg: TrainConfig) -> dict[str, object]:
             f"--oversample takes NAME=K with NAME one of the --data file names ({', '.join(sorted(names))})"
             f" and K >= 1; got {cfg.oversample}"
         )
+    return _TaskRun(cfg, dataset, dataset.labels, train_rows, val_rows, n_original)
 
-    random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    device = pick_device(cfg.device)
-    tokenizer, encoder, base_path = _load_base(cfg.base_model)
-    prefix = cfg.text_prefix
-    model = TextClassifier(encoder, len(labels), cfg.freeze_layers).to(device)
-    label_id = {label: i for i, label in enumerate(labels)}
-    log = (lambda *a: print(*a, file=sys.stderr)) if cfg.progress else (lambda *a: None)
-    log(
-        f"{cfg.task}: {len(train_rows)} training / {len(val_rows)} validation examples, {len(labels)} labels,"
-        f" base {cfg.base_model}, device {device}"
-    )
 
-    baseline: dict[str, object] = {}
-    if cfg.baseline:
-        from .baseline import predict_baseline, train_baseline
+def _baseline(run: _TaskRun) -> dict[str, object]:
+    from .baseline import predict_baseline, train_baseline
 
-        t0 = time.perf_counter()
-        pipe = train_baseline([e.text for e in train_rows], [e.label for e in train_rows], cfg.seed)
-        pred = predict_baseline(pipe, [e.text for e in val_rows])
-        rep = classification_report([e.label for e in val_rows], pred, labels)
-        baseline = {
-            "model": "tfidf(word 1-2 + char_wb 1-4) + logistic regression",
-            "accuracy": rep["accuracy"],
-            "macro_f1": rep["macro_f1"],
-            "by_source": accuracy_by_group([e.label for e in val_rows], pred, [e.source for e in val_rows]),
-            "train_seconds": round(time.perf_counter() - t0, 1),
-        }
-        log(f"baseline: accuracy {rep['accuracy']:.4f} macro-F1 {rep['macro_f1']:.4f}")
+    t0 = time.perf_counter()
+    pipe = train_baseline([e.text for e in run.train_rows], [e.label for e in run.train_rows], run.cfg.seed)
+    pred = predict_baseline(pipe, [e.text for e in run.val_rows])
+    rep = classification_report([e.label for e in run.val_rows], pred, run.labels)
+    return {
+        "model": "tfidf(word 1-2 + char_wb 1-4) + logistic regression",
+        "accuracy": rep["accuracy"],
+        "macro_f1": rep["macro_f1"],
+        "by_source": accuracy_by_group([e.label for e in run.val_rows], pred, [e.source for e in run.val_rows]),
+        "train_seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def train_joint(cfgs: list[TrainConfig]) -> dict[str, dict[str, object]]:
+    """Train one encoder for one or several tasks, a head each; write one model
+    directory per task (``cfg.out``); return each task's metrics.
+
+    Jointly trained models hold the same encoder bit for bit, so the runtime
+    runs it once for all of them. Each task keeps its own data, epochs,
+    oversampling and typo copies; its batches are shuffled in among the others'.
+    """
+    t_start = time.perf_counter()
+    if not cfgs:
+        raise ValueError("nothing to train")
+    first = cfgs[0]
+    if len({c.task for c in cfgs}) != len(cfgs):
+        raise DataError("each task can be trained only once in a joint training")
+    for c in cfgs[1:]:
+        diff = [k for k in SHARED_SETTINGS if getattr(c, k) != getattr(first, k)]
+        if diff:
+            raise DataError(f"jointly trained tasks must share {', '.join(diff)}")
+    runs = [_load_task(c) for c in cfgs]
+
+    random.seed(first.seed)
+    torch.manual_seed(first.seed)
+    device = pick_device(first.device)
+    tokenizer, encoder, base_path = _load_base(first.base_model)
+    if first.layers is not None:
+        n = len(encoder.encoder.layer)
+        if not 1 <= first.layers <= n:
+            raise DataError(f"--layers must be between 1 and {n} for {first.base_model}, got {first.layers}")
+        encoder.encoder.layer = encoder.encoder.layer[: first.layers]
+        encoder.config.num_hidden_layers = first.layers
+    log = (lambda *a: print(*a, file=sys.stderr)) if first.progress else (lambda *a: None)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    for run in runs:
+        cfg = run.cfg
+        # One encoder object, a head per task.
+        run.model = TextClassifier(encoder, len(run.labels), first.freeze_layers).to(device)
+        log(
+            f"{cfg.task}: {len(run.train_rows)} training / {len(run.val_rows)} validation examples,"
+            f" {len(run.labels)} labels, base {first.base_model}, device {device}"
+        )
+        if cfg.baseline:
+            run.baseline = _baseline(run)
+            log(f"baseline: accuracy {run.baseline['accuracy']:.4f} macro-F1 {run.baseline['macro_f1']:.4f}")
 
     # Tokenize once; the frozen trunk runs once per example, not once per epoch.
     t_train = time.perf_counter()
-    enc = tokenizer([prefix + normalize_text(e.text) for e in train_rows], truncation=True, max_length=cfg.max_length)[
-        "input_ids"
-    ]
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    model.eval()
-    cache = _cache_trunk(model, enc, pad_id, device, cfg.batch_size, cfg.progress)
-    targets = torch.tensor([label_id[e.label] for e in train_rows])
+    for run in runs:
+        texts = [first.text_prefix + normalize_text(e.text) for e in run.train_rows]
+        enc = tokenizer(texts, truncation=True, max_length=first.max_length)["input_ids"]
+        run.model.eval()
+        run.cache = _cache_trunk(run.model, enc, pad_id, device, first.batch_size, first.progress)
+        label_id = {label: i for i, label in enumerate(run.labels)}
+        run.targets = torch.tensor([label_id[e.label] for e in run.train_rows])
+        run.lengths = [len(x) for x in enc]
+        # Oversampled files appear several times per epoch; their trunk output is cached once.
+        run.pool = [i for i, e in enumerate(run.train_rows) for _ in range(run.cfg.oversample.get(e.source, 1))]
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    head_params = list(model.head.parameters())
-    body_params = [p for p in params if all(p is not h for h in head_params)]
+    rng = random.Random(first.seed)
+    plan: list[tuple[_TaskRun, list[int]]] = []
+    for run in runs:
+        pool_lengths = [run.lengths[i] for i in run.pool]
+        for _ in range(run.cfg.epochs):
+            plan += [(run, [run.pool[j] for j in b]) for b in _length_batches(pool_lengths, first.batch_size, rng)]
+    if len(runs) > 1:
+        rng.shuffle(plan)
+
+    params = list({id(p): p for run in runs for p in run.model.parameters() if p.requires_grad}.values())
+    head_ids = {id(p) for run in runs for p in run.model.head.parameters()}
     optimizer = torch.optim.AdamW(
-        [{"params": body_params, "lr": cfg.lr}, {"params": head_params, "lr": cfg.lr * 10}], weight_decay=0.01
+        [
+            {"params": [p for p in params if id(p) not in head_ids], "lr": first.lr},
+            {"params": [p for p in params if id(p) in head_ids], "lr": first.lr * 10},
+        ],
+        weight_decay=0.01,
     )
-    rng = random.Random(cfg.seed)
-    lengths = [len(s) for s in enc]
-    # Oversampled files appear several times per epoch; their trunk output is cached once.
-    pool = [i for i, e in enumerate(train_rows) for _ in range(cfg.oversample.get(e.source, 1))]
-    pool_lengths = [lengths[i] for i in pool]
-    steps_per_epoch = math.ceil(len(pool) / cfg.batch_size)
-    total = steps_per_epoch * cfg.epochs
+    total = len(plan)
     warmup = max(1, int(0.06 * total))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup)))
     )
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    model.train()
-    bar = _progress(total=total, desc=f"training {cfg.task}", unit="step", disable=not cfg.progress)
-    for epoch in range(cfg.epochs):
-        for pool_batch in _length_batches(pool_lengths, cfg.batch_size, rng):
-            batch = [pool[j] for j in pool_batch]
-            width = max(lengths[i] for i in batch)
-            hidden = torch.zeros(len(batch), width, model.encoder.config.hidden_size, device=device)
-            mask = torch.zeros(len(batch), width, dtype=torch.long, device=device)
-            for row, i in enumerate(batch):
-                hidden[row, : lengths[i]] = cache[i].to(device, torch.float32)
-                mask[row, : lengths[i]] = 1
-            with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
-                loss = loss_fn(model.top(hidden, mask), targets[batch].to(device))
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}", refresh=False)
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=first.label_smoothing)
+    for run in runs:
+        run.model.train()
+    desc = "training " + " + ".join(run.cfg.task for run in runs)
+    bar = _progress(total=total, desc=desc, unit="step", disable=not first.progress)
+    hidden_size = encoder.config.hidden_size
+    for run, batch in plan:
+        width = max(run.lengths[i] for i in batch)
+        hidden = torch.zeros(len(batch), width, hidden_size, device=device)
+        mask = torch.zeros(len(batch), width, dtype=torch.long, device=device)
+        for row, i in enumerate(batch):
+            hidden[row, : run.lengths[i]] = run.cache[i].to(device, torch.float32)
+            mask[row, : run.lengths[i]] = 1
+        with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
+            loss = loss_fn(run.model.top(hidden, mask), run.targets[batch].to(device))
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        bar.update(1)
+        bar.set_postfix(task=run.cfg.task, loss=f"{loss.item():.3f}", refresh=False)
     bar.close()
-    del cache
+    for run in runs:
+        run.cache = []
     train_seconds = time.perf_counter() - t_train
+    return {
+        run.cfg.task: _finish(run, tokenizer, base_path, device, train_seconds, t_start, [r.cfg.task for r in runs])
+        for run in runs
+    }
 
+
+def _finish(
+    run: _TaskRun, tokenizer, base_path: str, device, train_seconds: float, t_start: float, tasks: list[str]
+) -> dict[str, object]:
+    """Validate one task's model, write its directory, return its metrics."""
+    cfg, model, labels, val_rows = run.cfg, run.model, run.labels, run.val_rows
     model.eval()
     meta = ModelMeta(
         task=cfg.task,
         base_model=cfg.base_model,
         freeze_layers=cfg.freeze_layers,
         max_length=cfg.max_length,
-        text_prefix=prefix,
+        text_prefix=cfg.text_prefix,
         trunk_fingerprint=model.trunk_fingerprint(),
     )
     loaded = LoadedModel(model, tokenizer, labels, meta, cfg.out, device)
@@ -281,17 +359,19 @@ def train(cfg: TrainConfig) -> dict[str, object]:
     plot_confusion(truth, pred, labels, cfg.out / "confusion_matrix.png", f"{cfg.task} — validation")
     metrics: dict[str, object] = {
         "task": cfg.task,
+        "trained_with": [t for t in tasks if t != cfg.task],
         "base_model": cfg.base_model,
         "base_model_path": base_path,
         "labels": labels,
-        "data_files": dataset.files,
-        "train_examples": n_original,
-        "typo_copies": len(train_rows) - n_original,
+        "data_files": run.dataset.files,
+        "train_examples": run.n_original,
+        "typo_copies": len(run.train_rows) - run.n_original,
         "val_examples": len(val_rows),
         "hyperparameters": {
             "epochs": cfg.epochs,
             "seed": cfg.seed,
             "freeze_layers": cfg.freeze_layers,
+            "layers": len(model.encoder.encoder.layer),
             "max_length": cfg.max_length,
             "batch_size": cfg.batch_size,
             "lr": cfg.lr,
@@ -308,13 +388,15 @@ def train(cfg: TrainConfig) -> dict[str, object]:
         "validation_by_source": accuracy_by_group(truth, pred, [e.source for e in val_rows]),
         "validation_by_flag": accuracy_by_flag(truth, pred, [e.flags for e in val_rows]),
         "worst_confusions": confusions,
-        "baseline": baseline,
+        "baseline": run.baseline,
+        # A joint training's time is the time of all its tasks together.
         "training_seconds": round(train_seconds, 1),
         "total_seconds": round(time.perf_counter() - t_start, 1),
         **cfg.extra_meta,
     }
     (cfg.out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False), encoding="utf-8")
     if cfg.progress:
+        print(f"\n{cfg.task}:", file=sys.stderr)
         print(format_report(report, confusions), file=sys.stderr)
         print(_side_by_side(metrics), file=sys.stderr)
     return metrics
@@ -339,8 +421,16 @@ def _side_by_side(metrics: dict[str, object]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m nlu.train", description=__doc__.split("\n")[1])
-    ap.add_argument("--task", required=True, choices=TASKS)
-    ap.add_argument("--data", required=True, action="append", help="CSV with text,label columns (repeatable)")
+    ap.add_argument(
+        "--task",
+        required=True,
+        choices=(*TASKS, "joint"),
+        help="joint: one encoder for both tasks (--intent-data, --sentiment-data), written to OUT/intent and"
+        " OUT/sentiment; the runtime then runs the encoder once for both",
+    )
+    ap.add_argument("--data", action="append", help="CSV with text,label columns (repeatable)")
+    for task in TASKS:
+        ap.add_argument(f"--{task}-data", action="append", default=[], help=f"--task joint: {task} CSV (repeatable)")
     ap.add_argument("--out", required=True, type=Path, help="model directory to write")
     ap.add_argument(
         "--base-model",
@@ -350,6 +440,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--freeze-layers", type=int, default=6, help="bottom encoder layers kept frozen (shared trunk)")
+    ap.add_argument(
+        "--layers", type=int, default=None, help="keep only the base model's bottom N encoder layers (faster)"
+    )
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-4)
@@ -381,37 +474,55 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    ap = build_parser()
+    args = ap.parse_args(argv)
     try:
         oversample = {name: int(k) for name, k in (item.rsplit("=", 1) for item in args.oversample)}
     except ValueError:
         print(f"nlu.train: error: --oversample takes NAME=K, got {args.oversample}", file=sys.stderr)
         return 2
-    cfg = TrainConfig(
-        oversample=oversample,
-        text_prefix=args.text_prefix,
-        augment_typos=args.augment_typos,
-        task=args.task,
-        data=args.data,
-        out=args.out,
-        base_model=args.base_model,
-        epochs=args.epochs,
-        seed=args.seed,
-        freeze_layers=args.freeze_layers,
-        max_length=args.max_length,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        val_fraction=args.val_fraction,
-        max_train_per_file=args.max_train_per_file,
-        device=args.device,
-        baseline=not args.no_baseline,
+    joint = args.task == "joint"
+    if joint and (args.data or not all(getattr(args, f"{t}_data") for t in TASKS)):
+        ap.error("--task joint takes --intent-data and --sentiment-data, not --data")
+    if not joint and (not args.data or args.intent_data or args.sentiment_data):
+        ap.error(f"--task {args.task} takes --data (--intent-data and --sentiment-data are for --task joint)")
+    tasks = (
+        {t: (getattr(args, f"{t}_data"), args.out / t) for t in TASKS} if joint else {args.task: (args.data, args.out)}
     )
+    cfgs = [
+        TrainConfig(
+            task=task,
+            data=data,
+            out=out,
+            oversample={k: v for k, v in oversample.items() if not joint or k in {Path(d).name for d in data}},
+            text_prefix=args.text_prefix,
+            augment_typos=args.augment_typos,
+            base_model=args.base_model,
+            epochs=args.epochs,
+            seed=args.seed,
+            freeze_layers=args.freeze_layers,
+            layers=args.layers,
+            max_length=args.max_length,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            val_fraction=args.val_fraction,
+            max_train_per_file=args.max_train_per_file,
+            device=args.device,
+            baseline=not args.no_baseline,
+        )
+        for task, (data, out) in tasks.items()
+    ]
     try:
-        metrics = train(cfg)
+        metrics = train_joint(cfgs)
     except (DataError, BaseModelError, ValueError) as exc:
         print(f"nlu.train: error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({"out": str(cfg.out), **metrics["validation"]}))  # type: ignore[dict-item]
+    for cfg in cfgs:
+        print(
+            json.dumps(
+                {"out": str(cfg.out), **({"task": cfg.task} if joint else {}), **metrics[cfg.task]["validation"]}
+            )
+        )  # type: ignore[dict-item]
     return 0
 
 

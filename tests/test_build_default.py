@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,8 @@ def test_defaults_cover_both_tasks_and_the_chinese_seed_set():
     assert "intents-bitext-en.csv" in intent_files
     assert any(f.endswith("intents-zh-seed.csv") and Path(f).is_file() for f in intent_files)
     assert DEFAULTS["sentiment"]["files"] == ["sentiment-support-tweets-en.csv", "sentiment-shopping-reviews-zh.csv"]
-    # The runtime shares the trunk only when both models froze the same part of the same base.
-    for key in ("freeze_layers", "max_length"):
+    # Trained jointly, they must agree on what shapes the one encoder they share.
+    for key in ("freeze_layers", "layers", "max_length"):
         assert DEFAULTS["intent"][key] == DEFAULTS["sentiment"][key]
     assert "base_model" not in DEFAULTS["intent"] and "base_model" not in DEFAULTS["sentiment"]
 
@@ -44,11 +45,19 @@ def test_build_trains_missing_models_and_keeps_existing_ones(tmp_path, data_dir,
     stamp = (out / "intent" / "head.safetensors").stat().st_mtime_ns
     assert build(small, out, specs=specs, progress=False) == []  # present: kept
     assert (out / "intent" / "head.safetensors").stat().st_mtime_ns == stamp
-    assert build(small, out, specs=specs, tasks=("intent",), force=True, progress=False) == [out / "intent"]
-    # The product finds them through NLU_MODELS_DIR.
+    # Trained jointly (the default): one encoder, which the runtime runs once for both.
     monkeypatch.setenv("NLU_MODELS_DIR", str(out))
     nlu = NLU.load(device="cpu")
+    assert nlu.shared_depth == 12
     assert nlu.annotate(["where is my order"])[0].language == "en"
+    # One of them missing: both are trained again, or they would no longer share the encoder.
+    shutil.rmtree(out / "sentiment")
+    assert build(small, out, specs=specs, progress=False) == [out / "intent", out / "sentiment"]
+    assert (out / "intent" / "head.safetensors").stat().st_mtime_ns != stamp
+    assert NLU.load(device="cpu").shared_depth == 12
+    # Alone (or with joint=False) a model is fine-tuned apart: the two share the frozen trunk only.
+    assert build(small, out, specs=specs, tasks=("intent",), force=True, progress=False) == [out / "intent"]
+    assert NLU.load(device="cpu").shared_depth == 11
 
 
 def test_missing_training_data_is_a_clear_error(tmp_path):

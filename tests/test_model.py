@@ -7,7 +7,7 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from nlu.base_models import resolve_base_model
-from nlu.model import TextClassifier, mean_pool
+from nlu.model import TextClassifier, mean_pool, shared_depth
 
 
 @pytest.fixture(scope="module")
@@ -47,3 +47,29 @@ def test_frozen_parts_get_no_gradient_and_share_a_fingerprint(minilm):
     assert a.trunk_fingerprint() != b.trunk_fingerprint()
     with pytest.raises(ValueError, match="between 0 and 6"):
         TextClassifier(AutoModel.from_pretrained(path, add_pooling_layer=False), 3, freeze_layers=7)
+
+
+def test_shared_depth_counts_the_bottom_layers_held_bit_for_bit(minilm):
+    _, path = minilm
+    fresh = lambda: AutoModel.from_pretrained(path, add_pooling_layer=False)  # noqa: E731
+    a, b = TextClassifier(fresh(), 3, freeze_layers=4), TextClassifier(fresh(), 7, freeze_layers=4)
+    assert shared_depth(a, b) == 6  # nothing trained yet: the whole base is the same
+    with torch.no_grad():
+        b.encoder.encoder.layer[4].attention.self.query.weight.mul_(1.01)  # fine-tuned above the trunk
+    assert shared_depth(a, b) == 4
+    # One encoder object under two heads (a joint training): every layer.
+    joint = TextClassifier(a.encoder, 5, freeze_layers=4)
+    assert shared_depth(a, joint) == 6
+    with torch.no_grad():
+        b.encoder.embeddings.word_embeddings.weight[0, 0] += 1
+    assert shared_depth(a, b) is None
+    # A shallower copy of the base (``--layers``) shares what it has.
+    short = fresh()
+    short.encoder.layer = short.encoder.layer[:3]
+    assert shared_depth(a, TextClassifier(short, 3, freeze_layers=2)) == 3
+    # split at any depth computes what the plain forward computes
+    ids = torch.tensor([[0, 2023, 2003, 1037, 3231, 2]])
+    mask = torch.ones_like(ids)
+    with torch.inference_mode():
+        a.eval()
+        torch.testing.assert_close(a.top(a.trunk(ids, mask, 5), mask, 5), a(ids, mask), atol=1e-5, rtol=1e-4)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from nlu.data import sha256_of
 from nlu.inference import NLU
@@ -104,6 +105,8 @@ def test_cli_errors_for_bad_model_dir_and_data(tmp_path, small_models):
 def test_annotate_shares_the_trunk_and_matches_each_model_alone(small_models):
     nlu = NLU.load(small_models["intent_dir"], small_models["sentiment_dir"], device="cpu")
     assert nlu.shared_trunk
+    # Fine-tuned apart: they share the frozen trunk and no more.
+    assert nlu.shared_depth == small_models["intent_metrics"]["hyperparameters"]["freeze_layers"] == 9
     assert nlu.sentiment.model.encoder.embeddings is nlu.intent.model.encoder.embeddings
     texts = [
         "where is my package?",
@@ -164,6 +167,29 @@ def test_annotate_batches_give_the_same_answer_as_single_texts(small_models):
         assert b.sentiment_score == pytest.approx(s.sentiment_score, abs=2e-3)
 
 
+def test_sub_batches_group_texts_by_token_count_and_pad_to_their_own_length(small_models):
+    from nlu.model import load_model
+
+    m = load_model(small_models["intent_dir"], "cpu")
+    # Character counts mislead in a mix of scripts: 4 Chinese characters are more
+    # tokens than 12 Latin ones of one word.
+    texts = ["refund", "我的快递到哪了？谢谢你们的帮助", "where is my package please", "退款", "cancellation"]
+    lengths = [len(m.tokenizer(t)["input_ids"]) for t in texts]
+    seen = []
+    for idx, ids, mask in m.batches(texts, batch_size=2):
+        assert ids.shape == mask.shape and ids.shape[1] == max(lengths[i] for i in idx)
+        for row, i in enumerate(idx):
+            assert int(mask[row].sum()) == lengths[i]
+            assert ids[row, : lengths[i]].tolist() == m.tokenizer(texts[i])["input_ids"]
+        seen += idx
+    assert sorted(seen) == list(range(len(texts)))
+    assert [lengths[i] for i in seen] == sorted(lengths)
+    # Results come back in input order, as each text gives alone.
+    together = m.predict_proba(texts, batch_size=2)
+    for i, t in enumerate(texts):
+        assert torch.allclose(together[i], m.predict_proba([t])[0], atol=2e-3)
+
+
 def test_train_command_line_with_every_option(tmp_path, data_dir):
     from .conftest import INTENTS_SMALL, sample_csv
 
@@ -215,3 +241,69 @@ def test_train_command_line_with_every_option(tmp_path, data_dir):
     assert [f["name"] for f in metrics["data_files"]] == ["few.csv", "zh.csv"]
     assert json.loads((out / "nlu_model.json").read_text())["text_prefix"] == "query: "
     assert "training intent" in r.stderr  # the progress bar
+
+
+def test_joint_training_writes_two_models_on_one_encoder(tmp_path, data_dir):
+    """--task joint: one encoder, a head per task; the runtime runs it once for both."""
+    from .conftest import INTENTS_SMALL, sample_csv
+
+    intents = sample_csv(data_dir / "intents-bitext-en.csv", tmp_path / "intents.csv", 40, INTENTS_SMALL)
+    tweets = sample_csv(data_dir / "sentiment-support-tweets-en.csv", tmp_path / "tweets.csv", 40)
+    reviews = sample_csv(data_dir / "sentiment-shopping-reviews-zh.csv", tmp_path / "reviews.csv", 40)
+    out = tmp_path / "models"
+    args = ["--epochs", "1", "--freeze-layers", "9", "--layers", "11", "--max-length", "48", "--batch-size", "16"]
+    r = run_cli(
+        "nlu.train", "--task", "joint", "--intent-data", str(intents), "--sentiment-data", str(tweets),
+        "--sentiment-data", str(reviews), "--oversample", "tweets.csv=2", "--out", str(out), *args,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = [json.loads(line) for line in r.stdout.strip().splitlines()]
+    assert [(x["task"], x["out"]) for x in lines] == [
+        ("intent", str(out / "intent")),
+        ("sentiment", str(out / "sentiment")),
+    ]
+    assert "training intent + sentiment" in r.stderr
+    mi = json.loads((out / "intent" / "metrics.json").read_text())
+    ms = json.loads((out / "sentiment" / "metrics.json").read_text())
+    assert mi["trained_with"] == ["sentiment"] and ms["trained_with"] == ["intent"]
+    assert mi["hyperparameters"]["layers"] == ms["hyperparameters"]["layers"] == 11
+    assert ms["hyperparameters"]["oversample"] == {"tweets.csv": 2} and mi["hyperparameters"]["oversample"] == {}
+    assert [f["name"] for f in ms["data_files"]] == ["tweets.csv", "reviews.csv"]
+    assert set(mi["labels"]) == set(INTENTS_SMALL) and ms["labels"] == ["negative", "neutral", "positive"]
+
+    nlu = NLU.load(out / "intent", out / "sentiment", device="cpu")
+    assert nlu.shared_depth == 11 == len(nlu.intent.model.encoder.encoder.layer)
+    assert nlu.sentiment.model.encoder.encoder.layer[10] is nlu.intent.model.encoder.encoder.layer[10]
+    texts = ["where is my package?", "我的快递到哪了", "this is awful", "谢谢，很满意"]
+    alone_i = load_model(out / "intent", "cpu").predict_proba(texts)
+    alone_s = load_model(out / "sentiment", "cpu").predict_proba(texts)
+    for a, pi, ps in zip(nlu.annotate(texts), alone_i, alone_s, strict=True):
+        assert a.intent == nlu.intent.labels[int(pi.argmax())]
+        assert a.intent_confidence == pytest.approx(float(pi.max()), abs=1e-3)
+        assert a.sentiment == nlu.sentiment.labels[int(ps.argmax())]
+    # Each directory still stands alone for evaluate.
+    r = run_cli("nlu.evaluate", "--model", str(out / "sentiment"), "--data", str(reviews))
+    n_reviews = len(list(csv.DictReader(reviews.open(encoding="utf-8"))))
+    assert r.returncode == 0 and json.loads(r.stdout.strip().splitlines()[-1])["n"] == n_reviews
+
+
+def test_joint_training_errors_are_clear(tmp_path, data_dir):
+    from .conftest import INTENTS_SMALL, sample_csv
+
+    intents = sample_csv(data_dir / "intents-bitext-en.csv", tmp_path / "intents.csv", 12, INTENTS_SMALL)
+    out = str(tmp_path / "m")
+    r = run_cli("nlu.train", "--task", "joint", "--data", str(intents), "--out", out)
+    assert r.returncode == 2 and "--intent-data and --sentiment-data" in r.stderr
+    r = run_cli("nlu.train", "--task", "intent", "--intent-data", str(intents), "--out", out)
+    assert r.returncode == 2 and "takes --data" in r.stderr
+    r = run_cli("nlu.train", "--task", "intent", "--data", str(intents), "--out", out, "--layers", "40")
+    assert r.returncode == 2 and "--layers must be between 1 and 12" in r.stderr and "Traceback" not in r.stderr
+    from nlu.train import TrainConfig, train_joint
+
+    with pytest.raises(ValueError, match="must share max_length"):
+        train_joint(
+            [
+                TrainConfig(task="intent", data=[str(intents)], out=tmp_path / "i", max_length=32),
+                TrainConfig(task="sentiment", data=[str(intents)], out=tmp_path / "s", max_length=64),
+            ]
+        )

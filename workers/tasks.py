@@ -120,6 +120,7 @@ def nlu():
                     "models_dir": str(d),
                     "device": str(_nlu.device),
                     "int8": _nlu.int8,
+                    "shared_layers": _nlu.shared_depth,
                     "seconds": round(time.perf_counter() - t0, 1),
                 },
             )
