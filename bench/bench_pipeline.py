@@ -45,6 +45,8 @@ async def open_sessions(http: aiohttp.ClientSession, url: str, n: int) -> list[S
     sessions = []
     for _ in range(n):
         async with http.post(f"{url}/web/sessions", json={}) as r:
+            if r.status >= 300:
+                raise RuntimeError(f"POST /web/sessions: {r.status} {await r.text()}")
             sid = (await r.json())["session_id"]
         ws = await http.ws_connect(f"{url}/web/ws?session_id={sid}")
         s = Session(sid, ws)
@@ -178,6 +180,8 @@ async def main_async(args) -> dict:
         redis.url, Path(args.models).resolve(), tmp, policies, SHOPBOT_LOG_LEVEL="INFO",
         # the product's defaults, not the tests' short ones
         SHOPBOT_STALL_AFTER_S="10", SHOPBOT_SWEEP_INTERVAL_S="2",
+        # every simulated shopper comes from this one client IP, faster than one person types
+        SHOPBOT_RATE_IP_PER_MIN="1000000", SHOPBOT_RATE_SESSION_PER_MIN="1000",
         **dict(e.split("=", 1) for e in args.env),
     )  # fmt: skip
     w = worker(env, tmp / "worker.log", "nlu")
