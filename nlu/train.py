@@ -157,7 +157,18 @@ def train(cfg: TrainConfig) -> dict[str, object]:
 
 
 # Settings that shape the one encoder jointly trained tasks share.
-SHARED_SETTINGS = ("base_model", "freeze_layers", "layers", "max_length", "batch_size", "lr", "seed", "device")
+SHARED_SETTINGS = (
+    "base_model",
+    "freeze_layers",
+    "layers",
+    "max_length",
+    "text_prefix",
+    "batch_size",
+    "lr",
+    "label_smoothing",
+    "seed",
+    "device",
+)
 
 
 @dataclass
@@ -489,6 +500,13 @@ def main(argv: list[str] | None = None) -> int:
     tasks = (
         {t: (getattr(args, f"{t}_data"), args.out / t) for t in TASKS} if joint else {args.task: (args.data, args.out)}
     )
+    names = {Path(d).name for data, _ in tasks.values() for d in data}
+    if joint and set(oversample) - names:
+        # Each task checks the names it is given; a name no task has would be dropped unseen.
+        ap.error(
+            f"--oversample takes NAME=K with NAME one of the data file names ({', '.join(sorted(names))});"
+            f" got {args.oversample}"
+        )
     cfgs = [
         TrainConfig(
             task=task,

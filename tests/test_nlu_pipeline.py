@@ -296,6 +296,11 @@ def test_joint_training_errors_are_clear(tmp_path, data_dir):
     assert r.returncode == 2 and "--intent-data and --sentiment-data" in r.stderr
     r = run_cli("nlu.train", "--task", "intent", "--intent-data", str(intents), "--out", out)
     assert r.returncode == 2 and "takes --data" in r.stderr
+    r = run_cli(
+        "nlu.train", "--task", "joint", "--intent-data", str(intents), "--sentiment-data", str(intents),
+        "--oversample", "tweets.csv=2", "--out", out,
+    )  # fmt: skip
+    assert r.returncode == 2 and "--oversample takes NAME=K" in r.stderr and "intents.csv" in r.stderr
     r = run_cli("nlu.train", "--task", "intent", "--data", str(intents), "--out", out, "--layers", "40")
     assert r.returncode == 2 and "--layers must be between 1 and 12" in r.stderr and "Traceback" not in r.stderr
     from nlu.train import TrainConfig, train_joint
@@ -305,5 +310,13 @@ def test_joint_training_errors_are_clear(tmp_path, data_dir):
             [
                 TrainConfig(task="intent", data=[str(intents)], out=tmp_path / "i", max_length=32),
                 TrainConfig(task="sentiment", data=[str(intents)], out=tmp_path / "s", max_length=64),
+            ]
+        )
+    # The one tokenization and the one loss serve both tasks.
+    with pytest.raises(ValueError, match="must share text_prefix, label_smoothing"):
+        train_joint(
+            [
+                TrainConfig(task="intent", data=[str(intents)], out=tmp_path / "i", text_prefix="query: "),
+                TrainConfig(task="sentiment", data=[str(intents)], out=tmp_path / "s", label_smoothing=0.0),
             ]
         )
