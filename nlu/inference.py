@@ -65,7 +65,12 @@ class NLU:
         # are kept in memory once: the frozen trunk of models fine-tuned apart,
         # the whole encoder of models trained jointly.
         depth = None
-        if intent.meta.text_prefix == sentiment.meta.text_prefix and len(intent.tokenizer) == len(sentiment.tokenizer):
+        same_input = (
+            intent.meta.text_prefix == sentiment.meta.text_prefix
+            and intent.meta.truncation == sentiment.meta.truncation
+            and len(intent.tokenizer) == len(sentiment.tokenizer)
+        )
+        if same_input:
             depth = shared_depth(intent.model, sentiment.model)
         self.shared_depth = depth
         self.shared_trunk = depth is not None

@@ -37,7 +37,35 @@ class ModelMeta:
     max_length: int
     text_prefix: str
     trunk_fingerprint: str
+    # How a text longer than max_length is cut (see encode); models written
+    # before this field existed kept the head.
+    truncation: str = "head"
     format_version: int = FORMAT_VERSION
+
+
+TRUNCATIONS = ("head", "head_tail")
+
+
+def encode(tokenizer, texts: list[str], max_length: int, truncation: str = "head") -> list[list[int]]:
+    """Token ids per text, special tokens included, at most ``max_length`` each.
+
+    ``head`` keeps the beginning of a longer text. ``head_tail`` keeps its first
+    quarter and last three quarters of the budget: a long review tends to state
+    its verdict at the start and sum it up at the end, and the middle (a story
+    of the delivery, a list of features) says least (Sun et al. 2019, "How to
+    fine-tune BERT for text classification", found head + tail best on long
+    reviews). A tenth of the Chinese reviews run past 96 tokens.
+    """
+    if truncation == "head":
+        return tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    if truncation != "head_tail":
+        raise ValueError(f"truncation must be one of {', '.join(TRUNCATIONS)}, got {truncation!r}")
+    head = max_length // 4
+    tail = max_length - head
+    out = []
+    for ids in tokenizer(texts, truncation=False, verbose=False)["input_ids"]:
+        out.append(ids if len(ids) <= max_length else ids[:head] + ids[len(ids) - tail :])
+    return out
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -149,11 +177,12 @@ class LoadedModel:
         """
         from .data import normalize_text
 
-        ids = self.tokenizer(
+        ids = encode(
+            self.tokenizer,
             [self.meta.text_prefix + normalize_text(t) for t in texts],
-            truncation=True,
-            max_length=max_length or self.meta.max_length,
-        )["input_ids"]
+            max_length or self.meta.max_length,
+            self.meta.truncation,
+        )
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         left = getattr(self.tokenizer, "padding_side", "right") == "left"
         order = sorted(range(len(texts)), key=lambda i: len(ids[i]))

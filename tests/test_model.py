@@ -73,3 +73,20 @@ def test_shared_depth_counts_the_bottom_layers_held_bit_for_bit(minilm):
     with torch.inference_mode():
         a.eval()
         torch.testing.assert_close(a.top(a.trunk(ids, mask, 5), mask, 5), a(ids, mask), atol=1e-5, rtol=1e-4)
+
+
+def test_head_tail_truncation_keeps_both_ends_of_a_long_text(minilm):
+    from nlu.model import encode
+
+    tok, _ = minilm
+    long = "first words " + " ".join(f"w{i}" for i in range(200)) + " final verdict terrible"
+    short = "where is my order"
+    head = encode(tok, [long, short], 32, "head")
+    both = encode(tok, [long, short], 32, "head_tail")
+    full = tok(long, verbose=False)["input_ids"]
+    assert len(full) > 32 and [len(x) for x in both] == [32, len(tok(short)["input_ids"])]
+    assert both[0] == full[:8] + full[-24:]  # a quarter from the start, the rest from the end, specials kept
+    assert head[0] == full[:31] + [tok.sep_token_id] and "verdict terrible" in tok.decode(both[0])
+    assert both[1] == head[1]  # a text that fits is not touched
+    with pytest.raises(ValueError, match="truncation must be one of head, head_tail"):
+        encode(tok, [short], 32, "middle")

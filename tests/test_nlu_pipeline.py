@@ -217,6 +217,8 @@ def test_train_command_line_with_every_option(tmp_path, data_dir):
         "11",
         "--max-length",
         "32",
+        "--truncation",
+        "head_tail",
         "--batch-size",
         "8",
         "--lr",
@@ -239,7 +241,16 @@ def test_train_command_line_with_every_option(tmp_path, data_dir):
     assert hp["oversample"] == {"zh.csv": 2} and hp["augment_typos"] == 0.5 and hp["text_prefix"] == "query: "
     assert metrics["typo_copies"] > 0 and metrics["baseline"] == {}
     assert [f["name"] for f in metrics["data_files"]] == ["few.csv", "zh.csv"]
-    assert json.loads((out / "nlu_model.json").read_text())["text_prefix"] == "query: "
+    assert hp["truncation"] == "head_tail"
+    meta = json.loads((out / "nlu_model.json").read_text())
+    assert meta["text_prefix"] == "query: " and meta["truncation"] == "head_tail"
+    # The served model cuts a long message as it was trained: the end survives.
+    from nlu.model import load_model
+
+    m = load_model(out, "cpu")
+    long = "cancel my order " * 40 + "thank you goodbye"
+    ((_, ids, _),) = m.batches([long], batch_size=1)
+    assert ids.shape[1] == 32 and "thank you goodbye" in m.tokenizer.decode(ids[0])
     assert "training intent" in r.stderr  # the progress bar
 
 
