@@ -121,7 +121,7 @@ class NLU:
                 ls = s_model.top(hidden, mask, self.shared_depth)
             p_int[idx] = torch.softmax(li.float(), -1).cpu()
             p_sen[idx] = torch.softmax(ls.float(), -1).cpu()
-        return p_int, p_sen
+        return self.intent.blend(p_int, texts), self.sentiment.blend(p_sen, texts)
 
     def annotate(self, texts: list[str]) -> list[Annotation]:
         """Language, intent (+confidence, top-k) and sentiment (+score) per text."""

