@@ -9,7 +9,8 @@
 
 Both are trained together: one multilingual e5-small encoder cut to its bottom
 10 layers (6 frozen, 4 fine-tuned for both tasks at once) with an intent head
-and a sentiment head, so the runtime runs the encoder once for both. Models
+and a sentiment head, so the runtime runs the encoder once for both; the
+sentiment model blends in a TF-IDF model (``nlu.lexical``). Models
 already present are kept unless ``--force``; when one of the two is missing,
 both are trained again. Sized to finish within 20 minutes on a 2-core CPU
 (about 16 minutes measured).
@@ -55,6 +56,10 @@ DEFAULTS: dict[str, dict] = {
         "epochs": 1,
         "oversample": {"sentiment-support-tweets-en.csv": 2},
         "max_train_per_file": 24000,
+        # The TF-IDF model blended in (nlu.lexical): on hotel and book reviews kept
+        # out of training it lifted the encoder from 0.866 to 0.874, so it carries
+        # beyond the shops it was fitted on (README, "Lexical blend").
+        "lexical_weight": 0.3,
         **COMMON,
     },
 }
