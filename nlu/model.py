@@ -309,6 +309,8 @@ def load_model(path: str | Path, device: str | torch.device | None = None, int8:
         tokenizer = AutoTokenizer.from_pretrained(p)
     finally:
         hf_logging.set_verbosity(verbosity)
+    if not 0 <= meta.lexical_weight < 1:
+        raise ModelDirError(f"{p}: lexical_weight in {META_FILE} must be from 0 up to 1, got {meta.lexical_weight}")
     lexical = None
     if meta.lexical_weight:
         try:

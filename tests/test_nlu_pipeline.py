@@ -72,6 +72,10 @@ def test_lexical_blend_is_what_the_model_serves(small_models, tmp_path):
         load_model(broken, "cpu")
     r = run_cli("nlu.predict", "--model", str(broken), "great")
     assert r.returncode == 2 and "lexical.safetensors" in r.stderr and "Traceback" not in r.stderr
+    meta = json.loads((broken / "nlu_model.json").read_text())
+    (broken / "nlu_model.json").write_text(json.dumps({**meta, "lexical_weight": 1.5}))
+    with pytest.raises(ModelDirError, match="lexical_weight"):
+        load_model(broken, "cpu")
 
 
 def test_reloaded_model_reproduces_validation_accuracy(small_models, tmp_path):
