@@ -375,13 +375,15 @@ def _finish(
     loaded = LoadedModel(model, tokenizer, labels, meta, cfg.out, device, lexical)
     texts = [e.text for e in val_rows]
     truth = [e.label for e in val_rows]
-    probs = loaded.predict_proba(texts)
+    # The encoder runs once over the validation split; the blend, as served, is mixed from its output.
+    encoder_probs = replace(loaded, lexical=None).predict_proba(texts)
+    probs = loaded.blend(encoder_probs, texts)
     pred = [labels[i] for i in probs.argmax(1).tolist()]
     report = classification_report(truth, pred, labels)
     confusions = worst_confusions(truth, pred)
     transformer_alone: dict[str, object] = {}
     if lexical is not None:
-        alone = [labels[i] for i in replace(loaded, lexical=None).predict_proba(texts).argmax(1).tolist()]
+        alone = [labels[i] for i in encoder_probs.argmax(1).tolist()]
         rep_alone = classification_report(truth, alone, labels)
         transformer_alone = {k: rep_alone[k] for k in ("accuracy", "macro_f1", "n")}
         transformer_alone["by_source"] = accuracy_by_group(truth, alone, [e.source for e in val_rows])
