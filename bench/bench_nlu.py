@@ -30,10 +30,18 @@ import torch  # noqa: E402
 from nlu.build_default import DEFAULTS, build, data_dir  # noqa: E402
 from nlu.inference import NLU  # noqa: E402
 
-CHECK_SETS = {
-    "intent_zh_check": ROOT / "nlu" / "data" / "intents-zh-check.csv",
-    "intent_en_check": ROOT / "nlu" / "data" / "intents-en-check.csv",
+CHECK = ROOT / "nlu" / "data" / "check"
+# Phrasings written apart from every training file and never trained or tuned on
+# (tests/test_chat_nlu.py fails if one of their rows is in a training file).
+INTENT_CHECK_SETS = {
+    "en": CHECK / "intents-en.csv",
+    "zh": CHECK / "intents-zh.csv",
+    "en_small": ROOT / "nlu" / "data" / "intents-en-check.csv",
+    "zh_small": ROOT / "nlu" / "data" / "intents-zh-check.csv",
 }
+OOS_CHECK_SETS = {"en": CHECK / "out-of-scope-en.csv", "zh": CHECK / "out-of-scope-zh.csv"}
+SENTIMENT_CHECK_SETS = {"en": CHECK / "sentiment-chat-en.csv", "zh": CHECK / "sentiment-chat-zh.csv"}
+OUT_OF_SCOPE = "out_of_scope"
 
 
 def read(path: Path) -> list[dict[str, str]]:
@@ -41,23 +49,140 @@ def read(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def check_set_quality(nlu: NLU, data: Path) -> dict[str, object]:
-    """Held-out phrasings: transformer vs a TF-IDF baseline trained on the same files."""
-    from nlu.lexical import LexicalModel
+def policy_thresholds() -> dict[str, float]:
+    from dialogue.policy import load_policy
 
-    files = [f if isinstance(f, Path) else data / f for f in DEFAULTS["intent"]["files"]]
-    rows = [r for f in files for r in read(f)]
-    pipe = LexicalModel.fit([r["text"] for r in rows], [r["label"] for r in rows], nlu.intent.labels)
-    out: dict[str, object] = {}
-    for name, path in CHECK_SETS.items():
-        check = read(path)
-        texts, truth = [r["text"] for r in check], [r["label"] for r in check]
-        ann = nlu.annotate(texts)
-        acc = sum(a.intent == t for a, t in zip(ann, truth, strict=True)) / len(truth)
-        base = sum(p == t for p, t in zip(pipe.predict(texts), truth, strict=True)) / len(truth)
-        out[name] = {"n": len(truth), "transformer_accuracy": round(acc, 4), "baseline_accuracy": round(base, 4)}
+    p = load_policy()
+    return {
+        "min_intent_confidence": p.min_intent_confidence,
+        "apology_score": p.mood.negative_score,
+        "angry_score": p.angry_sentiment_score,
+    }
+
+
+class Baseline:
+    """The TF-IDF + logistic regression model fitted on a default model's training
+    files (all their rows), used the same way as the model: argmax, confidence."""
+
+    def __init__(self, task: str, labels: list[str], data: Path):
+        from nlu.build_default import CALM_REQUESTS
+        from nlu.lexical import LexicalModel
+
+        files = [f if isinstance(f, Path) else data / f for f in DEFAULTS[task]["files"] if f != CALM_REQUESTS]
+        rows = [r for f in files for r in read(f)]
+        self.labels = labels
+        self.model = LexicalModel.fit([r["text"] for r in rows], [r["label"] for r in rows], labels)
+
+    def predict(self, texts: list[str]) -> list[tuple[str, float]]:
+        probs = self.model.log_proba(texts).exp()
+        conf, idx = probs.max(1)
+        return [(self.labels[i], float(c)) for i, c in zip(idx.tolist(), conf.tolist(), strict=True)]
+
+
+def intent_quality(nlu: NLU, base: Baseline) -> dict[str, object]:
+    """Intent check sets (in scope), and the out-of-scope decision at the policy's
+    min_intent_confidence: false accepts on out-of-scope sets, false rejects on the
+    intent check sets. Transformer against the TF-IDF baseline, same decision rule."""
+    from nlu.calibration import expected_calibration_error
+    from nlu.metrics import classification_report
+
+    th = policy_thresholds()["min_intent_confidence"]
+    out: dict[str, object] = {"min_intent_confidence": th}
+    label_id = {label: i for i, label in enumerate(nlu.intent.labels)}
+    for name, path in INTENT_CHECK_SETS.items():
+        rows = read(path)
+        texts, truth = [r["text"] for r in rows], [r["label"] for r in rows]
+        anns = nlu.annotate(texts)
+        pred = [a.intent for a in anns]
+        rep = classification_report(truth, pred, sorted(set(truth) | set(pred)))
+        b = base.predict(texts)
+        brep = classification_report(truth, [p for p, _ in b], sorted(set(truth) | {p for p, _ in b}))
+        logits = nlu.intent.logits(texts)
+        targets = torch.tensor([label_id[t] for t in truth])
+        recall = {k: v["recall"] for k, v in rep["per_class"].items() if k in set(truth)}  # type: ignore[union-attr]
+        out[f"check_{name}"] = {
+            "n": len(truth),
+            "accuracy": rep["accuracy"],
+            "macro_f1": rep["macro_f1"],
+            "baseline_accuracy": brep["accuracy"],
+            "baseline_macro_f1": brep["macro_f1"],
+            "rejected": round(sum(a.intent == OUT_OF_SCOPE or a.intent_confidence < th for a in anns) / len(anns), 4),
+            "baseline_rejected": round(sum(p == OUT_OF_SCOPE or c < th for p, c in b) / len(b), 4),
+            "right_and_kept": round(
+                sum(a.intent == t and a.intent_confidence >= th for a, t in zip(anns, truth, strict=True)) / len(anns),
+                4,
+            ),
+            "ece_served": expected_calibration_error(torch.softmax(logits / nlu.intent.meta.temperature, -1), targets),
+            "ece_uncalibrated": expected_calibration_error(torch.softmax(logits, -1), targets),
+            "worst_recall": dict(sorted(recall.items(), key=lambda kv: kv[1])[:5]),
+        }
+    for name, path in OOS_CHECK_SETS.items():
+        rows = read(path)
+        anns = nlu.annotate([r["text"] for r in rows])
+        b = base.predict([r["text"] for r in rows])
+        accepted = [a.intent != OUT_OF_SCOPE and a.intent_confidence >= th for a in anns]
+        b_acc = [p != OUT_OF_SCOPE and c >= th for p, c in b]
+        cats = sorted({r["category"] for r in rows})
+        out[f"out_of_scope_{name}"] = {
+            "n": len(rows),
+            "false_accepts": round(sum(accepted) / len(rows), 4),
+            "baseline_false_accepts": round(sum(b_acc) / len(rows), 4),
+            "by_category": {
+                c: round(sum(x for x, r in zip(accepted, rows, strict=True) if r["category"] == c)
+                         / sum(r["category"] == c for r in rows), 4)
+                for c in cats
+            },
+            "accepted_examples": [
+                [r["text"], a.intent, a.intent_confidence] for x, r, a in zip(accepted, rows, anns, strict=True) if x
+            ][:8],
+        }  # fmt: skip
     probe = nlu.annotate(["我的快递到哪了"])[0]
     out["我的快递到哪了"] = {"intent": probe.intent, "confidence": probe.intent_confidence}
+    return out
+
+
+def sentiment_quality(nlu: NLU, base: Baseline) -> dict[str, object]:
+    """Chat sentiment check sets: accuracy, calm messages read as negative, recall of
+    negative; and the dialogue's decisions at the policy's thresholds (an apology,
+    a count toward an angry hand-off)."""
+    from nlu.metrics import classification_report
+
+    th = policy_thresholds()
+    out: dict[str, object] = {"apology_score": th["apology_score"], "angry_score": th["angry_score"]}
+    for lang, path in SENTIMENT_CHECK_SETS.items():
+        rows = read(path)
+        texts, truth = [r["text"] for r in rows], [r["label"] for r in rows]
+        anns = nlu.annotate(texts)
+        pred = [a.sentiment for a in anns]
+        b = [p for p, _ in base.predict(texts)]
+        labels = ["negative", "neutral", "positive"]
+        calm = [i for i, t in enumerate(truth) if t != "negative"]
+        neg = [i for i, t in enumerate(truth) if t == "negative"]
+
+        def flagged(i: int, limit: float, anns=anns) -> bool:
+            return anns[i].sentiment == "negative" and anns[i].sentiment_score <= limit
+
+        kinds = sorted({r.get("kind", "") for r in rows} - {""})
+        out[lang] = {
+            "n": len(rows),
+            "accuracy": classification_report(truth, pred, labels)["accuracy"],
+            "macro_f1": classification_report(truth, pred, labels)["macro_f1"],
+            "calm_read_as_negative": round(sum(pred[i] == "negative" for i in calm) / len(calm), 4),
+            "negative_recall": round(sum(pred[i] == "negative" for i in neg) / len(neg), 4),
+            "baseline_accuracy": classification_report(truth, b, labels)["accuracy"],
+            "baseline_calm_read_as_negative": round(sum(b[i] == "negative" for i in calm) / len(calm), 4),
+            "baseline_negative_recall": round(sum(b[i] == "negative" for i in neg) / len(neg), 4),
+            "calm_apologised": round(sum(flagged(i, th["apology_score"]) for i in calm) / len(calm), 4),
+            "negative_apologised": round(sum(flagged(i, th["apology_score"]) for i in neg) / len(neg), 4),
+            "calm_counted_angry": round(sum(flagged(i, th["angry_score"]) for i in calm) / len(calm), 4),
+            "negative_counted_angry": round(sum(flagged(i, th["angry_score"]) for i in neg) / len(neg), 4),
+            "accuracy_by_kind": {
+                k: round(sum(pred[i] == truth[i] for i, r in enumerate(rows) if r.get("kind") == k)
+                         / sum(r.get("kind") == k for r in rows), 3)
+                for k in kinds
+            },
+            "calm_read_as_negative_examples": [texts[i] for i in calm if pred[i] == "negative"][:8],
+        }  # fmt: skip
     return out
 
 
@@ -123,6 +248,12 @@ def validation_quality(nlu: NLU, models: Path) -> dict[str, dict[str, float]]:
         for source in sorted({e.source for e in val}):
             pairs = [(g, e.label) for g, e in zip(got, val, strict=True) if e.source == source]
             res[source] = round(sum(g == t for g, t in pairs) / len(pairs), 4)
+        # A source without neutral (reviews) is also scored between the labels it has:
+        # negative when the score is below 0, positive otherwise.
+        for source in hp.get("partial_labels") or []:
+            pairs = [(a, e.label) for a, e in zip(anns, val, strict=True) if e.source == source]
+            right = sum(("negative" if a.sentiment_score < 0 else "positive") == t for a, t in pairs)
+            res[f"{source} (within its own labels)"] = round(right / len(pairs), 4)
         out[task] = res
     return out
 
@@ -204,6 +335,8 @@ def main() -> int:
     # The models as trained (fp32; fp16 on CUDA) and, on CPU, with int8 weights
     # (the SHOPBOT_NLU_INT8 option): quality and speed of each.
     report["serving"] = {}
+    labels = {t: json.loads((models / t / "labels.json").read_text()) for t in ("intent", "sentiment")}
+    baselines = {t: Baseline(t, labels[t], data) for t in ("intent", "sentiment")}
     for int8 in (False, True):
         nlu = NLU.load(models / "intent", models / "sentiment", device=args.device, int8=int8)
         if int8 and not nlu.int8:
@@ -212,7 +345,8 @@ def main() -> int:
         report["shared_layers"] = nlu.shared_depth  # encoder layers run once for both models
         report["serving"]["int8" if int8 else "as trained"] = {
             "validation_by_source": validation_quality(nlu, models),
-            "check_sets": check_set_quality(nlu, data),
+            "intent_check_sets_and_out_of_scope": intent_quality(nlu, baselines["intent"]),
+            "chat_sentiment_check_sets": sentiment_quality(nlu, baselines["sentiment"]),
             "intent_validation_with_typos": typo_robustness(
                 nlu, json.loads((models / "intent" / "metrics.json").read_text())
             ),

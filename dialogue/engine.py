@@ -16,6 +16,10 @@ from .orders import OrderSourceError
 from .policy import Policy
 from .state import ConversationState
 
+# The intent model's class for what a shop's bot cannot serve (poems, weather, other
+# businesses): never a confident intent, whatever its confidence.
+OUT_OF_SCOPE = "out_of_scope"
+
 
 @dataclass(frozen=True)
 class Annotation:
@@ -136,7 +140,8 @@ def step(
     s.updated_at = now
     if ann.language in ("en", "zh"):
         s.locale = ann.language
-    confident = ann.intent_confidence >= policy.min_intent_confidence
+    # Out of scope (a class of the intent model) is never a confident intent.
+    confident = ann.intent != OUT_OF_SCOPE and ann.intent_confidence >= policy.min_intent_confidence
     angry = ann.sentiment == "negative" and ann.sentiment_score <= policy.angry_sentiment_score
     s.remember(ann.intent if confident else None, ann.sentiment_score)
     s.angry = s.angry + 1 if angry else 0

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nlu.build_default import DEFAULTS, build, is_complete
+from nlu.build_default import CALM_REQUESTS, DEFAULTS, build, calm_requests, is_complete
 from nlu.inference import NLU
 from nlu.train import SHARED_SETTINGS
 
@@ -21,7 +21,13 @@ def test_defaults_cover_both_tasks_and_the_chinese_seed_set():
     intent_files = [str(f) for f in DEFAULTS["intent"]["files"]]
     assert "intents-bitext-en.csv" in intent_files
     assert any(f.endswith("intents-zh-seed.csv") and Path(f).is_file() for f in intent_files)
-    assert DEFAULTS["sentiment"]["files"] == ["sentiment-support-tweets-en.csv", "sentiment-shopping-reviews-zh.csv"]
+    sentiment_files = [Path(f).name for f in DEFAULTS["sentiment"]["files"]]
+    assert sentiment_files[:2] == ["sentiment-support-tweets-en.csv", "sentiment-shopping-reviews-zh.csv"]
+    # Chat messages in both languages, calm requests as neutral; the reviews have no neutral.
+    assert {"sentiment-chat-en.csv", "sentiment-chat-zh.csv", CALM_REQUESTS} <= set(sentiment_files)
+    assert DEFAULTS["sentiment"]["partial_labels"] == ["sentiment-shopping-reviews-zh.csv"]
+    for f in DEFAULTS["sentiment"]["files"] + DEFAULTS["intent"]["files"]:
+        assert not isinstance(f, Path) or f.is_file(), f
     # Trained jointly, they must agree on what shapes the one encoder they share.
     for key in SHARED_SETTINGS:
         assert DEFAULTS["intent"].get(key) == DEFAULTS["sentiment"].get(key), key
@@ -66,3 +72,23 @@ def test_missing_training_data_is_a_clear_error(tmp_path):
     assert r.returncode == 2
     assert "training data not found" in r.stderr and "intents-bitext-en.csv" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_calm_requests_are_intent_rows_without_complaints_or_offensive_language(tmp_path, data_dir):
+    spec = DEFAULTS["sentiment"]["calm_requests"]
+    path = calm_requests(data_dir, tmp_path, spec)
+    assert path == tmp_path / CALM_REQUESTS
+    import csv
+
+    with path.open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    with (data_dir / "intents-bitext-en.csv").open(encoding="utf-8") as fh:
+        bitext = {r["text"].strip(): r for r in csv.DictReader(fh)}
+    assert {r["label"] for r in rows} == {"neutral"}
+    intents = {r["intent"] for r in rows}
+    assert "complaint" not in intents and len(intents) == 26
+    english = [r for r in rows if r["text"] in bitext]
+    assert spec["per_file"] * 0.9 <= len(english) <= spec["per_file"]
+    assert not any("W" in bitext[r["text"]]["flags"] for r in english)
+    assert any("\u4e00" <= c <= "\u9fff" for r in rows for c in r["text"])  # the Chinese seed rows too
+    assert calm_requests(data_dir, tmp_path / "again", spec).read_bytes() == path.read_bytes()  # reproducible

@@ -1,0 +1,205 @@
+"""What the models need for chat: partly labelled sources, calibrated confidence,
+out of scope, and check sets that are never trained on."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from dialogue import Annotation, ConversationState, load_policy, step
+from nlu.calibration import expected_calibration_error, fit_temperature, masked_cross_entropy
+
+ROOT = Path(__file__).resolve().parent.parent
+NLU_DATA = ROOT / "nlu" / "data"
+CHECK_DIR = NLU_DATA / "check"
+
+
+def test_masked_loss_is_plain_cross_entropy_when_every_label_is_allowed():
+    torch.manual_seed(0)
+    logits, targets = torch.randn(8, 3), torch.randint(0, 3, (8,))
+    allowed = torch.ones(8, 3, dtype=torch.bool)
+    for eps in (0.0, 0.1):
+        expected = torch.nn.CrossEntropyLoss(label_smoothing=eps)(logits, targets)
+        assert torch.allclose(masked_cross_entropy(logits, targets, allowed, eps), expected, atol=1e-6)
+
+
+def test_a_row_from_a_partly_labelled_source_never_pushes_down_a_label_it_lacks():
+    """Labels negative, neutral, positive; a review knows only negative and positive."""
+    torch.manual_seed(0)
+    head = torch.nn.Linear(16, 3)
+    features = torch.randn(4, 16)
+    targets = torch.tensor([0, 2, 0, 2])
+    review = torch.tensor([[True, False, True]] * 4)
+    loss = masked_cross_entropy(head(features), targets, review, label_smoothing=0.1)
+    loss.backward()
+    # The neutral row of the head gets no gradient at all from review rows ...
+    assert torch.count_nonzero(head.weight.grad[1]) == 0 and head.bias.grad[1] == 0
+    assert torch.count_nonzero(head.weight.grad[0]) > 0
+    # ... whereas an unmasked loss would push neutral down for every one of them.
+    head.zero_grad()
+    torch.nn.CrossEntropyLoss(label_smoothing=0.1)(head(features), targets).backward()
+    assert head.bias.grad[1] > 0
+    # One step of gradient descent on review rows leaves the neutral logit where it was.
+    head.zero_grad()
+    before = head(features)[:, 1].detach().clone()
+    opt = torch.optim.SGD(head.parameters(), lr=1.0)
+    masked_cross_entropy(head(features), targets, review, 0.1).backward()
+    opt.step()
+    assert torch.allclose(head(features)[:, 1], before)
+
+
+def test_temperature_scaling_recovers_a_known_temperature_and_lowers_the_calibration_error():
+    gen = torch.Generator().manual_seed(1)
+    true_logits = torch.randn(4000, 5, generator=gen) * 2
+    targets = torch.multinomial(torch.softmax(true_logits, -1), 1, generator=gen).squeeze(1)
+    overconfident = true_logits * 3  # a model three times too sure of itself
+    t = fit_temperature(overconfident, targets)
+    assert 2.6 < t < 3.4, t
+    before = expected_calibration_error(torch.softmax(overconfident, -1), targets)
+    after = expected_calibration_error(torch.softmax(overconfident / t, -1), targets)
+    assert after < before / 3, (before, after)
+    assert fit_temperature(torch.empty(0, 3), torch.empty(0, dtype=torch.long)) == 1.0
+
+
+def test_out_of_scope_is_never_a_confident_intent_in_the_dialogue():
+    policy = load_policy()
+    sure_oos = Annotation("en", "out_of_scope", 0.97, "neutral", 0.0)
+    r = step(ConversationState(), "write me a poem about the sea", sure_oos, policy, 1.0)
+    assert r.handoff is None and r.replies[0].kind == "fallback"
+    assert r.state.misunderstood == 1
+    sure_intent = Annotation("en", "check_refund_policy", 0.97, "neutral", 0.0)
+    r = step(ConversationState(), "what's your refund policy", sure_intent, policy, 1.0)
+    assert r.replies[0].kind != "fallback" and r.state.misunderstood == 0
+
+
+# -- the check sets: written apart from the training data, and never trained on ----------------
+
+_PUNCT = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def _key(text: str) -> str:
+    return _PUNCT.sub("", text.lower())
+
+
+def _texts(path: Path) -> list[str]:
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        return [r["text"] for r in csv.DictReader(fh)]
+
+
+def check_files() -> list[Path]:
+    return sorted(CHECK_DIR.glob("*.csv")) + sorted(NLU_DATA.glob("*-check.csv"))
+
+
+def test_check_sets_are_large_enough_and_cover_every_intent():
+    with (ROOT / "nlu" / "data" / "check" / "intents-en.csv").open(encoding="utf-8") as fh:
+        en = list(csv.DictReader(fh))
+    with (ROOT / "nlu" / "data" / "check" / "intents-zh.csv").open(encoding="utf-8") as fh:
+        zh = list(csv.DictReader(fh))
+    from collections import Counter
+
+    for rows in (en, zh):
+        counts = Counter(r["label"] for r in rows)
+        assert len(counts) == 27 and min(counts.values()) >= 20, counts
+    for name in ("out-of-scope-en.csv", "out-of-scope-zh.csv", "sentiment-chat-en.csv", "sentiment-chat-zh.csv"):
+        assert len(_texts(CHECK_DIR / name)) >= 150, name
+
+
+def test_no_check_set_row_appears_in_any_training_file(data_dir):
+    """A check set tells how the models carry to phrasings they never saw; one row in a
+    training file would make it a validation set. Compared after lower-casing and
+    dropping spaces and punctuation."""
+    from nlu.build_default import CALM_REQUESTS, DEFAULTS
+
+    # Every file the default models train on; the derived calm-requests file is made from
+    # the intent files named in its spec, which are read here instead.
+    named = [f for spec in DEFAULTS.values() for f in (*spec["files"], *spec.get("calm_requests", {}).get("from", []))]
+    training = {(f if isinstance(f, Path) else data_dir / f).resolve() for f in named if f != CALM_REQUESTS}
+    assert {p.name for p in training} >= {"intents-bitext-en.csv", "sentiment-chat-zh.csv", "intents-en-chat.csv"}
+    checks = check_files()
+    assert checks and not set(p.resolve() for p in checks) & training
+    seen: dict[str, str] = {}
+    for path in training:
+        for text in _texts(path):
+            seen.setdefault(_key(text), path.name)
+    leaks = [
+        (path.name, text, seen[_key(text)])
+        for path in checks
+        for text in _texts(path)
+        if _key(text) and _key(text) in seen
+    ]
+    assert not leaks, leaks[:20]
+
+
+# -- with real (small) models ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_calibration_is_fitted_saved_with_the_model_and_reloaded(small_models):
+    from dataclasses import replace
+
+    from nlu.model import load_model
+
+    d = small_models["sentiment_dir"]
+    meta = json.loads((d / "nlu_model.json").read_text())
+    metrics = small_models["sentiment_metrics"]
+    assert meta["temperature"] == metrics["calibration"]["temperature"] != 1.0
+    assert metrics["calibration"]["n"] == metrics["validation"]["n"]
+    m = load_model(d, "cpu")
+    assert m.meta.temperature == meta["temperature"]
+    texts = ["thanks a lot", "my bag never arrived", "质量太差", "还行吧"]
+    logits = m.logits(texts)
+    alone = replace(m, lexical=None).predict_proba(texts)
+    assert torch.allclose(alone, torch.softmax(logits / m.meta.temperature, -1), atol=1e-6)
+    assert not torch.allclose(alone, torch.softmax(logits, -1), atol=1e-3)
+    # A temperature that is not above zero is a broken model directory, not a crash later on.
+    import shutil
+
+    from nlu.model import ModelDirError
+
+    broken = d.parent / "sentiment-bad-temperature"
+    shutil.copytree(d, broken, dirs_exist_ok=True)
+    (broken / "nlu_model.json").write_text(json.dumps({**meta, "temperature": 0}))
+    with pytest.raises(ModelDirError, match="temperature"):
+        load_model(broken, "cpu")
+
+
+@pytest.mark.slow
+def test_a_partly_labelled_source_is_scored_within_its_own_labels(small_models):
+    metrics = small_models["sentiment_metrics"]
+    reviews = Path(small_models["sentiment_csvs"][1]).name
+    assert metrics["hyperparameters"]["partial_labels"] == [reviews]
+    within = metrics["validation_within_own_labels"][reviews]
+    assert within["n"] == metrics["validation_by_source"][reviews]["n"]
+    # Within negative/positive the model can only do as well or better than over three labels.
+    assert within["accuracy"] >= metrics["validation_by_source"][reviews]["accuracy"]
+
+
+@pytest.mark.slow
+def test_out_of_scope_messages_are_told_from_requests(tmp_path, data_dir):
+    """A small intent model with an out_of_scope class (the project's own chat rows)."""
+    from nlu.inference import NLU
+    from nlu.train import TrainConfig, train_joint
+
+    from .conftest import INTENTS_SMALL, sample_csv
+
+    intents = sample_csv(data_dir / "intents-bitext-en.csv", tmp_path / "intents.csv", 60, INTENTS_SMALL)
+    oos = sample_csv(NLU_DATA / "intents-en-chat.csv", tmp_path / "oos.csv", 120, ["out_of_scope"])
+    sent = sample_csv(data_dir / "sentiment-support-tweets-en.csv", tmp_path / "tweets.csv", 20)
+    common = dict(epochs=3, batch_size=16, freeze_layers=8, progress=False, baseline=False, max_length=48)
+    train_joint(
+        [
+            TrainConfig(task="intent", data=[str(intents), str(oos)], out=tmp_path / "m" / "intent", **common),
+            TrainConfig(task="sentiment", data=[str(sent)], out=tmp_path / "m" / "sentiment", **common),
+        ]
+    )
+    nlu = NLU.load(tmp_path / "m" / "intent", tmp_path / "m" / "sentiment", device="cpu")
+    clear_oos = ["write me a poem about the ocean", "what is the capital of france", "book me a flight to rome"]
+    requests = ["where is my order?", "i want to cancel my order", "please refund my money"]
+    anns = nlu.annotate(clear_oos + requests)
+    assert [a.intent for a in anns[:3]] == ["out_of_scope"] * 3, anns[:3]
+    assert all(a.intent != "out_of_scope" for a in anns[3:]), anns[3:]
