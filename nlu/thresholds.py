@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -37,8 +38,8 @@ def loosest(scores_calm: list[float], max_share: float) -> float:
     if allowed >= len(ranked):
         return 0.0
     # Flag strictly fewer than ranked[allowed]: halfway to the next lower score.
-    t = ranked[allowed] - 1e-4
-    return round(max(-1.0, min(0.0, t)), 3)
+    t = math.floor((ranked[allowed] - 1e-4) * 1000) / 1000  # rounded down: never flags more than chosen
+    return max(-1.0, min(0.0, t))
 
 
 def _flag_scores(anns, rows, calm: bool) -> list[float]:

@@ -632,7 +632,8 @@ def main(argv: list[str] | None = None) -> int:
     if joint and (set(oversample) | set(args.partial_labels) | set(args.calibrate_on)) - names:
         # Each task checks the names it is given; a name no task has would be dropped unseen.
         ap.error(
-            f"--oversample, --partial-labels and --calibrate-on take data file names ({', '.join(sorted(names))});"
+            "--oversample takes NAME=K, --partial-labels and --calibrate-on take NAME, with NAME one of the data"
+            f" file names ({', '.join(sorted(names))});"
             f" got {sorted((set(oversample) | set(args.partial_labels) | set(args.calibrate_on)) - names)}"
         )
     cfgs = [

@@ -14,6 +14,8 @@ import torch
 from dialogue import Annotation, ConversationState, load_policy, step
 from nlu.calibration import expected_calibration_error, fit_temperature, masked_cross_entropy
 
+from .conftest import run_cli
+
 ROOT = Path(__file__).resolve().parent.parent
 NLU_DATA = ROOT / "nlu" / "data"
 CHECK_DIR = NLU_DATA / "check"
@@ -193,13 +195,43 @@ def test_out_of_scope_messages_are_told_from_requests(tmp_path, data_dir):
     common = dict(epochs=3, batch_size=16, freeze_layers=8, progress=False, baseline=False, max_length=48)
     train_joint(
         [
-            TrainConfig(task="intent", data=[str(intents), str(oos)], out=tmp_path / "m" / "intent", **common),
+            TrainConfig(
+                task="intent", data=[str(intents), str(oos)], out=tmp_path / "m" / "intent",
+                calibrate_on=["intents.csv", "oos.csv"], val_fraction=0.3, **common,
+            ),
             TrainConfig(task="sentiment", data=[str(sent)], out=tmp_path / "m" / "sentiment", **common),
         ]
-    )
+    )  # fmt: skip
     nlu = NLU.load(tmp_path / "m" / "intent", tmp_path / "m" / "sentiment", device="cpu")
     clear_oos = ["write me a poem about the ocean", "what is the capital of france", "book me a flight to rome"]
     requests = ["where is my order?", "i want to cancel my order", "please refund my money"]
     anns = nlu.annotate(clear_oos + requests)
     assert [a.intent for a in anns[:3]] == ["out_of_scope"] * 3, anns[:3]
     assert all(a.intent != "out_of_scope" for a in anns[3:]), anns[3:]
+
+    # nlu.thresholds chooses the dialogue's thresholds on the held-out rows of the files the
+    # models were calibrated on, and keeps to the shares it is given.
+    r = run_cli("nlu.thresholds", "--models", str(tmp_path / "m"), "--calm-apology", "0.1", "--max-rejected", "0.05")
+    assert r.returncode == 2 and "sentiment model names no chat files" in r.stderr
+    meta = json.loads((tmp_path / "m" / "sentiment" / "metrics.json").read_text())
+    meta["hyperparameters"]["calibrate_on"] = ["tweets.csv"]
+    (tmp_path / "m" / "sentiment" / "metrics.json").write_text(json.dumps(meta))
+    r = run_cli("nlu.thresholds", "--models", str(tmp_path / "m"), "--calm-apology", "0.1", "--max-rejected", "0.05")
+    assert r.returncode == 0, r.stderr[-2000:]
+    chosen = json.loads(r.stdout)
+    assert -1 <= chosen["mood.negative_score"] <= 0 and -1 <= chosen["thresholds.angry_sentiment_score"] <= 0
+    assert chosen["thresholds.angry_sentiment_score"] <= chosen["mood.negative_score"]
+    assert chosen["dev_sentiment"]["calm_apologised"] <= 0.1 and chosen["dev_sentiment"]["calm_angry"] <= 0.01
+    assert chosen["dev_intent"]["n_out_of_scope"] > 0 and chosen["dev_intent"]["n_requests"] > 0
+    assert chosen["dev_intent"]["requests_rejected"] <= 0.05
+    assert 0 <= chosen["thresholds.min_intent_confidence"] <= 1
+
+
+def test_the_loosest_threshold_flags_no_more_calm_messages_than_allowed():
+    from nlu.thresholds import loosest
+
+    calm = [-0.95, -0.9, -0.5, 0.2, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    assert loosest(calm, 0.0) < -0.95  # none flagged
+    t = loosest(calm, 0.2)  # two of ten may be flagged
+    assert sum(c <= t for c in calm) == 2 and -0.9 <= t < -0.5
+    assert loosest([1.0] * 10, 0.05) == 0.0  # nothing read as negative: every negative reading counts

@@ -302,7 +302,8 @@ def test_joint_training_writes_two_models_on_one_encoder(tmp_path, data_dir):
     args = ["--epochs", "1", "--freeze-layers", "9", "--layers", "11", "--max-length", "48", "--batch-size", "16"]
     r = run_cli(
         "nlu.train", "--task", "joint", "--intent-data", str(intents), "--sentiment-data", str(tweets),
-        "--sentiment-data", str(reviews), "--oversample", "tweets.csv=2", "--out", str(out), *args,
+        "--sentiment-data", str(reviews), "--oversample", "tweets.csv=2", "--partial-labels", "reviews.csv",
+        "--calibrate-on", "tweets.csv", "--out", str(out), *args,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     lines = [json.loads(line) for line in r.stdout.strip().splitlines()]
@@ -317,6 +318,11 @@ def test_joint_training_writes_two_models_on_one_encoder(tmp_path, data_dir):
     assert mi["hyperparameters"]["layers"] == ms["hyperparameters"]["layers"] == 11
     assert ms["hyperparameters"]["oversample"] == {"tweets.csv": 2} and mi["hyperparameters"]["oversample"] == {}
     assert [f["name"] for f in ms["data_files"]] == ["tweets.csv", "reviews.csv"]
+    # Options naming a file go to the task that has it.
+    assert ms["hyperparameters"]["partial_labels"] == ["reviews.csv"] and mi["hyperparameters"]["partial_labels"] == []
+    assert ms["calibration"]["fitted_on"] == ["tweets.csv"] and mi["calibration"]["fitted_on"] != ["tweets.csv"]
+    assert ms["calibration"]["n"] == ms["validation_by_source"]["tweets.csv"]["n"]
+    assert set(ms["validation_within_own_labels"]) == {"reviews.csv"}
     assert set(mi["labels"]) == set(INTENTS_SMALL) and ms["labels"] == ["negative", "neutral", "positive"]
 
     nlu = NLU.load(out / "intent", out / "sentiment", device="cpu")
@@ -349,6 +355,8 @@ def test_joint_training_errors_are_clear(tmp_path, data_dir):
         "--oversample", "tweets.csv=2", "--out", out,
     )  # fmt: skip
     assert r.returncode == 2 and "--oversample takes NAME=K" in r.stderr and "intents.csv" in r.stderr
+    r = run_cli("nlu.train", "--task", "intent", "--data", str(intents), "--out", out, "--partial-labels", "x.csv")
+    assert r.returncode == 2 and "--partial-labels takes data file names (intents.csv); got x.csv" in r.stderr
     r = run_cli("nlu.train", "--task", "intent", "--data", str(intents), "--out", out, "--layers", "40")
     assert r.returncode == 2 and "--layers must be between 1 and 12" in r.stderr and "Traceback" not in r.stderr
     r = run_cli("nlu.train", "--task", "intent", "--data", str(intents), "--out", out, "--lexical-weight", "1")
