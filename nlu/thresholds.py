@@ -12,9 +12,10 @@ the same runtime as the workers. Prints, for ``dialogue/policies.yaml``:
   positive) would get an apology;
 * ``thresholds.angry_sentiment_score`` (counts toward a hand-off for anger):
   the loosest score with at most ``--calm-angry`` of calm messages counted angry;
-* ``thresholds.min_intent_confidence``: the highest confidence at which at most
-  ``--max-rejected`` of real requests are turned away as not understood (out
-  of scope, or below it), and the share of out-of-scope rows still accepted.
+and, for ``thresholds.min_intent_confidence`` (given, not chosen: the intent
+confidence is calibrated, so 0.5 means "as likely right as wrong"), the share of
+real requests it turns away (called out of scope, or below it) and the share of
+out-of-scope rows it still accepts, at that threshold and its neighbours.
 
 The check sets (``nlu/data/check/``) are never used here: they report, these choose.
 """
@@ -56,7 +57,7 @@ def _share(values: list[float], threshold: float) -> float:
     return round(sum(v <= threshold for v in values) / max(1, len(values)), 4)
 
 
-def choose(nlu, intent_dev, sentiment_dev, calm_apology: float, calm_angry: float, max_rejected: float) -> dict:
+def choose(nlu, intent_dev, sentiment_dev, calm_apology: float, calm_angry: float, min_confidence: float) -> dict:
     anns = nlu.annotate([e.text for e in sentiment_dev])
     calm, neg = _flag_scores(anns, sentiment_dev, True), _flag_scores(anns, sentiment_dev, False)
     apology, angry = loosest(calm, calm_apology), loosest(calm, calm_angry)
@@ -75,26 +76,21 @@ def choose(nlu, intent_dev, sentiment_dev, calm_apology: float, calm_angry: floa
     ia = nlu.annotate([e.text for e in intent_dev])
     real = [(a, e) for a, e in zip(ia, intent_dev, strict=True) if e.label != OUT_OF_SCOPE]
     oos = [a for a, e in zip(ia, intent_dev, strict=True) if e.label == OUT_OF_SCOPE]
-    # Requests the model calls out of scope are rejected at any threshold; the
-    # threshold may reject the least sure of the others, up to the budget.
-    kept = sorted(a.intent_confidence for a, _ in real if a.intent != OUT_OF_SCOPE)
-    budget = int(max_rejected * len(real)) - (len(real) - len(kept))
-    threshold = 0.0 if budget <= 0 or not kept else kept[min(budget, len(kept) - 1)]
-    threshold = int(threshold * 100) / 100  # rounded down: never rejects more than chosen
 
-    def accepted(a) -> bool:
-        return a.intent != OUT_OF_SCOPE and a.intent_confidence >= threshold
+    def rates(threshold: float) -> dict[str, float]:
+        def accepted(a) -> bool:
+            return a.intent != OUT_OF_SCOPE and a.intent_confidence >= threshold
 
-    out["thresholds.min_intent_confidence"] = threshold
-    out["dev_intent"] = {
-        "n_requests": len(real),
-        "n_out_of_scope": len(oos),
-        "requests_rejected": round(sum(not accepted(a) for a, _ in real) / max(1, len(real)), 4),
-        "requests_right_and_kept": round(
-            sum(accepted(a) and a.intent == e.label for a, e in real) / max(1, len(real)), 4
-        ),
-        "out_of_scope_accepted": round(sum(map(accepted, oos)) / max(1, len(oos)), 4),
-    }
+        n = max(1, len(real))
+        return {
+            "requests_rejected": round(sum(not accepted(a) for a, _ in real) / n, 4),
+            "requests_right_and_kept": round(sum(accepted(a) and a.intent == e.label for a, e in real) / n, 4),
+            "out_of_scope_accepted": round(sum(map(accepted, oos)) / max(1, len(oos)), 4),
+        }
+
+    out["thresholds.min_intent_confidence"] = min_confidence
+    out["dev_intent"] = {"n_requests": len(real), "n_out_of_scope": len(oos), **rates(min_confidence)}
+    out["dev_intent_by_threshold"] = {f"{t:.1f}": rates(t) for t in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)}
     return out
 
 
@@ -107,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", type=Path, default=None, help="folder with intent/ and sentiment/ (default models/)")
     ap.add_argument("--calm-apology", type=float, default=0.03, help="share of calm messages that may get an apology")
     ap.add_argument("--calm-angry", type=float, default=0.01, help="share of calm messages that may count as angry")
-    ap.add_argument("--max-rejected", type=float, default=0.03, help="share of real requests that may be rejected")
+    ap.add_argument(
+        "--min-intent-confidence", type=float, default=0.5, help="the intent threshold to report rates at (0.5)"
+    )
     ap.add_argument("--device", default=None)
     args = ap.parse_args(argv)
     base = args.models or models_dir()
@@ -124,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"nlu.thresholds: error: the {task} model names no chat files (calibrate_on)", file=sys.stderr)
             return 2
         dev[task] = validation_of(m, sources)
-    result = choose(nlu, dev["intent"], dev["sentiment"], args.calm_apology, args.calm_angry, args.max_rejected)
+    result = choose(
+        nlu, dev["intent"], dev["sentiment"], args.calm_apology, args.calm_angry, args.min_intent_confidence
+    )
     print(json.dumps(result, indent=2, ensure_ascii=False))
     return 0
 

@@ -84,7 +84,8 @@ def test_order_actions_follow_the_real_status(shop, intent, number, message, han
 
 
 def test_a_negative_refund_request_on_a_delivered_order_is_a_dispute(shop):
-    r = talk(shop, [("I never got my money back for 10021!", ann("get_refund", sentiment="negative", score=-0.6))])[0]
+    upset = ann("get_refund", sentiment="negative", score=POLICY.mood.negative_score - 0.05)
+    r = talk(shop, [("I never got my money back for 10021!", upset)])[0]
     assert r.handoff and r.handoff.reason == "refund_dispute"
 
 
@@ -151,7 +152,11 @@ def test_products_found_filtered_and_suggested_from_recent_orders(shop):
 
 
 def test_mood_apology_thanks_and_a_falling_trend(shop):
-    sad = talk(shop, [("my order 10024 is late", ann(sentiment="negative", score=-0.5))])[0].replies[0]
+    # Just past the apology threshold (chosen by nlu.thresholds), and just short of it.
+    below = POLICY.mood.negative_score - 0.05
+    sad = talk(shop, [("my order 10024 is late", ann(sentiment="negative", score=below))])[0].replies[0]
+    mild = talk(shop, [("my order 10024 is late", ann(sentiment="negative", score=below + 0.1))])[0].replies[0]
+    assert not mild.text.startswith(POLICY.message("apology", "en"))
     assert sad.text.startswith(POLICY.message("apology", "en") + " Order 10024")
     happy = talk(shop, [("great, and order 10024?", ann(sentiment="positive", score=0.9))])[0].replies[0]
     assert happy.text.startswith(POLICY.message("thanks", "en"))

@@ -211,20 +211,25 @@ def test_out_of_scope_messages_are_told_from_requests(tmp_path, data_dir):
 
     # nlu.thresholds chooses the dialogue's thresholds on the held-out rows of the files the
     # models were calibrated on, and keeps to the shares it is given.
-    r = run_cli("nlu.thresholds", "--models", str(tmp_path / "m"), "--calm-apology", "0.1", "--max-rejected", "0.05")
+    options = ["--calm-apology", "0.1", "--min-intent-confidence", "0.4"]
+    r = run_cli("nlu.thresholds", "--models", str(tmp_path / "m"), *options)
     assert r.returncode == 2 and "sentiment model names no chat files" in r.stderr
     meta = json.loads((tmp_path / "m" / "sentiment" / "metrics.json").read_text())
     meta["hyperparameters"]["calibrate_on"] = ["tweets.csv"]
     (tmp_path / "m" / "sentiment" / "metrics.json").write_text(json.dumps(meta))
-    r = run_cli("nlu.thresholds", "--models", str(tmp_path / "m"), "--calm-apology", "0.1", "--max-rejected", "0.05")
+    r = run_cli("nlu.thresholds", "--models", str(tmp_path / "m"), *options)
     assert r.returncode == 0, r.stderr[-2000:]
     chosen = json.loads(r.stdout)
     assert -1 <= chosen["mood.negative_score"] <= 0 and -1 <= chosen["thresholds.angry_sentiment_score"] <= 0
     assert chosen["thresholds.angry_sentiment_score"] <= chosen["mood.negative_score"]
     assert chosen["dev_sentiment"]["calm_apologised"] <= 0.1 and chosen["dev_sentiment"]["calm_angry"] <= 0.01
     assert chosen["dev_intent"]["n_out_of_scope"] > 0 and chosen["dev_intent"]["n_requests"] > 0
-    assert chosen["dev_intent"]["requests_rejected"] <= 0.05
-    assert 0 <= chosen["thresholds.min_intent_confidence"] <= 1
+    assert chosen["thresholds.min_intent_confidence"] == 0.4
+    by = chosen["dev_intent_by_threshold"]
+    assert chosen["dev_intent"]["requests_rejected"] == by["0.4"]["requests_rejected"]
+    # A higher threshold turns away at least as many requests and accepts no more out-of-scope rows.
+    assert by["0.3"]["requests_rejected"] <= by["0.5"]["requests_rejected"] <= by["0.9"]["requests_rejected"]
+    assert by["0.3"]["out_of_scope_accepted"] >= by["0.9"]["out_of_scope_accepted"]
 
 
 def test_the_loosest_threshold_flags_no_more_calm_messages_than_allowed():
