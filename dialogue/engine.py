@@ -48,7 +48,7 @@ class Reply:
     # What the text states, from the shop's data; an LLM may rephrase the text from these and
     # nothing else (dialogue/llm.py). Never sent to the shopper.
     facts: tuple[str, ...] = ()
-    kind: str = "template"  # template | order | faq | products | fallback
+    kind: str = "template"  # template | order | faq | products | fallback | small_talk
 
 
 @dataclass(frozen=True)
@@ -175,6 +175,9 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
             s.misunderstood = 0
             return _intent_answer(turn, intent)
 
+    if not angry and (talk := _small_talk(turn)) is not None:
+        return talk
+
     if angry and s.angry >= policy.angry_handoff_after:
         return _hand_off(policy, s, "angry", now)
     if falling and not s.mood_boost:
@@ -205,7 +208,8 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
         s.misunderstood = 0
         return _with_slots(turn, ann.intent)
 
-    if faq is not None and faq.action == "clarify":
+    sure_out_of_scope = ann.intent == OUT_OF_SCOPE and ann.intent_confidence >= policy.min_intent_confidence
+    if faq is not None and faq.action == "clarify" and not sure_out_of_scope:
         s.misunderstood = 0
         options = tuple(dict.fromkeys(h.entry.question_in(turn.lang) for h in faq.hits))
         facts = _faq_facts(turn, faq.hits)
@@ -216,10 +220,22 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
     s.misunderstood += 1
     if s.misunderstood >= policy.misunderstood_handoff_after:
         return _hand_off(policy, s, "not_understood", now)
+    if ann.intent == OUT_OF_SCOPE and ann.intent_confidence >= policy.min_intent_confidence and policy.out_of_scope:
+        # Sure that no shop business is asked: say what the bot can do instead of "did you mean".
+        return StepResult(s, (Reply(policy.out_of_scope[turn.lang], quick_replies=turn.qr(), kind="fallback"),))
     name = "not_understood_offer_agent" if s.misunderstood > 1 or shop is not None else "not_understood"
     # The closest entries, however far: an LLM (if configured) may find the answer in them, or say it cannot.
     facts = _faq_facts(turn, near)
     return StepResult(s, (Reply(turn.msg(name), quick_replies=turn.qr(), facts=facts, kind="fallback"),))
+
+
+def _small_talk(turn: _Turn) -> StepResult | None:
+    """A greeting or thanks alone gets a greeting or "you're welcome, anything else?" (policies.small_talk)."""
+    for talk in turn.policy.small_talk.values():
+        if talk.pattern[turn.lang].search(turn.text.strip()):
+            turn.s.misunderstood = 0
+            return StepResult(turn.s, (Reply(talk.reply[turn.lang], kind="small_talk"),))
+    return None
 
 
 def _faq_facts(turn: _Turn, hits) -> tuple[str, ...]:
@@ -314,6 +330,8 @@ def _with_mood(turn: _Turn, result: StepResult) -> StepResult:
     mood, ann = turn.policy.mood, turn.ann
     if not result.replies or (result.handoff is not None and result.handoff.reason == "angry"):
         return result
+    if result.replies[0].kind == "small_talk":
+        return result  # already an answer to the mood: no "thanks!" before "you're welcome"
     if ann.sentiment == "negative" and ann.sentiment_score <= mood.negative_score:
         prefix = turn.msg("apology")
     elif ann.sentiment == "positive" and ann.sentiment_score >= mood.positive_score and ann.intent != "review":

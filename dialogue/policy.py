@@ -52,6 +52,14 @@ class ProductPolicy:
 
 
 @dataclass(frozen=True)
+class SmallTalk:
+    """A greeting or thanks: a whole message that matches ``pattern`` gets ``reply``."""
+
+    pattern: dict[str, re.Pattern[str]]
+    reply: dict[str, str]
+
+
+@dataclass(frozen=True)
 class Policy:
     min_intent_confidence: float
     misunderstood_handoff_after: int
@@ -67,6 +75,9 @@ class Policy:
     products: ProductPolicy | None = None
     order_intents: frozenset[str] = frozenset()
     status_names: dict[str, dict[str, str]] = field(default_factory=dict)
+    small_talk: dict[str, SmallTalk] = field(default_factory=dict)  # greeting | thanks
+    # What a message the intent model calls out of scope gets (default: messages.not_understood).
+    out_of_scope: dict[str, str] = field(default_factory=dict)
 
     def message(self, name: str, lang: str, /, **values: object) -> str:
         return str(self.messages[name][lang]).format(**values)
@@ -218,9 +229,26 @@ def load_policy(path: str | Path | None = None) -> Policy:
             products=_products(raw),
             order_intents=frozenset((raw.get("orders") or {}).get("intents") or ()),
             status_names=status_names,
+            small_talk=_small_talk(raw),
+            out_of_scope=_texts(msgs["out_of_scope"], "messages.out_of_scope") if "out_of_scope" in msgs else {},
         )
     except (TypeError, ValueError) as exc:
         raise PolicyError(f"{where}: a threshold is not a number: {exc}") from exc
+
+
+def _small_talk(raw: dict) -> dict[str, SmallTalk]:
+    """The optional ``small_talk:`` section: ``greeting`` and ``thanks``, each a pattern and a reply per language."""
+    spec = raw.get("small_talk") or {}
+    unknown = set(spec) - {"greeting", "thanks"}
+    if unknown:
+        raise PolicyError(f"small_talk: unknown entry(ies) {', '.join(sorted(unknown))} (greeting, thanks)")
+    return {
+        name: SmallTalk(
+            _regex(_need(entry, "pattern", f"small_talk.{name}"), f"small_talk.{name}.pattern"),
+            _texts(_need(entry, "reply", f"small_talk.{name}"), f"small_talk.{name}.reply"),
+        )
+        for name, entry in spec.items()
+    }
 
 
 def _products(raw: dict) -> ProductPolicy | None:

@@ -130,3 +130,30 @@ def test_policy_file_missing_or_not_yaml(tmp_path):
     (tmp_path / "bad.yaml").write_text("a: [", encoding="utf-8")
     with pytest.raises(PolicyError, match="not valid YAML"):
         load_policy(tmp_path / "bad.yaml")
+
+
+@pytest.mark.parametrize(
+    ("text", "lang", "talk"),
+    [("hi", "en", "greeting"), ("Good morning!", "en", "greeting"), ("ok thanks!", "en", "thanks"),
+     ("你好", "zh", "greeting"), ("亲，在吗？", "zh", "greeting"), ("好的，谢谢", "zh", "thanks")],
+)  # fmt: skip
+def test_a_greeting_or_thanks_alone_gets_its_own_reply_whatever_the_intent_model_says(text, lang, talk):
+    # The intent model has no greeting class: it may call "你好" a request for a person, sure of it.
+    r = step(ConversationState(), text, ann("contact_human_agent", conf=0.9, lang=lang), POLICY, 1.0)
+    assert r.handoff is None and r.replies[0].text == POLICY.small_talk[talk].reply[lang]
+    assert r.state.misunderstood == 0
+
+
+def test_a_greeting_with_a_request_is_the_request_and_anger_is_not_small_talk():
+    r = step(ConversationState(), "hi, where is my order", ann(), POLICY, 1.0)
+    assert r.replies[0].text == POLICY.message("ask_order_number", "en")
+    angry = ann("complaint", sentiment="negative", score=-0.95)
+    r = step(ConversationState(), "thanks for nothing", angry, POLICY, 1.0)
+    assert r.replies[0].text.startswith(POLICY.message("apology", "en"))
+
+
+def test_a_sure_out_of_scope_request_is_told_what_the_bot_can_do():
+    r = step(ConversationState(), "write me a poem", ann("out_of_scope", conf=0.95), POLICY, 1.0)
+    assert r.replies[0].text == POLICY.out_of_scope["en"] and r.state.misunderstood == 1
+    unsure = step(ConversationState(), "blorp", ann("out_of_scope", conf=0.3), POLICY, 1.0)
+    assert unsure.replies[0].text == POLICY.message("not_understood", "en")
