@@ -136,34 +136,60 @@ PIPELINE_INTENTS = [
 ]  # fmt: skip
 
 
+def chat_rows(labels: set[str] | None, per_label: int, seed: int = 0) -> list[dict[str, str]]:
+    """Up to ``per_label`` rows of each label from each of the project's chat files of a task
+    (``nlu/data/intents-*-chat*.csv`` when labels are given, ``sentiment-chat-*.csv`` when not)."""
+    names = ["intents-en-chat.csv", "intents-zh-chat.csv", "intents-chat-more.csv"] if labels else [
+        "sentiment-chat-en.csv", "sentiment-chat-zh.csv", "sentiment-chat-more.csv"]  # fmt: skip
+    rng, picked = random.Random(seed), []
+    for name in names:
+        with (ROOT / "nlu" / "data" / name).open(encoding="utf-8") as fh:
+            by_label: dict[str, list[dict[str, str]]] = defaultdict(list)
+            for r in csv.DictReader(fh):
+                if labels is None or r["label"] in labels:
+                    by_label[r["label"]].append({"text": r["text"], "label": r["label"]})
+        picked += [r for group in by_label.values() for r in rng.sample(group, min(per_label, len(group)))]
+    rng.shuffle(picked)
+    return picked
+
+
+def write_rows(path: Path, rows: list[dict[str, str]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=["text", "label"])
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
 @pytest.fixture(scope="session")
 def pipeline_models(tmp_path_factory, data_dir) -> Path:
-    """A models folder for the pipeline: an intent model over PIPELINE_INTENTS (English samples and
-    the Chinese seed rows) and a sentiment model on 150 + 150 rows, two epochs: small, but sure
-    enough of themselves to drive a conversation (about a minute and a half on two cores)."""
+    """A models folder for the pipeline, trained as the default models are but small: an intent model
+    over PIPELINE_INTENTS and out_of_scope (English samples, the Chinese seed rows and the project's
+    chat phrasings) and a sentiment model on tweets, reviews (among their own two labels) and chat
+    messages, two to three epochs: small, but sure enough of themselves to drive a conversation
+    and not thrown by the machine it is trained on (about two minutes on two cores)."""
     from nlu.train import TrainConfig, train
 
     folder = tmp_path_factory.mktemp("pipeline-models")
     intents = sample_csv(data_dir / "intents-bitext-en.csv", folder / "intents.csv", 50, PIPELINE_INTENTS)
     with (ROOT / "nlu" / "data" / "intents-zh-seed.csv").open(encoding="utf-8") as fh:
         zh = [r for r in csv.DictReader(fh) if r["label"] in PIPELINE_INTENTS]
-    with (folder / "intents-zh.csv").open("w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=["text", "label"])
-        w.writeheader()
-        w.writerows(zh)
+    write_rows(folder / "intents-zh.csv", zh)
+    write_rows(folder / "intents-chat.csv", chat_rows({*PIPELINE_INTENTS, "out_of_scope"}, 25))
     sent_en = sample_csv(data_dir / "sentiment-support-tweets-en.csv", folder / "tweets.csv", 150)
     sent_zh = sample_csv(data_dir / "sentiment-shopping-reviews-zh.csv", folder / "reviews.csv", 150)
+    sent_chat = write_rows(folder / "sentiment-chat.csv", chat_rows(None, 60))
     common = dict(batch_size=16, freeze_layers=9, progress=False, baseline=False)
     train(
         TrainConfig(
-            task="intent", data=[str(intents), str(folder / "intents-zh.csv")], out=folder / "intent", epochs=3,
-            oversample={"intents-zh.csv": 2}, **common,
+            task="intent", data=[str(intents), str(folder / "intents-zh.csv"), str(folder / "intents-chat.csv")],
+            out=folder / "intent", epochs=3, oversample={"intents-zh.csv": 2}, **common,
         )
     )  # fmt: skip
     train(
         TrainConfig(
-            task="sentiment", data=[str(sent_en), str(sent_zh)], out=folder / "sentiment", epochs=2, max_length=64,
-            **common,
+            task="sentiment", data=[str(sent_en), str(sent_zh), str(sent_chat)], out=folder / "sentiment", epochs=2,
+            max_length=64, partial_labels=["reviews.csv"], **common,
         )
     )  # fmt: skip
     return folder

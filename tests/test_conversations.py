@@ -67,7 +67,7 @@ async def test_a_chinese_faq_question_is_answered_from_the_knowledge_base(produc
         # Something the FAQ does not cover gets no confident answer.
         await chat.say("今天天气怎么样")
         unknown = (await chat.next_message())["text"]
-        assert unknown == POLICY.message("not_understood_offer_agent", "zh")
+        assert unknown in (POLICY.message("not_understood_offer_agent", "zh"), POLICY.out_of_scope["zh"])
         await chat.close()
 
 
