@@ -86,7 +86,21 @@ def _load_shop():
     log.info(
         "shop data ready", extra={"seconds": round(time.perf_counter() - t0, 1), "order_source": settings.order_source}
     )
+    _check_facts(s)
     return s
+
+
+def _check_facts(s) -> None:
+    """Warn about policy texts that state what the shop's data does not (python -m dialogue.facts)."""
+    from dialogue.facts import check_shop
+
+    try:
+        findings = check_shop(policy(), s)
+    except Exception:  # noqa: BLE001 - a check, not a reason to stop answering
+        log.exception("the facts check could not run")
+        return
+    for f in findings:
+        log.warning("policy text contradicts the shop's data", extra={"where": f.where, "problem": f.problem})
 
 
 @lru_cache(maxsize=1)
