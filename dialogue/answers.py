@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from .catalog import Product, ProductHit, ProductQuery
 from .orders import Order
-from .policy import Policy
+from .policy import FaqTexts, Policy
 
 OPEN = ("pending", "paid")  # not shipped yet: the shop can still cancel or change it
 CLOSED = ("cancelled", "returned", "refunded")
@@ -40,9 +40,9 @@ def money(amount: Decimal, currency: str) -> str:
     return f"{amount:.2f} {currency}"
 
 
-def _say(policy: Policy, lang: str):
-    """``say(name, **values)``: a text of the policies file in ``lang``."""
-    return lambda name, **values: policy.message(name, lang, **values)
+def _say(policy: Policy, lang: str, faq: FaqTexts | None = None):
+    """``say(name, **values)``: a text of the policies file in ``lang``, quoting the shop's FAQ answers."""
+    return lambda name, **values: policy.message(name, lang, faq=faq if faq is not None else FaqTexts(), **values)
 
 
 def _tracking(policy: Policy, lang: str, order: Order, verified: bool) -> str:
@@ -75,9 +75,9 @@ def order_facts(order: Order, verified: bool) -> tuple[str, ...]:
     return tuple(facts)
 
 
-def status_text(policy: Policy, lang: str, order: Order, verified: bool) -> str:
+def status_text(policy: Policy, lang: str, order: Order, verified: bool, faq: FaqTexts | None = None) -> str:
     """Where the order is, in the shopper's language: the answer to "where is my order"."""
-    m = _say(policy, lang)
+    m = _say(policy, lang, faq)
     number = order.order_number
     expected = m("expected_by", date=day(order.expected_delivery, lang)) if order.expected_delivery else ""
     tracking = _tracking(policy, lang, order, verified)
@@ -99,9 +99,11 @@ def status_text(policy: Policy, lang: str, order: Order, verified: bool) -> str:
     ).strip()
 
 
-def for_order(policy: Policy, lang: str, intent: str, order: Order, verified: bool, negative: bool) -> Answer:
-    """The answer to an order intent, from the order's real status."""
-    m = _say(policy, lang)
+def for_order(
+    policy: Policy, lang: str, intent: str, order: Order, verified: bool, negative: bool, faq: FaqTexts | None = None
+) -> Answer:
+    """The answer to an order intent, from the order's real status (and the shop's FAQ answers it quotes)."""
+    m = _say(policy, lang, faq)
     st, number = order.status, order.order_number
     facts = order_facts(order, verified)
     status_word = policy.status_names[st][lang]
@@ -109,10 +111,11 @@ def for_order(policy: Policy, lang: str, intent: str, order: Order, verified: bo
     talk = policy.quick_replies(lang, "talk_to_person_quick_replies")
 
     def ans(text: str, handoff: str | None = None, quick: tuple[str, ...] = ()) -> Answer:
-        return Answer(text, facts, handoff, quick)
+        quoted = tuple(v for v in (faq or {}).values() if v and v in text)  # the FAQ answers the text quotes
+        return Answer(text, facts + quoted, handoff, quick)
 
     if intent in ("track_order", "delivery_period"):
-        return ans(status_text(policy, lang, order, verified))
+        return ans(status_text(policy, lang, order, verified, faq))
     if intent == "cancel_order":
         if st in OPEN:
             return ans(m("cancel_possible", order_number=number))
@@ -134,7 +137,7 @@ def for_order(policy: Policy, lang: str, intent: str, order: Order, verified: bo
         if st in CLOSED:
             if st == "refunded" and negative:  # says the refund that was sent is not there: a dispute
                 return ans(m("refund_dispute", order_number=number), handoff="refund_dispute")
-            return ans(status_text(policy, lang, order, verified))
+            return ans(status_text(policy, lang, order, verified, faq))
         return ans(m("refund_none", order_number=number, status=status_word))
     if intent == "get_refund":
         if st in OPEN:
@@ -147,7 +150,7 @@ def for_order(policy: Policy, lang: str, intent: str, order: Order, verified: bo
             return ans(m("refund_return", order_number=number, total=total))
         # A refund asked again for an order already refunded, returned or cancelled: a dispute.
         return ans(m("refund_dispute", order_number=number), handoff="refund_dispute")
-    return ans(status_text(policy, lang, order, verified))
+    return ans(status_text(policy, lang, order, verified, faq))
 
 
 def _filters(policy: Policy, lang: str, q: ProductQuery) -> str:
@@ -169,17 +172,32 @@ def product_line(policy: Policy, lang: str, p: Product) -> str:
 
 
 def for_products(
-    policy: Policy, lang: str, q: ProductQuery, hits: list[ProductHit], suggestions: list[Product]
+    policy: Policy,
+    lang: str,
+    q: ProductQuery,
+    hits: list[ProductHit],
+    suggestions: list[Product],
+    nearest: list[Product] = (),  # type: ignore[assignment]
+    note: str = "",
 ) -> Answer:
+    """Matches (or what was searched and the nearest products), a note on the currency, and suggestions."""
     lines = [policy.message("products_found", lang)] + [product_line(policy, lang, h.product) for h in hits]
     if not hits:
-        lines = [policy.message("products_none", lang, filters=_filters(policy, lang, q))]
+        filters = _filters(policy, lang, q)
+        if q.subject:
+            lines = [policy.message("products_none_subject", lang, subject=q.subject, filters=filters)]
+        else:
+            lines = [policy.message("products_none", lang, filters=filters)]
+        if nearest:
+            lines += [policy.message("products_nearest", lang)] + [product_line(policy, lang, p) for p in nearest]
+    if note:
+        lines.append(note)
     if suggestions:
         sep = "、" if lang == "zh" else ", "
         names = sep.join(f"{p.name_in(lang)} ({p.price:.2f} {p.currency})" for p in suggestions)
         lines.append(policy.message("products_from_orders", lang, names=names))
     facts = tuple(
         f"product: {p.name_in(lang)}; price {p.price:.2f} {p.currency}; {'in stock' if p.stock > 0 else 'out of stock'}"
-        for p in [h.product for h in hits] + suggestions
+        for p in [h.product for h in hits] + list(nearest) + suggestions
     )
     return Answer("\n".join(lines), facts, kind="products")

@@ -4,32 +4,41 @@
     q.max_price == Decimal("150"); q.category is None
     catalog.search(q, vector)  # products that match, best first, in stock first
 
-Prices in a question are taken in the shop's currency. Categories are found by
-the names and synonyms the policies file gives for each (``products.categories``).
+Prices in a question are in the currency it names (``q.currency``: "CNY" for 元, 块,
+¥, 人民币; "USD" for $, dollars, 美元, 刀; None when it names none, read as the shop's).
+Categories are found by the names and synonyms the policies file gives for each
+(``products.categories``).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 
 import numpy as np
 
-NUM = r"(\d+(?:[.,]\d{1,2})?)"
-CUR = r"(?:\s*(?:usd|dollars?|bucks|eur|euros?|元|块钱?|美元|美金|刀))?"
+NUM = r"(\d{1,9}(?:[.,]\d{1,2})?)"
+CUR = r"(?:\s*(?:usd|dollars?|bucks|eur|euros?|rmb|cny|yuan|元|块钱?|美元|美金|刀|人民币))?"
+# Only this much of a message is read for prices: a bound on the patterns' work.
+MAX_TEXT = 300
+_CURRENCIES = [
+    ("CNY", re.compile(r"[¥￥]|(?<![美欧])元|块|人民币|\b(rmb|cny|yuan)\b", re.I)),
+    ("EUR", re.compile(r"€|\beuros?\b|\beur\b|欧元", re.I)),
+    ("USD", re.compile(r"\$|\busd\b|\bdollars?\b|\bbucks\b|美元|美金|刀", re.I)),
+]
 # (pattern, which bound(s) its numbers set); the first that matches wins, so ranges come first.
 _PRICE_PATTERNS = [
-    (re.compile(rf"between\s*\$?{NUM}{CUR}\s*(?:and|-|to)\s*\$?{NUM}", re.I), "range"),
-    (re.compile(rf"\$?{NUM}{CUR}\s*(?:-|~|to|到|至)\s*\$?{NUM}{CUR}(?:\s*之间)?", re.I), "range"),
+    (re.compile(rf"between\s*[\$¥￥]?{NUM}{CUR}\s*(?:and|-|to)\s*[\$¥￥]?{NUM}", re.I), "range"),
+    (re.compile(rf"[\$¥￥]?{NUM}{CUR}\s*(?:-|~|to|到|至)\s*[\$¥￥]?{NUM}{CUR}(?:\s*之间)?", re.I), "range"),
     (re.compile(rf"(?:under|below|less than|cheaper than|up to|at most|max(?:imum)?|no more than|within)"
-                rf"\s*\$?{NUM}{CUR}",
+                rf"\s*[\$¥￥]?{NUM}{CUR}",
                 re.I), "max"),
-    (re.compile(rf"(?:不超过|低于|少于|不到|小于|便宜于)\s*{NUM}{CUR}"), "max"),
-    (re.compile(rf"{NUM}{CUR}\s*(?:以下|以内|之内|以下的|内)"), "max"),
-    (re.compile(rf"(?:over|above|more than|at least|from)\s*\$?{NUM}{CUR}", re.I), "min"),
-    (re.compile(rf"(?:超过|高于|多于|不低于)\s*{NUM}{CUR}"), "min"),
-    (re.compile(rf"{NUM}{CUR}\s*(?:以上)"), "min"),
+    (re.compile(rf"(?:不超过|低于|少于|不到|小于|便宜于)\s*[¥￥]?{NUM}{CUR}"), "max"),
+    (re.compile(rf"[\$¥￥]?{NUM}{CUR}\s*(?:以下|以内|之内|以下的|内)"), "max"),
+    (re.compile(rf"(?:over|above|more than|at least|from)\s*[\$¥￥]?{NUM}{CUR}", re.I), "min"),
+    (re.compile(rf"(?:超过|高于|多于|不低于)\s*[¥￥]?{NUM}{CUR}"), "min"),
+    (re.compile(rf"[\$¥￥]?{NUM}{CUR}\s*(?:以上)"), "min"),
 ]  # fmt: skip
 
 
@@ -54,6 +63,7 @@ class ProductQuery:
     min_price: Decimal | None = None
     max_price: Decimal | None = None
     category: str | None = None
+    currency: str | None = None  # the currency the prices were asked in, where the message names one
 
     def admits(self, p: Product) -> bool:
         return (
@@ -81,12 +91,17 @@ def parse_query(
 ) -> ProductQuery:
     """Price bounds, a category and the subject of a shopper's question, in English or Chinese."""
     lo = hi = None
+    text = text[:MAX_TEXT]
     subject = text
+    currency = None
     for pattern, kind in _PRICE_PATTERNS:
         m = pattern.search(text)
         if not m:
             continue
         subject = pattern.sub(" ", text)
+        # The currency named at the price, or next to it ("300块以内", "¥100以内", "15到30美元").
+        around = text[max(0, m.start() - 1) : m.end() + 4]
+        currency = next((code for code, cur in _CURRENCIES if cur.search(around)), None)
         nums = [_dec(g) for g in m.groups() if g]
         if kind == "range" and len(nums) == 2:
             lo, hi = min(nums), max(nums)  # type: ignore[type-var]
@@ -104,7 +119,7 @@ def parse_query(
     if filler is not None:
         subject = filler.sub(" ", subject)
     subject = re.sub(r"[\s?？!！,，.。、]+", " ", subject).strip()
-    return ProductQuery(text, subject, lo, hi, category)
+    return ProductQuery(text, subject, lo, hi, category, currency)
 
 
 class Catalog:
@@ -145,19 +160,44 @@ class Catalog:
         query's language and length, its lead over the crowd does not. Products
         need ``min_lead`` and to be within ``spread`` of the best. With no
         subject (only a category or a price) every admitted product qualifies.
+        A category named in the question is a filter of its own: the products of
+        that category (and price) are ranked by the subject, not held to the lead
+        ("sports stuff under 30" lists the sports products under 30).
         """
-        if vec is None:
-            rel = np.zeros(len(self.products), dtype=np.float32)
-        else:
-            scores = self.scores(vec)
-            rel = scores - float(np.median(scores)) if len(scores) else scores
-        admitted = [i for i, p in enumerate(self.products) if query.admits(p) and (vec is None or rel[i] >= min_lead)]
+        rel = self._relevance(vec)
+        loose = vec is None or query.category is not None
+        admitted = [i for i, p in enumerate(self.products) if query.admits(p) and (loose or rel[i] >= min_lead)]
+        if query.category is not None and admitted:
+            admitted.sort(key=lambda i: (self.products[i].stock <= 0, -rel[i], self.products[i].price))
+            return [ProductHit(self.products[i], float(rel[i])) for i in admitted[:k]]
         if not admitted:
             return []
         top = max(rel[i] for i in admitted)
         close = [i for i in admitted if rel[i] >= top - spread]
         close.sort(key=lambda i: (self.products[i].stock <= 0, -rel[i], self.products[i].price))
         return [ProductHit(self.products[i], float(rel[i])) for i in close[:k]]
+
+    def _relevance(self, vec: np.ndarray | None) -> np.ndarray:
+        if vec is None:
+            return np.zeros(len(self.products), dtype=np.float32)
+        scores = self.scores(vec)
+        return scores - float(np.median(scores)) if len(scores) else scores
+
+    def nearest(self, query: ProductQuery, vec: np.ndarray | None, min_lead: float, k: int = 2) -> list[Product]:
+        """For "not found": the products that match the subject but not the price asked, closest first."""
+        if vec is None or (query.min_price is None and query.max_price is None):
+            return []
+        rel = self._relevance(vec)
+        anyprice = replace(query, min_price=None, max_price=None)
+        close = [i for i, p in enumerate(self.products) if anyprice.admits(p) and rel[i] >= min_lead]
+        close.sort(key=lambda i: -rel[i])
+        return [self.products[i] for i in close[:k]]
+
+    @property
+    def currency(self) -> str | None:
+        """The catalogue's currency (the commonest among its products)."""
+        found = [p.currency for p in self.products]
+        return max(set(found), key=found.count) if found else None
 
     def similar_to(self, skus: list[str], exclude: set[str], k: int = 2) -> list[Product]:
         """In-stock products like the ones bought (same category, closest by embedding), not already bought."""

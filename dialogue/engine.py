@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, replace
+from decimal import Decimal
 
 from . import answers
-from .catalog import parse_query
+from .catalog import ProductQuery, parse_query
 from .knowledge import decide
 from .orders import OrderSourceError
-from .policy import Policy
+from .policy import FaqTexts, Policy
 from .state import ConversationState
 
 # The intent model's class for what a shop's bot cannot serve (poems, weather, other
@@ -62,6 +63,11 @@ class StepResult:
     state: ConversationState
     replies: tuple[Reply, ...] = ()
     handoff: Handoff | None = None
+    # What the bot did, for logs, analytics and the conversation tests (tests/conversations/README.md):
+    # order:INTENT, order_not_found, ask:SLOT, ask_order_action, faq:ENTRY, answer:INTENT, did_you_mean,
+    # products, products_none, small_talk:greeting|thanks, out_of_scope, not_understood, handoff,
+    # queued_ack, silent.
+    action: str = "silent"
 
 
 def extract_slot(policy: Policy, slot: str, text: str) -> str | None:
@@ -92,12 +98,20 @@ class _Turn:
     def qr(self, name: str = "quick_replies") -> tuple[str, ...]:
         return self.policy.quick_replies(self.lang, name)
 
+    def faq_texts(self) -> FaqTexts:
+        """The shop's FAQ answers in the shopper's language (where written), for texts that quote them."""
+        out = FaqTexts()
+        kb = getattr(self.shop, "kb", None)
+        for entry in getattr(kb, "entries", ()):
+            out[entry.id] = entry.answer_in(self.lang)[0]
+        return out
+
 
 def _answer(policy: Policy, s: ConversationState, intent: str) -> StepResult:
     ip = policy.intents[intent]
     lang = s.locale
     qr = ip.quick_replies.get(lang, ())
-    return StepResult(s, (Reply(ip.texts[lang].format(**s.slots), quick_replies=qr),))
+    return StepResult(s, (Reply(ip.texts[lang].format(**s.slots), quick_replies=qr),), action=f"answer:{intent}")
 
 
 def _hand_off(policy: Policy, s: ConversationState, reason: str, now: float, notice: str | None = None) -> StepResult:
@@ -106,9 +120,11 @@ def _hand_off(policy: Policy, s: ConversationState, reason: str, now: float, not
     s.priority = policy.priority[reason] + s.mood_boost
     s.queued_at = now
     s.awaiting = None
+    s.queued_acked = False
     if notice is None:
         notice = policy.message("handoff_angry" if reason == "angry" else "handoff", s.locale)
-    return StepResult(s, (Reply(notice, sender="system"),), Handoff(reason, s.priority))
+        s.apologized = s.apologized or reason == "angry"
+    return StepResult(s, (Reply(notice, sender="system"),), Handoff(reason, s.priority), action="handoff")
 
 
 def _falling(policy: Policy, s: ConversationState) -> bool:
@@ -146,22 +162,38 @@ def step(
     s.remember(ann.intent if confident else None, ann.sentiment_score)
     s.angry = s.angry + 1 if angry else 0
     falling = _falling(policy, s)
+    if "order_number" in s.slots and s.turns - s.order_turn > policy.orders.context_turns:
+        s.slots.pop("order_number")  # the conversation has moved on from that order
 
+    if s.status == "queued":
+        return _while_queued(policy, s, text, angry, falling)
     if s.status != "bot":
-        # An agent owns the conversation, or it waits for one: the bot stays silent.
-        # Anger or a falling mood while waiting moves the conversation up the queue.
-        if s.status == "queued" and (angry or falling):
-            if angry and s.priority < policy.priority["angry"]:
-                s.priority, s.handoff_reason = policy.priority["angry"], "angry"
-                return StepResult(s, (), Handoff("angry", s.priority))
-            if falling and not s.mood_boost:
-                s.mood_boost = 1
-                s.priority += 1
-                return StepResult(s, (), Handoff(s.handoff_reason or "mood", s.priority))
-        return StepResult(s)
+        return StepResult(s)  # an agent owns the conversation: the bot stays silent
 
     turn = _Turn(policy, s, text, ann, now, shop, customer)
     return _with_mood(turn, _decide(turn, confident, angry, falling))
+
+
+def _while_queued(policy: Policy, s: ConversationState, text: str, angry: bool, falling: bool) -> StepResult:
+    """Waiting for a person: no answer to the content, but the first message (and "leave a message") is
+    acknowledged. Anger or a falling mood while waiting moves the conversation up the queue."""
+    handoff = None
+    if angry and s.priority < policy.priority["angry"]:
+        s.priority, s.handoff_reason = policy.priority["angry"], "angry"
+        handoff = Handoff("angry", s.priority)
+    elif falling and not s.mood_boost:
+        s.mood_boost = 1
+        s.priority += 1
+        handoff = Handoff(s.handoff_reason or "mood", s.priority)
+    leave = policy.quick_replies(s.locale, "agents_busy_quick_replies")[-1:]
+    if text.strip() in leave:
+        reply = policy.message("leave_message_ack", s.locale)
+    elif not s.queued_acked:
+        reply = policy.message("queued_ack", s.locale)
+    else:
+        return StepResult(s, (), handoff)
+    s.queued_acked = True
+    return StepResult(s, (Reply(reply, sender="system"),), handoff, action="queued_ack")
 
 
 def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepResult:
@@ -170,10 +202,15 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
         value = extract_slot(policy, s.awaiting["slot"], text)
         if value:
             s.slots[s.awaiting["slot"]] = value
+            s.order_turn = s.turns
             intent = s.awaiting["intent"]
             s.awaiting = None
             s.misunderstood = 0
             return _intent_answer(turn, intent)
+
+    if (pressed := _order_button(turn)) is not None:
+        s.misunderstood = 0
+        return _with_slots(turn, pressed)
 
     if not angry and (talk := _small_talk(turn)) is not None:
         return talk
@@ -194,47 +231,114 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
         return _with_slots(turn, ann.intent)
 
     shop = turn.shop
+    number = extract_slot(policy, "order_number", text) if "order_number" in policy.slot_patterns else None
+    product_question = shop is not None and _asks_for_products(turn)
+    if confident and (follow := policy.orders.follow_ups.get(ann.intent)) and (number or _current_order(turn)):
+        # "Can I return it?" about the order just shown (or named in the message).
+        s.misunderstood = 0
+        return _with_slots(turn, follow)
+    if number and shop is not None and not product_question and not (confident and ann.intent in policy.intents):
+        # An order number without a clear request: show the order and ask what to do with it.
+        s.misunderstood = 0
+        return _ask_order_action(turn, number)
+
     near = shop.faq(shop.vector(text)) if shop is not None else []
     faq = decide(near, policy.faq.answer_score, policy.faq.suggest_score, policy.faq.min_lead) if shop else None
     if faq is not None and faq.action == "answer":
         s.misunderstood = 0
-        return _faq_answer(turn, faq.hits[0].entry)
+        entry = faq.hits[0].entry
+        follow = policy.orders.faq_follow_ups.get(entry.id)
+        if follow and _current_order(turn):
+            return _with_slots(turn, follow)
+        return _faq_answer(turn, entry)
 
-    if shop is not None and (found := _products(turn)) is not None:
+    if product_question and (found := _products(turn)) is not None:
         s.misunderstood = 0
         return found
 
     if confident and ann.intent in policy.intents:
         s.misunderstood = 0
+        if ann.intent == "review" and _positive(turn):
+            return _small_talk(turn, "thanks") or _with_slots(turn, ann.intent)
         return _with_slots(turn, ann.intent)
+
+    if _positive(turn) and not number and (talk := _small_talk(turn, "thanks")) is not None:
+        return talk  # praise in words the patterns do not know: thanks, and "anything else?"
 
     sure_out_of_scope = ann.intent == OUT_OF_SCOPE and ann.intent_confidence >= policy.min_intent_confidence
     if faq is not None and faq.action == "clarify" and not sure_out_of_scope:
         s.misunderstood = 0
         options = tuple(dict.fromkeys(h.entry.question_in(turn.lang) for h in faq.hits))
         facts = _faq_facts(turn, faq.hits)
-        return StepResult(
-            s, (Reply(turn.msg("faq_did_you_mean"), quick_replies=options, facts=facts, kind="fallback"),)
-        )
+        reply = Reply(turn.msg("faq_did_you_mean"), quick_replies=options, facts=facts, kind="fallback")
+        return StepResult(s, (reply,), action="did_you_mean")
 
     s.misunderstood += 1
     if s.misunderstood >= policy.misunderstood_handoff_after:
         return _hand_off(policy, s, "not_understood", now)
-    if ann.intent == OUT_OF_SCOPE and ann.intent_confidence >= policy.min_intent_confidence and policy.out_of_scope:
+    if sure_out_of_scope and policy.out_of_scope:
         # Sure that no shop business is asked: say what the bot can do instead of "did you mean".
-        return StepResult(s, (Reply(policy.out_of_scope[turn.lang], quick_replies=turn.qr(), kind="fallback"),))
+        reply = Reply(policy.out_of_scope[turn.lang], quick_replies=turn.qr(), kind="fallback")
+        return StepResult(s, (reply,), action="out_of_scope")
     name = "not_understood_offer_agent" if s.misunderstood > 1 or shop is not None else "not_understood"
     # The closest entries, however far: an LLM (if configured) may find the answer in them, or say it cannot.
     facts = _faq_facts(turn, near)
-    return StepResult(s, (Reply(turn.msg(name), quick_replies=turn.qr(), facts=facts, kind="fallback"),))
+    reply = Reply(turn.msg(name), quick_replies=turn.qr(), facts=facts, kind="fallback")
+    return StepResult(s, (reply,), action="not_understood")
 
 
-def _small_talk(turn: _Turn) -> StepResult | None:
-    """A greeting or thanks alone gets a greeting or "you're welcome, anything else?" (policies.small_talk)."""
-    for talk in turn.policy.small_talk.values():
-        if talk.pattern[turn.lang].search(turn.text.strip()):
+def _positive(turn: _Turn) -> bool:
+    return turn.ann.sentiment == "positive" and turn.ann.sentiment_score >= turn.policy.mood.positive_score
+
+
+def _current_order(turn: _Turn) -> str | None:
+    """The order the conversation is about: the last one given or shown, within orders.context_turns."""
+    return turn.s.slots.get("order_number")
+
+
+def _order_button(turn: _Turn) -> str | None:
+    """The order intent of a pressed order button ("Cancel this order"), in either language."""
+    label = turn.text.strip()
+    for buttons in turn.policy.orders.actions.values():
+        if label in buttons:
+            return buttons[label]
+    return None
+
+
+def _ask_order_action(turn: _Turn, number: str) -> StepResult:
+    """An order number and no clear request: the order's status, and buttons for what to do with it."""
+    try:
+        order = turn.shop.order(number)  # type: ignore[union-attr]
+    except OrderSourceError:
+        text = turn.msg("order_source_down")
+        reply = Reply(text, quick_replies=turn.qr("talk_to_person_quick_replies"))
+        return StepResult(turn.s, (reply,), action="order_source_down")
+    owner = order.belongs_to(turn.customer) if order is not None else None
+    if order is None or owner is False:
+        turn.s.slots.pop("order_number", None)
+        return StepResult(turn.s, (Reply(turn.msg("order_not_found", order_number=number)),), action="order_not_found")
+    turn.s.slots["order_number"] = order.order_number
+    turn.s.order_turn = turn.s.turns
+    status = answers.status_text(turn.policy, turn.lang, order, owner is True, turn.faq_texts())
+    ask = turn.msg("ask_order_action", order_number=order.order_number)
+    sep = "" if turn.lang == "zh" else " "
+    buttons = tuple(turn.policy.orders.actions.get(turn.lang, {}))
+    facts = answers.order_facts(order, owner is True)
+    reply = Reply(f"{status}{sep}{ask}", quick_replies=buttons, facts=facts, kind="order")
+    return StepResult(turn.s, (reply,), action="ask_order_action")
+
+
+def _small_talk(turn: _Turn, only: str | None = None) -> StepResult | None:
+    """A greeting or thanks alone gets a greeting or "you're welcome, anything else?" (policies.small_talk).
+
+    With ``only``: that reply whatever the words (praise the patterns do not know, read as positive).
+    """
+    for name, talk in turn.policy.small_talk.items():
+        if name == only or (only is None and talk.pattern[turn.lang].search(turn.text.strip())):
             turn.s.misunderstood = 0
-            return StepResult(turn.s, (Reply(talk.reply[turn.lang], kind="small_talk"),))
+            turn.s.apologized = False
+            reply = Reply(talk.reply[turn.lang], kind="small_talk")
+            return StepResult(turn.s, (reply,), action=f"small_talk:{name}")
     return None
 
 
@@ -250,9 +354,12 @@ def _with_slots(turn: _Turn, intent: str) -> StepResult:
         value = extract_slot(turn.policy, slot, turn.text)
         if value:
             s.slots[slot] = value
+            if slot == "order_number":
+                s.order_turn = s.turns
         elif slot not in s.slots:
             s.awaiting = {"intent": intent, "slot": slot}
-            return StepResult(s, (Reply(turn.msg(f"ask_{slot}"), quick_replies=_known_orders(turn)),))
+            reply = Reply(turn.msg(f"ask_{slot}"), quick_replies=_known_orders(turn))
+            return StepResult(s, (reply,), action=f"ask:{slot}")
     return _intent_answer(turn, intent)
 
 
@@ -269,7 +376,17 @@ def _known_orders(turn: _Turn) -> tuple[str, ...]:
 def _intent_answer(turn: _Turn, intent: str) -> StepResult:
     if turn.shop is not None and intent in turn.policy.order_intents and "order_number" in turn.s.slots:
         return _order(turn, intent, turn.s.slots["order_number"])
+    ip = turn.policy.intents[intent]
+    if ip.faq and turn.shop is not None and (entry := _faq_entry(turn, ip.faq)) is not None:
+        # The shop's own facts, not a second copy of them in the policies file.
+        return _faq_answer(turn, entry, ip.quick_replies.get(turn.lang, ()))
     return _answer(turn.policy, turn.s, intent)
+
+
+def _faq_entry(turn: _Turn, entry_id: str):
+    turn.shop.refresh()  # type: ignore[union-attr]
+    kb = getattr(turn.shop, "kb", None)
+    return next((e for e in getattr(kb, "entries", ()) if e.id == entry_id), None)
 
 
 def _order(turn: _Turn, intent: str, number: str) -> StepResult:
@@ -278,28 +395,58 @@ def _order(turn: _Turn, intent: str, number: str) -> StepResult:
         order = turn.shop.order(number)  # type: ignore[union-attr]
     except OrderSourceError:
         text = turn.msg("order_source_down")
-        return StepResult(turn.s, (Reply(text, quick_replies=turn.qr("talk_to_person_quick_replies")),))
+        reply = Reply(text, quick_replies=turn.qr("talk_to_person_quick_replies"))
+        return StepResult(turn.s, (reply,), action="order_source_down")
     owner = order.belongs_to(turn.customer) if order is not None else None
     if order is None or owner is False:
         # Someone else's order reads as no order at all: order numbers are not to be probed.
         turn.s.slots.pop("order_number", None)
-        return StepResult(turn.s, (Reply(turn.msg("order_not_found", order_number=number)),))
+        reply = Reply(turn.msg("order_not_found", order_number=number))
+        return StepResult(turn.s, (reply,), action="order_not_found")
+    turn.s.order_turn = turn.s.turns
     negative = turn.ann.sentiment == "negative" and turn.ann.sentiment_score <= turn.policy.mood.negative_score
-    ans = answers.for_order(turn.policy, turn.lang, intent, order, verified=owner is True, negative=negative)
+    ans = answers.for_order(
+        turn.policy, turn.lang, intent, order, verified=owner is True, negative=negative, faq=turn.faq_texts()
+    )
     if not ans.quick_replies:
         ans = replace(ans, quick_replies=turn.policy.intents[intent].quick_replies.get(turn.lang, ()))
-    return _from_answer(turn, ans)
+    return _from_answer(turn, ans, f"order:{intent}")
+
+
+def _asks_for_products(turn: _Turn) -> bool:
+    pp = turn.policy.products
+    return pp is not None and any(p.search(turn.text) for p in pp.trigger.values())
+
+
+def _in_catalogue_currency(turn: _Turn, query: ProductQuery) -> tuple[ProductQuery, str]:
+    """Price bounds asked in another currency (300块), converted at products.exchange_rates; and a note saying so."""
+    shop, pp = turn.shop, turn.policy.products
+    shop.refresh()  # type: ignore[union-attr]
+    ours = shop.catalog.currency  # type: ignore[union-attr]
+    if not ours or query.currency in (None, ours) or (query.min_price is None and query.max_price is None):
+        return query, ""
+    rate = pp.exchange_rates.get(query.currency)  # type: ignore[union-attr, arg-type]
+    if not rate:
+        return query, turn.msg("price_in_currency", currency=ours)
+
+    def conv(v: Decimal | None) -> Decimal | None:
+        return None if v is None else (v / Decimal(str(rate))).quantize(Decimal("0.01"))
+
+    asked = query.max_price if query.max_price is not None else query.min_price
+    note = turn.msg("price_converted", amount=asked, asked=query.currency, converted=conv(asked), currency=ours)
+    return replace(query, min_price=conv(query.min_price), max_price=conv(query.max_price), currency=ours), note
 
 
 def _products(turn: _Turn) -> StepResult | None:
     """A product question ("do you have ...", "推荐 ..."): matches from the catalogue, or None if it is not one."""
     pp = turn.policy.products
-    if pp is None or not any(p.search(turn.text) for p in pp.trigger.values()):
+    if pp is None or not _asks_for_products(turn):
         return None
-    query = parse_query(turn.text, pp.categories, pp.filler[turn.lang])
+    query, note = _in_catalogue_currency(turn, parse_query(turn.text, pp.categories, pp.filler[turn.lang]))
     shop = turn.shop
     vec = shop.vector(query.subject) if query.subject else None  # type: ignore[union-attr]
     hits = shop.products(query, vec, pp.min_lead, pp.spread, pp.max_results)  # type: ignore[union-attr]
+    nearest = [] if hits else shop.catalog.nearest(query, vec, pp.min_lead)  # type: ignore[union-attr]
     suggestions = []
     if turn.customer:
         try:
@@ -308,21 +455,24 @@ def _products(turn: _Turn) -> StepResult | None:
             bought_like = []
         shown = {h.product.sku for h in hits}
         suggestions = [p for p in bought_like if p.sku not in shown]
-    return _from_answer(turn, answers.for_products(turn.policy, turn.lang, query, hits, suggestions))
+    ans = answers.for_products(turn.policy, turn.lang, query, hits, suggestions, nearest, note)
+    return _from_answer(turn, ans, "products" if hits else "products_none")
 
 
-def _from_answer(turn: _Turn, ans: answers.Answer) -> StepResult:
+def _from_answer(turn: _Turn, ans: answers.Answer, action: str) -> StepResult:
     reply = Reply(ans.text, quick_replies=ans.quick_replies, facts=ans.facts, kind=ans.kind)
     if ans.handoff:
         result = _hand_off(turn.policy, turn.s, ans.handoff, turn.now, notice=ans.text)
-        return replace(result, replies=(replace(result.replies[0], facts=ans.facts, kind=ans.kind),))
-    return StepResult(turn.s, (reply,))
+        replies = (replace(result.replies[0], facts=ans.facts, kind=ans.kind),)
+        return replace(result, replies=replies, action=action)
+    return StepResult(turn.s, (reply,), action=action)
 
 
-def _faq_answer(turn: _Turn, entry) -> StepResult:
+def _faq_answer(turn: _Turn, entry, quick_replies: tuple[str, ...] = ()) -> StepResult:
     answer, used = entry.answer_in(turn.lang)
     text = answer if used == turn.lang else f"{turn.msg('faq_other_language')} {answer}"
-    return StepResult(turn.s, (Reply(text, facts=(entry.question_in(used), answer), kind="faq"),))
+    reply = Reply(text, quick_replies=quick_replies, facts=(entry.question_in(used), answer), kind="faq")
+    return StepResult(turn.s, (reply,), action=f"faq:{entry.id}")
 
 
 def _with_mood(turn: _Turn, result: StepResult) -> StepResult:
@@ -332,8 +482,14 @@ def _with_mood(turn: _Turn, result: StepResult) -> StepResult:
         return result
     if result.replies[0].kind == "small_talk":
         return result  # already an answer to the mood: no "thanks!" before "you're welcome"
-    if ann.sentiment == "negative" and ann.sentiment_score <= mood.negative_score:
+    negative = ann.sentiment == "negative" and ann.sentiment_score <= mood.negative_score
+    if not negative:
+        turn.s.apologized = False  # the grievance is over: a new one gets its own apology
+    if negative and turn.s.apologized:
+        return result  # one apology per grievance, not one per message
+    if negative:
         prefix = turn.msg("apology")
+        turn.s.apologized = True
     elif ann.sentiment == "positive" and ann.sentiment_score >= mood.positive_score and ann.intent != "review":
         prefix = turn.msg("thanks")
     else:
@@ -363,5 +519,6 @@ def resolved(state: ConversationState, policy: Policy, now: float) -> tuple[Conv
     s.status, s.agent, s.handoff_reason, s.priority, s.queued_at = "bot", None, None, 0, None
     s.busy_notice_at = None
     s.misunderstood = s.angry = s.mood_boost = 0
+    s.queued_acked = s.apologized = False
     s.updated_at = now
     return s, Reply(policy.message("back_to_bot", s.locale), sender="system")

@@ -14,6 +14,17 @@ DEFAULT_FILE = Path(__file__).with_name("policies.yaml")
 LANGUAGES = ("en", "zh")
 
 
+class FaqTexts(dict):
+    """FAQ answers by entry id, in one language, for texts that quote them (``{faq[return-policy]}``).
+
+    An entry the shop does not have reads as nothing, so the rest of the text still stands
+    (``python -m dialogue.facts`` reports the missing entry).
+    """
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
 class PolicyError(ValueError):
     """The policies file is missing, unreadable or incomplete; the message says where."""
 
@@ -23,6 +34,9 @@ class IntentPolicy:
     texts: dict[str, str]
     needs: tuple[str, ...] = ()
     quick_replies: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # The FAQ entry that answers this intent with the shop's own facts (the texts are the
+    # fallback when the shop has no such entry, and state no facts of their own).
+    faq: str | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +63,25 @@ class ProductPolicy:
     spread: float = 0.03
     max_results: int = 3
     categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Prices asked in another currency (yuan: 元, 块, ¥, 人民币) are converted at these rates:
+    # units of that currency per unit of the catalogue's currency. Without a rate the
+    # shopper is told the catalogue's currency instead.
+    exchange_rates: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OrderPolicy:
+    """Orders in a conversation: which intents look one up, and how long one stays the subject."""
+
+    intents: frozenset[str] = frozenset()
+    # The current order (the last one given or shown) is what follow-ups ("cancel it") are about
+    # for this many turns.
+    context_turns: int = 6
+    # With a current order, these intents and FAQ entries are asked about that order.
+    follow_ups: dict[str, str] = field(default_factory=dict)
+    faq_follow_ups: dict[str, str] = field(default_factory=dict)
+    # The buttons offered with an order number that came without a clear request: label -> intent.
+    actions: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -73,17 +106,40 @@ class Policy:
     mood: MoodPolicy = MoodPolicy()
     faq: FaqPolicy = FaqPolicy()
     products: ProductPolicy | None = None
-    order_intents: frozenset[str] = frozenset()
+    orders: OrderPolicy = OrderPolicy()
     status_names: dict[str, dict[str, str]] = field(default_factory=dict)
     small_talk: dict[str, SmallTalk] = field(default_factory=dict)  # greeting | thanks
     # What a message the intent model calls out of scope gets (default: messages.not_understood).
     out_of_scope: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def order_intents(self) -> frozenset[str]:
+        return self.orders.intents
+
     def message(self, name: str, lang: str, /, **values: object) -> str:
-        return str(self.messages[name][lang]).format(**values)
+        values.setdefault("faq", FaqTexts())
+        text = str(self.messages[name][lang]).format(**values)
+        return re.sub(r" {2,}", " ", text).strip() if "{faq[" in str(self.messages[name][lang]) else text
 
     def quick_replies(self, lang: str, name: str = "quick_replies") -> tuple[str, ...]:
         return tuple(self.messages[name][lang])  # type: ignore[arg-type]
+
+
+ADDED_MESSAGES = frozenset(
+    {
+        "ask_order_action",
+        "queued_ack",
+        "leave_message_ack",
+        "products_none_subject",
+        "products_nearest",
+        "price_converted",
+        "price_in_currency",
+    }
+)
+
+
+def _packaged_messages() -> dict:
+    return yaml.safe_load(DEFAULT_FILE.read_text(encoding="utf-8"))["messages"]
 
 
 def _need(d: dict, name: str, where: str):
@@ -181,9 +237,18 @@ def load_policy(path: str | Path | None = None) -> Policy:
         "refund_return",
         "refund_none",
         "refund_dispute",
+        "ask_order_action",
+        "queued_ack",
+        "leave_message_ack",
+        "products_none_subject",
+        "products_nearest",
+        "price_converted",
+        "price_in_currency",
     )
+    # Texts added after a shop may have copied the file: taken from the packaged one when left out.
+    newer = {n: d for n, d in _packaged_messages().items() if n in ADDED_MESSAGES and n not in msgs}
     messages: dict[str, dict[str, object]] = {
-        n: dict(_texts(_need(msgs, n, f"{where}: messages"), f"messages.{n}")) for n in names
+        n: dict(_texts(newer.get(n) or _need(msgs, n, f"{where}: messages"), f"messages.{n}")) for n in names
     }
     status_names = {
         st: _texts(_need(_need(msgs, "status_names", f"{where}: messages"), st, "messages.status_names"), st)
@@ -199,6 +264,7 @@ def load_policy(path: str | Path | None = None) -> Policy:
             texts=_texts(spec, f"intents.{name}"),
             needs=tuple(spec.get("needs") or ()),
             quick_replies={lang: tuple(v) for lang, v in qrs.items()},
+            faq=str(spec["faq"]) if spec.get("faq") else None,
         )
     slots = {}
     for name, spec in (raw.get("slots") or {}).items():
@@ -227,7 +293,7 @@ def load_policy(path: str | Path | None = None) -> Policy:
             mood=_section(MoodPolicy, raw, "mood"),
             faq=_section(FaqPolicy, raw, "faq"),
             products=_products(raw),
-            order_intents=frozenset((raw.get("orders") or {}).get("intents") or ()),
+            orders=_orders(raw, intents),
             status_names=status_names,
             small_talk=_small_talk(raw),
             out_of_scope=_texts(msgs["out_of_scope"], "messages.out_of_scope") if "out_of_scope" in msgs else {},
@@ -251,14 +317,47 @@ def _small_talk(raw: dict) -> dict[str, SmallTalk]:
     }
 
 
+def _orders(raw: dict, intents: dict[str, IntentPolicy]) -> OrderPolicy:
+    spec = raw.get("orders") or {}
+    if not isinstance(spec, dict):
+        raise PolicyError("orders: must be a mapping")
+    known = {"intents", "context_turns", "follow_ups", "faq_follow_ups", "actions"}
+    if unknown := set(spec) - known:
+        raise PolicyError(f"orders: unknown setting(s) {', '.join(sorted(unknown))}")
+    order_intents = frozenset(spec.get("intents") or ())
+    follow_ups = {str(k): str(v) for k, v in (spec.get("follow_ups") or {}).items()}
+    faq_follow_ups = {str(k): str(v) for k, v in (spec.get("faq_follow_ups") or {}).items()}
+    actions = {}
+    for lang in LANGUAGES if spec.get("actions") else ():
+        buttons = _need(spec["actions"], lang, "orders.actions")
+        if not isinstance(buttons, dict) or not buttons:
+            raise PolicyError(f"orders.actions.{lang}: must map button labels to order intents")
+        actions[lang] = {str(k): str(v) for k, v in buttons.items()}
+    targets = [*follow_ups.values(), *faq_follow_ups.values(), *(i for b in actions.values() for i in b.values())]
+    for target in targets:
+        if target not in order_intents or target not in intents:
+            raise PolicyError(f"orders: '{target}' is not one of orders.intents with a text under intents")
+    try:
+        return OrderPolicy(order_intents, int(spec.get("context_turns", 6)), follow_ups, faq_follow_ups, actions)
+    except (TypeError, ValueError) as exc:
+        raise PolicyError(f"orders.context_turns: {exc}") from exc
+
+
 def _products(raw: dict) -> ProductPolicy | None:
     spec = raw.get("products")
     if not spec:
         return None
     cats = {str(k): tuple(str(w) for w in v) for k, v in (spec.get("categories") or {}).items()}
+    try:
+        rates = {str(k).upper(): float(v) for k, v in (spec.get("exchange_rates") or {}).items()}
+    except (TypeError, ValueError) as exc:
+        raise PolicyError(f"products.exchange_rates: {exc}") from exc
+    if any(r <= 0 for r in rates.values()):
+        raise PolicyError("products.exchange_rates: rates must be above 0")
     return _section(
         ProductPolicy, raw, "products",
         trigger=_regex(_need(spec, "trigger", "products"), "products.trigger"),
         filler=_regex(spec.get("filler") or {lang: "(?!)" for lang in LANGUAGES}, "products.filler"),
         categories=cats,
+        exchange_rates=rates,
     )  # fmt: skip

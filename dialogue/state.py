@@ -26,6 +26,9 @@ class ConversationState:
     priority: int = 0
     queued_at: float | None = None
     busy_notice_at: float | None = None  # when the shopper was told that no agent is free yet
+    queued_acked: bool = False  # a message sent while waiting for a person was acknowledged once
+    order_turn: int = 0  # the turn the current order (slots["order_number"]) was last given or shown
+    apologized: bool = False  # the bot apologised for the shopper's current grievance
     created_at: float = 0.0
     updated_at: float = 0.0
 

@@ -140,8 +140,17 @@ def test_price_and_category_filters_are_read_in_both_languages():
 def test_products_found_filtered_and_suggested_from_recent_orders(shop):
     r = talk(shop, [("do you sell yoga mats?", ann("place_order", conf=0.2))])[0].replies[0]
     assert r.kind == "products" and "Yoga mat, 6 mm: 49.00 USD, in stock" in r.text
-    cheap = talk(shop, [("do you have speakers under 100?", ann("place_order", conf=0.2))])[0].replies[0]
-    assert cheap.text.startswith(POLICY.message("products_none", "en", filters=" up to 100")[:30])
+    cheap = talk(shop, [("do you have speakers under 100?", ann("place_order", conf=0.2))])[0]
+    # Nothing at that price: it says what it searched for, and the nearest match at another price.
+    lines = cheap.replies[0].text.splitlines()
+    assert cheap.action == "products_none"
+    assert lines[0] == POLICY.message("products_none_subject", "en", subject="speakers", filters=" up to 100")
+    assert lines[1] == POLICY.message("products_nearest", "en") and "speaker" in lines[2] and "149.00 USD" in lines[2]
+    # A category and a price bound combine; a price in yuan is converted, and the reply says so.
+    sports = talk(shop, [("show me sports stuff under 30 dollars", ann("place_order", conf=0.2))])[0].replies[0]
+    assert "Resistance bands" in sports.text and "Yoga mat" not in sports.text
+    yuan = talk(shop, [("200元以内的运动用品有啥推荐", ann("place_order", lang="zh", conf=0.2))])[0].replies[0]
+    assert "弹力带" in yuan.text and "瑜伽垫" not in yuan.text and "200 CNY" in yuan.text and "28.17 USD" in yuan.text
     out_of_stock = talk(shop, [("do you have a mechanical keyboard?", ann("place_order", conf=0.2))])[0].replies[0]
     assert "Mechanical keyboard, compact: 99.00 USD, out of stock" in out_of_stock.text
     # The owner of 10023 (serum, sheet masks) gets beauty products they have not bought.
@@ -196,3 +205,92 @@ def test_customer_identity_comes_only_from_channels_that_vouch_for_it():
 
 
 POLICY_FILE = Path(__file__).resolve().parent.parent / "dialogue" / "policies.yaml"
+
+
+# -- conversations that keep their context (issue: conversations that come out right) ---------
+
+
+def test_an_order_number_without_a_clear_request_asks_what_to_do_with_that_order(shop):
+    asked, pressed = talk(shop, [("about order 10024", ann("review", conf=0.2)), ("Cancel this order", ann(conf=0.1))])
+    assert asked.action == "ask_order_action" and asked.handoff is None
+    reply = asked.replies[0]
+    assert "10024" in reply.text and reply.text.endswith(POLICY.message("ask_order_action", "en", order_number="10024"))
+    assert reply.quick_replies == tuple(POLICY.orders.actions["en"])
+    # The button is the request, about that order: 10024 is paid, so it can still be cancelled.
+    assert pressed.action == "order:cancel_order"
+    assert pressed.replies[0].text == POLICY.message("cancel_possible", "en", order_number="10024")
+    zh = talk(shop, [("10022", ann(lang="zh", intent="complaint", conf=0.3)), ("查询物流", ann(lang="zh", conf=0.1))])
+    assert zh[0].action == "ask_order_action" and zh[0].replies[0].quick_replies == tuple(POLICY.orders.actions["zh"])
+    assert zh[1].action == "order:track_order" and "DHL" in zh[1].replies[0].text
+    # A number that is no order (or someone else's) is said to be unknown, not offered buttons.
+    assert talk(shop, [("99999", ann(conf=0.1))])[0].action == "order_not_found"
+
+
+def test_follow_ups_are_about_the_current_order(shop):
+    shown, ret, when = talk(
+        shop,
+        [
+            ("what's the status of 10021", ann()),
+            ("can I return it?", ann("check_refund_policy")),  # a general question, asked about 10021
+            ("and where is it now", ann("track_order")),
+        ],
+    )
+    assert [shown.action, ret.action, when.action] == ["order:track_order", "order:get_refund", "order:track_order"]
+    assert "10021" in ret.replies[0].text and "30 days" in ret.replies[0].text  # the shop's FAQ: its return window
+    assert "10021" in when.replies[0].text
+    # Without a current order the same question is the shop's general answer, from its FAQ.
+    general = talk(shop, [("can I return it?", ann("check_refund_policy"))])[0]
+    assert general.action == "faq:return-policy" and "30 days" in general.replies[0].text
+    # The order stays the subject for orders.context_turns turns, then the bot asks again.
+    turns = [("where is 10022", ann())] + [("which currency do you charge in?", ann("review", conf=0.2))] * (
+        POLICY.orders.context_turns
+    )
+    out = talk(shop, turns + [("cancel it", ann("cancel_order"))])
+    assert out[-1].action == "ask:order_number" and "order_number" not in out[-1].state.slots
+
+
+def test_informational_intents_answer_with_the_shops_facts(shop):
+    for intent, entry, fact in [
+        ("check_payment_methods", "payment-methods", "Apple Pay"),
+        ("delivery_options", "delivery-options", "14.90"),
+        ("contact_customer_service", "contact", "8:00"),
+    ]:
+        r = talk(shop, [("tell me", ann(intent))])[0]
+        assert r.action == f"faq:{entry}" and fact in r.replies[0].text
+    contact = talk(shop, [("tell me", ann("contact_customer_service"))])[0].replies[0]
+    assert contact.quick_replies == POLICY.intents["contact_customer_service"].quick_replies["en"]
+
+
+def test_one_apology_per_grievance_and_praise_is_thanked(shop):
+    upset = ann(sentiment="negative", score=POLICY.mood.negative_score - 0.1)
+    out = talk(
+        shop,
+        [
+            ("my order 10022 is so late", upset),
+            ("it was supposed to be here days ago, where is it", upset),
+            ("ok, where is 10024 then", ann()),
+            ("and 10024 is late too", upset),
+        ],
+    )
+    apology = POLICY.message("apology", "en")
+    assert [r.replies[0].text.startswith(apology) for r in out] == [True, False, False, True]
+    praise = ann("review", sentiment="positive", score=0.9)
+    r = talk(shop, [("you lot are fantastic, honestly", praise)])[0]
+    assert r.action == "small_talk:thanks" and r.replies[0].text == POLICY.small_talk["thanks"].reply["en"]
+
+
+def test_while_queued_the_first_message_and_leave_a_message_are_acknowledged(shop):
+    out = talk(
+        shop,
+        [
+            ("I want a person", ann("contact_human_agent")),
+            ("hello?", ann("review", conf=0.2)),
+            ("where is order 10022", ann()),
+            ("Leave a message", ann(conf=0.1)),
+            ("it is about 10022, please e-mail me", ann()),
+        ],
+    )
+    assert [r.action for r in out] == ["handoff", "queued_ack", "silent", "queued_ack", "silent"]
+    assert out[1].replies[0].text == POLICY.message("queued_ack", "en")
+    assert out[3].replies[0].text == POLICY.message("leave_message_ack", "en")
+    assert all("DHL" not in r.text for o in out for r in o.replies)  # no answers to the content

@@ -87,7 +87,7 @@ async def test_an_angry_shopper_gets_an_apology_then_a_person(product):
 
 @pytest.mark.parametrize(
     ("locale", "question", "limit"),
-    [("en", "do you have headphones under 150 dollars?", 150), ("zh", "有没有200元以下的耳机", 200)],
+    [("en", "do you have headphones under 150 dollars?", 150), ("zh", "有没有200美元以下的耳机", 200)],
 )
 async def test_a_product_question_with_a_price_filter(product, locale, question, limit):
     async with aiohttp.ClientSession() as http:

@@ -89,7 +89,9 @@ def test_an_angry_shopper_gets_an_apology_then_a_person_and_anger_in_the_queue_r
     assert r.replies[0].text == POLICY.message("handoff_angry", "en")
     waiting = step(ConversationState(), "agent", ann("contact_human_agent"), POLICY, 1.0).state
     r = step(waiting, "still nobody?!", angry, POLICY, 2.0)
-    assert r.replies == () and r.handoff and r.state.priority == POLICY.priority["angry"]
+    # Waiting: the message is acknowledged (not answered), and its anger moves the conversation up.
+    assert r.action == "queued_ack" and r.replies[0].text == POLICY.message("queued_ack", "en")
+    assert r.handoff and r.state.priority == POLICY.priority["angry"]
     mild = step(ConversationState(), "a bit late", ann("complaint", sentiment="negative", score=-0.3), POLICY, 1.0)
     assert mild.handoff is None
 

@@ -192,7 +192,10 @@ async def test_a_handoff_nobody_claims_offers_to_wait_or_leave_a_message_once(pr
         assert time.monotonic() - queued_at >= BUSY_AFTER_S - 1
         assert busy["from"] == "system" and busy["text"] == POLICY.message("agents_busy", "en")
         assert busy["quick_replies"] == ["Keep waiting", "Leave a message"]
-        await chat.say("Leave a message")  # recorded for the agent; the bot stays silent
+        await chat.say("Leave a message")  # recorded for the agent, and acknowledged
+        ack = await chat.next_message()
+        assert ack["from"] == "system" and ack["text"] == POLICY.message("leave_message_ack", "en")
+        await chat.say("it's about my order 10022, please e-mail me")  # for the agent: the bot stays silent
         with pytest.raises(asyncio.TimeoutError):
             await chat.next_message(timeout=5)
         status, _ = await agent(http, url, "POST", f"/conversations/{chat.cid}/resolve", agent="alice")
