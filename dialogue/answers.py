@@ -148,7 +148,9 @@ def for_order(
             if negative:
                 return ans(m("refund_dispute", order_number=number), handoff="refund_dispute")
             return ans(m("refund_return", order_number=number, total=total))
-        # A refund asked again for an order already refunded, returned or cancelled: a dispute.
+        # A refund asked again for an order already refunded or returned: a dispute for a person.
+        if st == "cancelled" and not negative:
+            return ans(status_text(policy, lang, order, verified, faq))  # nothing was taken: nothing to dispute
         return ans(m("refund_dispute", order_number=number), handoff="refund_dispute")
     return ans(status_text(policy, lang, order, verified, faq))
 

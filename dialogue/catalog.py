@@ -29,7 +29,7 @@ _CURRENCIES = [
 ]
 # (pattern, which bound(s) its numbers set); the first that matches wins, so ranges come first.
 _PRICE_PATTERNS = [
-    (re.compile(rf"between\s*[\$¥￥]?{NUM}{CUR}\s*(?:and|-|to)\s*[\$¥￥]?{NUM}", re.I), "range"),
+    (re.compile(rf"between\s*[\$¥￥]?{NUM}{CUR}\s*(?:and|-|to)\s*[\$¥￥]?{NUM}{CUR}", re.I), "range"),
     (re.compile(rf"[\$¥￥]?{NUM}{CUR}\s*(?:-|~|to|到|至)\s*[\$¥￥]?{NUM}{CUR}(?:\s*之间)?", re.I), "range"),
     (re.compile(rf"(?:under|below|less than|cheaper than|up to|at most|max(?:imum)?|no more than|within)"
                 rf"\s*[\$¥￥]?{NUM}{CUR}",
@@ -151,7 +151,13 @@ class Catalog:
         return best
 
     def search(
-        self, query: ProductQuery, vec: np.ndarray | None, min_lead: float, spread: float, k: int = 3
+        self,
+        query: ProductQuery,
+        vec: np.ndarray | None,
+        min_lead: float,
+        spread: float,
+        k: int = 3,
+        by_category: bool = True,
     ) -> list[ProductHit]:
         """Products the filters admit that stand out for the subject, in stock first, then best first.
 
@@ -160,14 +166,15 @@ class Catalog:
         query's language and length, its lead over the crowd does not. Products
         need ``min_lead`` and to be within ``spread`` of the best. With no
         subject (only a category or a price) every admitted product qualifies.
-        A category named in the question is a filter of its own: the products of
-        that category (and price) are ranked by the subject, not held to the lead
+        A category named in the question is a filter of its own: with
+        ``by_category`` (the question names nothing more specific) the products of
+        that category and price are ranked by the subject, not held to the lead
         ("sports stuff under 30" lists the sports products under 30).
         """
         rel = self._relevance(vec)
-        loose = vec is None or query.category is not None
+        loose = vec is None or (query.category is not None and by_category)
         admitted = [i for i, p in enumerate(self.products) if query.admits(p) and (loose or rel[i] >= min_lead)]
-        if query.category is not None and admitted:
+        if query.category is not None and by_category and admitted:
             admitted.sort(key=lambda i: (self.products[i].stock <= 0, -rel[i], self.products[i].price))
             return [ProductHit(self.products[i], float(rel[i])) for i in admitted[:k]]
         if not admitted:

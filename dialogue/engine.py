@@ -7,7 +7,7 @@ result to Redis in one transaction.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from . import answers
@@ -87,6 +87,8 @@ class _Turn:
     now: float
     shop: object | None  # dialogue.shop.Shop, or None: templates only
     customer: str | None  # who the channel says is writing (a Telegram or Slack user id), None when anonymous
+    near: list = field(default_factory=list)  # the FAQ entries closest to the message, best first
+    faq: object | None = None  # the knowledge base's own decision on them (dialogue.knowledge.FaqDecision)
 
     @property
     def lang(self) -> str:
@@ -204,6 +206,8 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
             s.slots[s.awaiting["slot"]] = value
             s.order_turn = s.turns
             intent = s.awaiting["intent"]
+            if confident and ann.intent in policy.order_intents and not _bare(turn, value):
+                intent = ann.intent  # "10024发货没" after "cancel": the number, with the request it comes with
             s.awaiting = None
             s.misunderstood = 0
             return _intent_answer(turn, intent)
@@ -226,35 +230,70 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
         s.misunderstood = 0
         return _hand_off(policy, s, "requested", now)
 
-    if confident and ann.intent in policy.order_intents and ann.intent in policy.intents:
-        s.misunderstood = 0
-        return _with_slots(turn, ann.intent)
-
     shop = turn.shop
     number = extract_slot(policy, "order_number", text) if "order_number" in policy.slot_patterns else None
-    product_question = shop is not None and _asks_for_products(turn)
-    if confident and (follow := policy.orders.follow_ups.get(ann.intent)) and (number or _current_order(turn)):
-        # "Can I return it?" about the order just shown (or named in the message).
-        s.misunderstood = 0
-        return _with_slots(turn, follow)
-    if number and shop is not None and not product_question and not (confident and ann.intent in policy.intents):
-        # An order number without a clear request: show the order and ask what to do with it.
+    signal = _product_signal(turn) if shop is not None else None
+    if number and signal and _is_price(turn, number):
+        number = None  # "1000块以内": a price, not an order number
+    if shop is not None:
+        turn.near = shop.faq(shop.vector(text), k=5)
+        turn.faq = decide(turn.near[:3], policy.faq.answer_score, policy.faq.suggest_score, policy.faq.min_lead)
+    near, faq = turn.near, turn.faq
+
+    if number and shop is not None and _bare(turn, number):
+        # Only an order number ("10024", "my order is 10024"): show it and ask what to do with it.
         s.misunderstood = 0
         return _ask_order_action(turn, number)
 
-    near = shop.faq(shop.vector(text)) if shop is not None else []
-    faq = decide(near, policy.faq.answer_score, policy.faq.suggest_score, policy.faq.min_lead) if shop else None
+    if confident and ann.intent in policy.order_intents and ann.intent in policy.intents:
+        s.misunderstood = 0
+        if shop is not None and not number and not _current_order(turn):
+            # No order to look up: a question about products, or a general one the FAQ answers.
+            if signal and (found := _products(turn, signal)) is not None and found.action == "products":
+                return found
+            if (general := _general_answer(turn, ann.intent)) is not None:
+                return general
+        return _with_slots(turn, ann.intent)
+
+    if confident and (follow := policy.orders.follow_ups.get(ann.intent)) and (number or _current_order(turn)):
+        # "Can I return it?" about the order just shown (or named in the message).
+        s.misunderstood = 0
+        return _with_slots(turn, follow, follow_up=True)
+    if not number and _current_order(turn) and near and near[0].score >= policy.faq.suggest_score:
+        if (follow := policy.orders.faq_follow_ups.get(near[0].entry.id)) and not confident:
+            s.misunderstood = 0  # an unsure message, closest to an order question: about the current order
+            return _with_slots(turn, follow, follow_up=True)
+    if number and shop is not None and not (confident and ann.intent in policy.intents):
+        s.misunderstood = 0
+        if ann.intent in ("track_order", "delivery_period", "complaint") and ann.intent_confidence >= 0.3:
+            # Unsure, but most likely "where is it" (or a grievance about it): where it is.
+            return _with_slots(turn, "delivery_period" if ann.intent == "delivery_period" else "track_order")
+        # An order number without a clear request: show the order and ask what to do with it.
+        return _ask_order_action(turn, number)
+
     if faq is not None and faq.action == "answer":
         s.misunderstood = 0
         entry = faq.hits[0].entry
         follow = policy.orders.faq_follow_ups.get(entry.id)
         if follow and _current_order(turn):
-            return _with_slots(turn, follow)
-        return _faq_answer(turn, entry)
+            return _with_slots(turn, follow, follow_up=True)
+        ip = policy.intents.get(ann.intent)
+        qr = ip.quick_replies.get(turn.lang, ()) if confident and ip and entry.id in ip.faq else ()
+        return _faq_answer(turn, entry, qr)
 
-    if product_question and (found := _products(turn)) is not None:
-        s.misunderstood = 0
-        return found
+    if signal and not number and (found := _products(turn, signal)) is not None:
+        # Nothing found: "not found" unless the intent model is sure the message is something else.
+        other = ann.intent not in ("place_order", OUT_OF_SCOPE) and ann.intent_confidence >= 0.9
+        if found.action == "products" or (signal == "strong" and not other):
+            s.misunderstood = 0
+            return found
+
+    if confident and ann.intent == "place_order" and shop is not None:
+        if (related := _related_answer(turn, ann.intent, policy.faq.answer_score)) is not None:
+            return related  # "can I buy a gift card?": the FAQ entry, before a product search
+        if (found := _products(turn, "weak")) is not None and found.action == "products":
+            s.misunderstood = 0
+            return found  # "I'd like to buy building blocks for my son": what the shop has
 
     if confident and ann.intent in policy.intents:
         s.misunderstood = 0
@@ -267,11 +306,7 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
 
     sure_out_of_scope = ann.intent == OUT_OF_SCOPE and ann.intent_confidence >= policy.min_intent_confidence
     if faq is not None and faq.action == "clarify" and not sure_out_of_scope:
-        s.misunderstood = 0
-        options = tuple(dict.fromkeys(h.entry.question_in(turn.lang) for h in faq.hits))
-        facts = _faq_facts(turn, faq.hits)
-        reply = Reply(turn.msg("faq_did_you_mean"), quick_replies=options, facts=facts, kind="fallback")
-        return StepResult(s, (reply,), action="did_you_mean")
+        return _did_you_mean(turn, faq.hits)
 
     s.misunderstood += 1
     if s.misunderstood >= policy.misunderstood_handoff_after:
@@ -285,6 +320,48 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
     facts = _faq_facts(turn, near)
     reply = Reply(turn.msg(name), quick_replies=turn.qr(), facts=facts, kind="fallback")
     return StepResult(s, (reply,), action="not_understood")
+
+
+def _bare(turn: _Turn, number: str) -> bool:
+    """The message is the order number and words that ask nothing (orders.bare)."""
+    pattern = turn.policy.orders.bare.get(turn.lang)
+    if pattern is None:
+        return False
+    rest = turn.text[:200].upper().replace(number, " ").lower()
+    return bool(pattern.search(rest.strip()))
+
+
+def _is_price(turn: _Turn, number: str) -> bool:
+    q = parse_query(turn.text[:300], {})
+    return any(b is not None and str(b) == number.lstrip("0") for b in (q.min_price, q.max_price))
+
+
+def _related_answer(turn: _Turn, intent: str, min_score: float) -> StepResult | None:
+    """The knowledge base's best entry, where it is one the intent lists (related_faq) and scores min_score."""
+    related = turn.policy.intents[intent].related_faq
+    if not related or not turn.near or turn.near[0].entry.id not in related or turn.near[0].score < min_score:
+        return None
+    turn.s.misunderstood = 0
+    return _faq_answer(turn, turn.near[0].entry)
+
+
+def _general_answer(turn: _Turn, intent: str) -> StepResult | None:
+    """An order question without an order and not about the shopper's own ("how long does delivery take?",
+    "how do I send something back?"): the FAQ's answer where the knowledge base is sure or agrees with the
+    intent (related_faq), and an offer to check an order."""
+    personal = turn.policy.orders.personal.get(turn.lang)
+    if personal is not None and personal.search(turn.text):
+        return None  # "I want to cancel my order": the order number is what is needed
+    result = None
+    if turn.faq is not None and turn.faq.action == "answer":
+        result = _faq_answer(turn, turn.faq.hits[0].entry)
+    else:
+        result = _related_answer(turn, intent, turn.policy.faq.suggest_score)
+    if result is None:
+        return None
+    turn.s.awaiting = {"intent": intent, "slot": "order_number"}
+    follow = Reply(turn.msg("ask_order_number_after_faq"), quick_replies=_known_orders(turn))
+    return replace(result, replies=(*result.replies, follow))
 
 
 def _positive(turn: _Turn) -> bool:
@@ -347,7 +424,7 @@ def _faq_facts(turn: _Turn, hits) -> tuple[str, ...]:
     return tuple(f"{h.entry.question_in(turn.lang)} {h.entry.answer_in(turn.lang)[0]}" for h in hits)
 
 
-def _with_slots(turn: _Turn, intent: str) -> StepResult:
+def _with_slots(turn: _Turn, intent: str, follow_up: bool = False) -> StepResult:
     """Fill the intent's slots from the message (or earlier ones), ask for the first one missing, then answer."""
     s = turn.s
     for slot in turn.policy.intents[intent].needs:
@@ -360,7 +437,7 @@ def _with_slots(turn: _Turn, intent: str) -> StepResult:
             s.awaiting = {"intent": intent, "slot": slot}
             reply = Reply(turn.msg(f"ask_{slot}"), quick_replies=_known_orders(turn))
             return StepResult(s, (reply,), action=f"ask:{slot}")
-    return _intent_answer(turn, intent)
+    return _intent_answer(turn, intent, follow_up)
 
 
 def _known_orders(turn: _Turn) -> tuple[str, ...]:
@@ -373,14 +450,41 @@ def _known_orders(turn: _Turn) -> tuple[str, ...]:
         return ()
 
 
-def _intent_answer(turn: _Turn, intent: str) -> StepResult:
+def _intent_answer(turn: _Turn, intent: str, follow_up: bool = False) -> StepResult:
     if turn.shop is not None and intent in turn.policy.order_intents and "order_number" in turn.s.slots:
-        return _order(turn, intent, turn.s.slots["order_number"])
+        return _order(turn, intent, turn.s.slots["order_number"], follow_up)
     ip = turn.policy.intents[intent]
-    if ip.faq and turn.shop is not None and (entry := _faq_entry(turn, ip.faq)) is not None:
-        # The shop's own facts, not a second copy of them in the policies file.
-        return _faq_answer(turn, entry, ip.quick_replies.get(turn.lang, ()))
+    if turn.shop is not None and (ip.faq or ip.related_faq):
+        # The shop's own facts, not a second copy of them in the policies file: of the intent's
+        # entries, the one the knowledge base ranks best for the message.
+        qr = ip.quick_replies.get(turn.lang, ())
+        family = (*ip.faq, *ip.related_faq)
+        near, suggest = turn.near, turn.policy.faq.suggest_score
+        lead = near[0].score - near[1].score if len(near) > 1 else 1.0
+        if near and near[0].entry.id in family and near[0].score >= suggest and lead >= turn.policy.faq.agree_lead:
+            return _faq_answer(turn, near[0].entry, qr)  # the intent and the knowledge base agree
+        ranked = [h for h in near[:3] if h.entry.id in family]
+        if ip.faq and ranked and near[0].score >= suggest:
+            # They disagree on the entry: ask rather than answer the wrong one.
+            return _did_you_mean(turn, [near[0], ranked[0]])
+        if ip.faq and turn.faq is not None and turn.faq.action == "clarify":
+            # The intent and the knowledge base disagree: ask rather than answer the wrong entry.
+            return _did_you_mean(turn, turn.faq.hits, _faq_entry(turn, ip.faq[0]))
+        if len(ip.faq) == 1 and (entry := _faq_entry(turn, ip.faq[0])) is not None:
+            return _faq_answer(turn, entry, qr)  # the intent has one entry: that one
+        if ip.faq and (entries := [e for i in ip.faq[:3] if (e := _faq_entry(turn, i)) is not None]):
+            # Several entries and no sign which: offer the usual ones.
+            return _did_you_mean(turn, [], *entries)
     return _answer(turn.policy, turn.s, intent)
+
+
+def _did_you_mean(turn: _Turn, hits, *also) -> StepResult:
+    entries = [h.entry for h in hits] + [e for e in also if e is not None]
+    options = tuple(dict.fromkeys(e.question_in(turn.lang) for e in entries))
+    facts = tuple(f"{e.question_in(turn.lang)} {e.answer_in(turn.lang)[0]}" for e in entries)
+    turn.s.misunderstood = 0
+    reply = Reply(turn.msg("faq_did_you_mean"), quick_replies=options, facts=facts, kind="fallback")
+    return StepResult(turn.s, (reply,), action="did_you_mean")
 
 
 def _faq_entry(turn: _Turn, entry_id: str):
@@ -389,7 +493,7 @@ def _faq_entry(turn: _Turn, entry_id: str):
     return next((e for e in getattr(kb, "entries", ()) if e.id == entry_id), None)
 
 
-def _order(turn: _Turn, intent: str, number: str) -> StepResult:
+def _order(turn: _Turn, intent: str, number: str, follow_up: bool = False) -> StepResult:
     """Look the order up and answer from its real status; hand off when the action needs a person."""
     try:
         order = turn.shop.order(number)  # type: ignore[union-attr]
@@ -401,9 +505,12 @@ def _order(turn: _Turn, intent: str, number: str) -> StepResult:
     if order is None or owner is False:
         # Someone else's order reads as no order at all: order numbers are not to be probed.
         turn.s.slots.pop("order_number", None)
+        turn.s.awaiting = {"intent": intent, "slot": "order_number"}  # the right number may follow
         reply = Reply(turn.msg("order_not_found", order_number=number))
         return StepResult(turn.s, (reply,), action="order_not_found")
     turn.s.order_turn = turn.s.turns
+    if follow_up and intent == "get_refund" and order.status in answers.CLOSED:
+        intent = "track_refund"  # "can I get my money back?" about a closed order: where its refund is
     negative = turn.ann.sentiment == "negative" and turn.ann.sentiment_score <= turn.policy.mood.negative_score
     ans = answers.for_order(
         turn.policy, turn.lang, intent, order, verified=owner is True, negative=negative, faq=turn.faq_texts()
@@ -413,9 +520,20 @@ def _order(turn: _Turn, intent: str, number: str) -> StepResult:
     return _from_answer(turn, ans, f"order:{intent}")
 
 
-def _asks_for_products(turn: _Turn) -> bool:
+def _product_signal(turn: _Turn) -> str | None:
+    """ "strong" for a product question ("do you have", a price bound), "weak" for a looser sign, else None."""
     pp = turn.policy.products
-    return pp is not None and any(p.search(turn.text) for p in pp.trigger.values())
+    if pp is None:
+        return None
+    text = turn.text[:300]
+    if any(p.search(text) for p in pp.trigger.values()):
+        return "strong"
+    q = parse_query(text, pp.categories)
+    if q.min_price is not None or q.max_price is not None:
+        return "strong"
+    if any(p.search(text) for p in pp.weak_trigger.values()):
+        return "weak"
+    return None
 
 
 def _in_catalogue_currency(turn: _Turn, query: ProductQuery) -> tuple[ProductQuery, str]:
@@ -437,16 +555,18 @@ def _in_catalogue_currency(turn: _Turn, query: ProductQuery) -> tuple[ProductQue
     return replace(query, min_price=conv(query.min_price), max_price=conv(query.max_price), currency=ours), note
 
 
-def _products(turn: _Turn) -> StepResult | None:
+def _products(turn: _Turn, signal: str | None) -> StepResult | None:
     """A product question ("do you have ...", "推荐 ..."): matches from the catalogue, or None if it is not one."""
     pp = turn.policy.products
-    if pp is None or not _asks_for_products(turn):
+    if pp is None or signal is None:
         return None
     query, note = _in_catalogue_currency(turn, parse_query(turn.text, pp.categories, pp.filler[turn.lang]))
     shop = turn.shop
     vec = shop.vector(query.subject) if query.subject else None  # type: ignore[union-attr]
-    hits = shop.products(query, vec, pp.min_lead, pp.spread, pp.max_results)  # type: ignore[union-attr]
-    nearest = [] if hits else shop.catalog.nearest(query, vec, pp.min_lead)  # type: ignore[union-attr]
+    # A category and nothing more specific ("sports stuff"): that category's products.
+    by_category = query.category is not None and not _specific(turn, query)
+    hits = shop.products(query, vec, pp.min_lead, pp.spread, pp.max_results, by_category)  # type: ignore[union-attr]
+    nearest = [] if hits or by_category else shop.catalog.nearest(query, vec, pp.min_lead)  # type: ignore[union-attr]
     suggestions = []
     if turn.customer:
         try:
@@ -457,6 +577,18 @@ def _products(turn: _Turn) -> StepResult | None:
         suggestions = [p for p in bought_like if p.sku not in shown]
     ans = answers.for_products(turn.policy, turn.lang, query, hits, suggestions, nearest, note)
     return _from_answer(turn, ans, "products" if hits else "products_none")
+
+
+def _specific(turn: _Turn, query: ProductQuery) -> bool:
+    """Whether the subject names more than the category ("运动手表" besides "运动")."""
+    pp = turn.policy.products
+    rest = query.subject.lower()
+    for w in pp.categories.get(query.category or "", ()):  # type: ignore[union-attr]
+        rest = rest.replace(w.lower(), " ")
+    generic = pp.generic.get(turn.lang)  # type: ignore[union-attr]
+    if generic is not None:
+        rest = generic.sub(" ", rest)
+    return bool(rest.strip())
 
 
 def _from_answer(turn: _Turn, ans: answers.Answer, action: str) -> StepResult:

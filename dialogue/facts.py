@@ -83,8 +83,10 @@ def check(policy: Policy, faq_answers: dict[str, list[str]], prices: Iterable[st
         for n in sorted(_numbers(text) - known):
             findings.append(Finding(where, f"states '{n}', which is in none of the shop's FAQ answers or prices"))
     for name, ip in policy.intents.items():
-        if ip.faq and ip.faq not in faq_answers:
-            findings.append(Finding(f"intents.{name}.faq", f"FAQ entry '{ip.faq}' is not in the shop's FAQ"))
+        for key, ids in (("faq", ip.faq), ("related_faq", ip.related_faq)):
+            for entry in ids:
+                if entry not in faq_answers:
+                    findings.append(Finding(f"intents.{name}.{key}", f"FAQ entry '{entry}' is not in the shop's FAQ"))
     return findings
 
 

@@ -34,9 +34,13 @@ class IntentPolicy:
     texts: dict[str, str]
     needs: tuple[str, ...] = ()
     quick_replies: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    # The FAQ entry that answers this intent with the shop's own facts (the texts are the
-    # fallback when the shop has no such entry, and state no facts of their own).
-    faq: str | None = None
+    # The FAQ entries that answer this intent with the shop's own facts, the usual one first:
+    # the one the knowledge base ranks best for the message is answered (the texts are the
+    # fallback when the shop has none of them, and state no facts of their own).
+    faq: tuple[str, ...] = ()
+    # Entries answered only when the knowledge base ranks one among its closest to the message
+    # (else the intent's own text; for an order intent without an order number, the question).
+    related_faq: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,9 @@ class FaqPolicy:
     answer_score: float = 0.04
     min_lead: float = 0.02
     suggest_score: float = 0.03
+    # An intent's FAQ entry is answered when the knowledge base ranks it first, at suggest_score or
+    # more and this far ahead of the runner-up (else "did you mean").
+    agree_lead: float = 0.01
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,12 @@ class ProductPolicy:
     # units of that currency per unit of the catalogue's currency. Without a rate the
     # shopper is told the catalogue's currency instead.
     exchange_rates: dict[str, float] = field(default_factory=dict)
+    # Looser signs of a product question ("有...吗", "i need a"): a product search, but "not found"
+    # is not said on their word alone.
+    weak_trigger: dict[str, re.Pattern[str]] = field(default_factory=dict)
+    # Words that name no product ("stuff", "用品"): with a category word, a question left with
+    # nothing else lists that category's products instead of searching for a name.
+    generic: dict[str, re.Pattern[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,11 @@ class OrderPolicy:
     faq_follow_ups: dict[str, str] = field(default_factory=dict)
     # The buttons offered with an order number that came without a clear request: label -> intent.
     actions: dict[str, dict[str, str]] = field(default_factory=dict)
+    # A message that is an order number and only these words ("my order number is", "订单") is no
+    # request, whatever the intent model says: the bot asks what to do with the order.
+    bare: dict[str, re.Pattern[str]] = field(default_factory=dict)
+    # Words that make an order question about the shopper's own order ("my", "我的").
+    personal: dict[str, re.Pattern[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -134,12 +152,20 @@ ADDED_MESSAGES = frozenset(
         "products_nearest",
         "price_converted",
         "price_in_currency",
+        "ask_order_number_after_faq",
     }
 )
 
 
 def _packaged_messages() -> dict:
     return yaml.safe_load(DEFAULT_FILE.read_text(encoding="utf-8"))["messages"]
+
+
+def _ids(value: object) -> tuple[str, ...]:
+    """One FAQ entry id or a list of them."""
+    if not value:
+        return ()
+    return (str(value),) if isinstance(value, str) else tuple(str(v) for v in value)  # type: ignore[union-attr]
 
 
 def _need(d: dict, name: str, where: str):
@@ -244,6 +270,7 @@ def load_policy(path: str | Path | None = None) -> Policy:
         "products_nearest",
         "price_converted",
         "price_in_currency",
+        "ask_order_number_after_faq",
     )
     # Texts added after a shop may have copied the file: taken from the packaged one when left out.
     newer = {n: d for n, d in _packaged_messages().items() if n in ADDED_MESSAGES and n not in msgs}
@@ -264,7 +291,8 @@ def load_policy(path: str | Path | None = None) -> Policy:
             texts=_texts(spec, f"intents.{name}"),
             needs=tuple(spec.get("needs") or ()),
             quick_replies={lang: tuple(v) for lang, v in qrs.items()},
-            faq=str(spec["faq"]) if spec.get("faq") else None,
+            faq=_ids(spec.get("faq")),
+            related_faq=_ids(spec.get("related_faq")),
         )
     slots = {}
     for name, spec in (raw.get("slots") or {}).items():
@@ -321,7 +349,7 @@ def _orders(raw: dict, intents: dict[str, IntentPolicy]) -> OrderPolicy:
     spec = raw.get("orders") or {}
     if not isinstance(spec, dict):
         raise PolicyError("orders: must be a mapping")
-    known = {"intents", "context_turns", "follow_ups", "faq_follow_ups", "actions"}
+    known = {"intents", "context_turns", "follow_ups", "faq_follow_ups", "actions", "bare", "personal"}
     if unknown := set(spec) - known:
         raise PolicyError(f"orders: unknown setting(s) {', '.join(sorted(unknown))}")
     order_intents = frozenset(spec.get("intents") or ())
@@ -338,7 +366,13 @@ def _orders(raw: dict, intents: dict[str, IntentPolicy]) -> OrderPolicy:
         if target not in order_intents or target not in intents:
             raise PolicyError(f"orders: '{target}' is not one of orders.intents with a text under intents")
     try:
-        return OrderPolicy(order_intents, int(spec.get("context_turns", 6)), follow_ups, faq_follow_ups, actions)
+        context_turns = int(spec.get("context_turns", 6))
+    except (TypeError, ValueError) as exc:
+        raise PolicyError(f"orders.context_turns: {exc}") from exc
+    bare = _regex(spec["bare"], "orders.bare") if spec.get("bare") else {}
+    personal = _regex(spec["personal"], "orders.personal") if spec.get("personal") else {}
+    try:
+        return OrderPolicy(order_intents, context_turns, follow_ups, faq_follow_ups, actions, bare, personal)
     except (TypeError, ValueError) as exc:
         raise PolicyError(f"orders.context_turns: {exc}") from exc
 
@@ -360,4 +394,6 @@ def _products(raw: dict) -> ProductPolicy | None:
         filler=_regex(spec.get("filler") or {lang: "(?!)" for lang in LANGUAGES}, "products.filler"),
         categories=cats,
         exchange_rates=rates,
+        weak_trigger=_regex(spec["weak_trigger"], "products.weak_trigger") if spec.get("weak_trigger") else {},
+        generic=_regex(spec["generic"], "products.generic") if spec.get("generic") else {},
     )  # fmt: skip

@@ -86,9 +86,11 @@ class Shop:
         self.refresh()
         return self.kb.search_vector(vec, k)
 
-    def products(self, query: ProductQuery, vec: np.ndarray | None, min_lead: float, spread: float, k: int):
+    def products(
+        self, query: ProductQuery, vec: np.ndarray | None, min_lead: float, spread: float, k: int, by_category=True
+    ):
         self.refresh()
-        return self.catalog.search(query, vec, min_lead, spread, k)
+        return self.catalog.search(query, vec, min_lead, spread, k, by_category)
 
     # -- orders ------------------------------------------------------------------------------
 
