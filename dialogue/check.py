@@ -229,12 +229,11 @@ def nlu_annotator(models_dir: Path) -> Annotator:
             raise FileNotFoundError(f"no {part} model under {models_dir} (python -m nlu.build_default trains them)")
     nlu = NLU.load(models_dir / "intent", models_dir / "sentiment")
 
-    def annotate(texts: list[str]) -> list[Annotation]:
-        out = []
-        for start in range(0, len(texts), 64):
-            for a in nlu.annotate(texts[start : start + 64]):
-                out.append(Annotation(a.language, a.intent, a.intent_confidence, a.sentiment, a.sentiment_score))
-        return out
+    def annotate(texts: list[str]) -> list[Annotation]:  # NLU.annotate batches by itself
+        return [
+            Annotation(a.language, a.intent, a.intent_confidence, a.sentiment, a.sentiment_score)
+            for a in nlu.annotate(texts)
+        ]
 
     return annotate
 

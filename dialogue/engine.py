@@ -7,8 +7,9 @@ result to Redis in one transaction.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from decimal import Decimal
+from functools import cached_property
 
 from . import answers
 from .catalog import ProductQuery, parse_query
@@ -87,8 +88,20 @@ class _Turn:
     now: float
     shop: object | None  # dialogue.shop.Shop, or None: templates only
     customer: str | None  # who the channel says is writing (a Telegram or Slack user id), None when anonymous
-    near: list = field(default_factory=list)  # the FAQ entries closest to the message, best first
-    faq: object | None = None  # the knowledge base's own decision on them (dialogue.knowledge.FaqDecision)
+
+    @cached_property
+    def near(self) -> list:
+        """The FAQ entries closest to the message, best first (embedded once, when first asked for)."""
+        shop = self.shop
+        return shop.faq(shop.vector(self.text), k=5) if shop is not None else []  # type: ignore[attr-defined]
+
+    @cached_property
+    def faq(self):
+        """The knowledge base's own decision on them (dialogue.knowledge.FaqDecision), None without a shop."""
+        if self.shop is None:
+            return None
+        fp = self.policy.faq
+        return decide(self.near[:3], fp.answer_score, fp.suggest_score, fp.min_lead)
 
     @property
     def lang(self) -> str:
@@ -235,10 +248,6 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
     signal = _product_signal(turn) if shop is not None else None
     if number and signal and _is_price(turn, number):
         number = None  # "1000块以内": a price, not an order number
-    if shop is not None:
-        turn.near = shop.faq(shop.vector(text), k=5)
-        turn.faq = decide(turn.near[:3], policy.faq.answer_score, policy.faq.suggest_score, policy.faq.min_lead)
-    near, faq = turn.near, turn.faq
 
     if number and shop is not None and _bare(turn, number):
         # Only an order number ("10024", "my order is 10024"): show it and ask what to do with it.
@@ -259,8 +268,8 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
         # "Can I return it?" about the order just shown (or named in the message).
         s.misunderstood = 0
         return _with_slots(turn, follow, follow_up=True)
-    if not number and _current_order(turn) and near and near[0].score >= policy.faq.suggest_score:
-        if (follow := policy.orders.faq_follow_ups.get(near[0].entry.id)) and not confident:
+    if not number and _current_order(turn) and turn.near and turn.near[0].score >= policy.faq.suggest_score:
+        if (follow := policy.orders.faq_follow_ups.get(turn.near[0].entry.id)) and not confident:
             s.misunderstood = 0  # an unsure message, closest to an order question: about the current order
             return _with_slots(turn, follow, follow_up=True)
     if number and shop is not None and not (confident and ann.intent in policy.intents):
@@ -271,6 +280,7 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
         # An order number without a clear request: show the order and ask what to do with it.
         return _ask_order_action(turn, number)
 
+    faq = turn.faq  # the message is embedded here, not before: an order with its number needs no FAQ
     if faq is not None and faq.action == "answer":
         s.misunderstood = 0
         entry = faq.hits[0].entry
@@ -317,7 +327,7 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
         return StepResult(s, (reply,), action="out_of_scope")
     name = "not_understood_offer_agent" if s.misunderstood > 1 or shop is not None else "not_understood"
     # The closest entries, however far: an LLM (if configured) may find the answer in them, or say it cannot.
-    facts = _faq_facts(turn, near)
+    facts = _faq_facts(turn, [h.entry for h in turn.near])
     reply = Reply(turn.msg(name), quick_replies=turn.qr(), facts=facts, kind="fallback")
     return StepResult(s, (reply,), action="not_understood")
 
@@ -382,8 +392,9 @@ def _order_button(turn: _Turn) -> str | None:
     return None
 
 
-def _ask_order_action(turn: _Turn, number: str) -> StepResult:
-    """An order number and no clear request: the order's status, and buttons for what to do with it."""
+def _look_up(turn: _Turn, number: str, intent: str | None = None):
+    """The order and whether the writer owns it (True, or None where the channel cannot say); or the
+    reply when there is none to show. With ``intent``, a wrong number keeps that request for the next one."""
     try:
         order = turn.shop.order(number)  # type: ignore[union-attr]
     except OrderSourceError:
@@ -392,8 +403,21 @@ def _ask_order_action(turn: _Turn, number: str) -> StepResult:
         return StepResult(turn.s, (reply,), action="order_source_down")
     owner = order.belongs_to(turn.customer) if order is not None else None
     if order is None or owner is False:
+        # Someone else's order reads as no order at all: order numbers are not to be probed.
         turn.s.slots.pop("order_number", None)
-        return StepResult(turn.s, (Reply(turn.msg("order_not_found", order_number=number)),), action="order_not_found")
+        if intent is not None:
+            turn.s.awaiting = {"intent": intent, "slot": "order_number"}  # the right number may follow
+        reply = Reply(turn.msg("order_not_found", order_number=number))
+        return StepResult(turn.s, (reply,), action="order_not_found")
+    return order, owner
+
+
+def _ask_order_action(turn: _Turn, number: str) -> StepResult:
+    """An order number and no clear request: the order's status, and buttons for what to do with it."""
+    found = _look_up(turn, number)
+    if isinstance(found, StepResult):
+        return found
+    order, owner = found
     turn.s.slots["order_number"] = order.order_number
     turn.s.order_turn = turn.s.turns
     status = answers.status_text(turn.policy, turn.lang, order, owner is True, turn.faq_texts())
@@ -419,9 +443,9 @@ def _small_talk(turn: _Turn, only: str | None = None) -> StepResult | None:
     return None
 
 
-def _faq_facts(turn: _Turn, hits) -> tuple[str, ...]:
+def _faq_facts(turn: _Turn, entries) -> tuple[str, ...]:
     """FAQ entries as facts for the LLM: question and answer, in the shopper's language where written."""
-    return tuple(f"{h.entry.question_in(turn.lang)} {h.entry.answer_in(turn.lang)[0]}" for h in hits)
+    return tuple(f"{e.question_in(turn.lang)} {e.answer_in(turn.lang)[0]}" for e in entries)
 
 
 def _with_slots(turn: _Turn, intent: str, follow_up: bool = False) -> StepResult:
@@ -481,7 +505,7 @@ def _intent_answer(turn: _Turn, intent: str, follow_up: bool = False) -> StepRes
 def _did_you_mean(turn: _Turn, hits, *also) -> StepResult:
     entries = [h.entry for h in hits] + [e for e in also if e is not None]
     options = tuple(dict.fromkeys(e.question_in(turn.lang) for e in entries))
-    facts = tuple(f"{e.question_in(turn.lang)} {e.answer_in(turn.lang)[0]}" for e in entries)
+    facts = _faq_facts(turn, entries)
     turn.s.misunderstood = 0
     reply = Reply(turn.msg("faq_did_you_mean"), quick_replies=options, facts=facts, kind="fallback")
     return StepResult(turn.s, (reply,), action="did_you_mean")
@@ -495,19 +519,10 @@ def _faq_entry(turn: _Turn, entry_id: str):
 
 def _order(turn: _Turn, intent: str, number: str, follow_up: bool = False) -> StepResult:
     """Look the order up and answer from its real status; hand off when the action needs a person."""
-    try:
-        order = turn.shop.order(number)  # type: ignore[union-attr]
-    except OrderSourceError:
-        text = turn.msg("order_source_down")
-        reply = Reply(text, quick_replies=turn.qr("talk_to_person_quick_replies"))
-        return StepResult(turn.s, (reply,), action="order_source_down")
-    owner = order.belongs_to(turn.customer) if order is not None else None
-    if order is None or owner is False:
-        # Someone else's order reads as no order at all: order numbers are not to be probed.
-        turn.s.slots.pop("order_number", None)
-        turn.s.awaiting = {"intent": intent, "slot": "order_number"}  # the right number may follow
-        reply = Reply(turn.msg("order_not_found", order_number=number))
-        return StepResult(turn.s, (reply,), action="order_not_found")
+    found = _look_up(turn, number, intent)
+    if isinstance(found, StepResult):
+        return found
+    order, owner = found
     turn.s.order_turn = turn.s.turns
     if follow_up and intent == "get_refund" and order.status in answers.CLOSED:
         intent = "track_refund"  # "can I get my money back?" about a closed order: where its refund is

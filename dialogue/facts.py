@@ -92,7 +92,7 @@ def check(policy: Policy, faq_answers: dict[str, list[str]], prices: Iterable[st
 
 def check_shop(policy: Policy, shop) -> list[Finding]:
     """:func:`check` against a :class:`dialogue.shop.Shop` (its FAQ and catalogue as loaded)."""
-    shop.refresh(force=True)
+    shop.refresh()  # a no-op right after the worker loaded the shop
     faq = {e.id: list(e.answer.values()) for e in shop.kb.entries}
     prices = [f"{p.price:.2f}" for p in shop.catalog.products]
     if not faq and not prices:

@@ -263,14 +263,7 @@ def load_policy(path: str | Path | None = None) -> Policy:
         "refund_return",
         "refund_none",
         "refund_dispute",
-        "ask_order_action",
-        "queued_ack",
-        "leave_message_ack",
-        "products_none_subject",
-        "products_nearest",
-        "price_converted",
-        "price_in_currency",
-        "ask_order_number_after_faq",
+        *sorted(ADDED_MESSAGES),
     )
     # Texts added after a shop may have copied the file: taken from the packaged one when left out.
     newer = {n: d for n, d in _packaged_messages().items() if n in ADDED_MESSAGES and n not in msgs}

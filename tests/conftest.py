@@ -85,18 +85,12 @@ def small_models(tmp_path_factory, data_dir):
 @pytest.fixture(scope="session")
 def demo_shop(tmp_path_factory):
     """The demo shop (orders, catalogue, FAQ) in SQLite, with the real e5 encoder, as a dialogue worker has it."""
-    from dialogue.orders import SqlOrders
-    from dialogue.shop import Shop
-    from nlu.embed import Embedder
-    from shopbot.db import engine_for
+    from dialogue.check import demo_shop as shop_at
     from shopbot.start import load_demo_data
 
     url = f"sqlite:///{tmp_path_factory.mktemp('shop') / 'shop.db'}"
     load_demo_data(url)
-    engine = engine_for(url)
-    shop = Shop(SqlOrders(engine), engine, Embedder.load())
-    shop.refresh(force=True)
-    return shop
+    return shop_at(url)
 
 
 # -- the pipeline: real redis-server, Celery worker and gateway processes ------------------
