@@ -149,6 +149,12 @@ def quick_reply_message(payload: dict[str, Any]) -> InboundMessage | None:
     )
 
 
+def escape(text: str) -> str:
+    """Slack's rule for text that is not meant as markup: ``&``, ``<`` and ``>`` as entities, so
+    ``<!channel>`` or ``<https://x|y>`` in what a shopper wrote (and a reply quotes) stays text."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def message_blocks(text: str, quick_replies: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": text[:MAX_TEXT]}}]
     if quick_replies:
@@ -210,4 +216,5 @@ class SlackSender:
         return str(self.call("chat.postMessage", **params).get("ts", ""))
 
     def send(self, chat_id: str, text: str, quick_replies: tuple[str, ...] = ()) -> str:
-        return self.post(chat_id, text, quick_replies)
+        """A reply to a shopper: plain text, never markup (a reply may quote the shopper's words)."""
+        return self.post(chat_id, escape(text), quick_replies)

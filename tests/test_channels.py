@@ -182,3 +182,17 @@ def test_empty_settings_mean_unset_and_secrets_do_not_print(monkeypatch):
     s = Settings()
     assert s.slack_bot_token is None and s.telegram_bot_token is not None
     assert "very-secret" not in repr(s) and "very-secret" not in str(s.model_dump())
+
+
+def test_a_reply_to_a_slack_shopper_is_text_not_markup(platforms):
+    """A reply may quote what the shopper wrote ("couldn't find ..."): on the wire it is escaped, so
+    <!channel>, <@U...> and <https://evil|innocent> do not ping, mention or disguise a link."""
+    from services import SLACK_TOKEN
+
+    sender = slack.SlackSender(SLACK_TOKEN, platforms["slack_url"])
+    sender.send("D0SHOPPER", 'Sorry, I couldn\'t find "<!channel> <@U0AGENT1> <https://evil|shop> & co"', ("Talk",))
+    call = platforms["slack"].of("chat.postMessage")[-1]
+    shown = call.params["blocks"][0]["text"]["text"]
+    assert "<" not in shown and "<" not in call.params["text"]
+    assert "&lt;!channel&gt; &lt;@U0AGENT1&gt; &lt;https://evil|shop&gt; &amp; co" in shown
+    assert call.params["blocks"][1]["elements"][0]["text"] == {"type": "plain_text", "text": "Talk"}
