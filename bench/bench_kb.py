@@ -122,9 +122,9 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"latency per query: p50 {out['latency_ms_p50']} ms, p99 {out['latency_ms_p99']} ms")
     if args.sweep:
         print("answer  lead   suggest | right  wrong  sugg.  oos_ans oos_sugg precision")
-        for a in (0.03, 0.04, 0.045, 0.05, 0.06):
-            for lead in (0.0, 0.01, 0.02):
-                for s in (0.01, 0.02, 0.03):
+        for a in (0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.1):
+            for lead in (0.0, 0.01, 0.02, 0.03):
+                for s in (0.02, 0.03, 0.04, 0.05, 0.06):
                     d = _decisions(results, a, min(s, a), lead)
                     print(
                         f"{a:.3f}  {lead:.3f}  {s:.3f}   | {d['right']:.3f}  {d['wrong']:.3f}  {d['suggested']:.3f}"
@@ -155,6 +155,8 @@ def _engine(models: Path, questions: list[dict[str, str]], policy) -> dict[str, 
         if kind == "faq":
             if gold == "none":
                 oos_answered += 1
+                said = f"{r.action} [{ann.intent} {ann.intent_confidence:.2f}]"
+                print(f"  unanswerable answered: {q['question']!r} -> {said}")
             elif r.action == f"faq:{gold}":
                 right += 1
             else:

@@ -15,7 +15,10 @@ quantity, unit_price}`` and ``tracking`` of ``{at, location, description}``
 (in CSV, a JSON array in the cell). Products: ``sku, category, price,
 currency, stock`` and ``name_en`` and/or ``name_zh`` (+ descriptions). FAQ:
 ``id`` and a question and an answer in at least one language
-(``question_en, answer_en, question_zh, answer_zh``), ``tags``.
+(``question_en, answer_en, question_zh, answer_zh``), ``tags``, and optionally
+``also_asked_en`` / ``also_asked_zh``: other ways shoppers ask the question, which
+the bot recognises as well (in CSV one cell, phrasings separated by ``|`` or line
+breaks; in JSON a list of strings; at most 50 per language, 300 characters each).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from sqlalchemy import delete, insert
 from sqlalchemy.engine import Engine
 
 from . import shop_data as t
+from .knowledge import split_phrasings
 
 
 class _Row(BaseModel):
@@ -110,6 +114,10 @@ class ProductRow(_Row):
         return self
 
 
+MAX_PHRASINGS = 50
+MAX_PHRASING_CHARS = 300
+
+
 class FaqRow(_Row):
     id: str = Field(min_length=1, max_length=40)
     question_en: str | None = None
@@ -117,6 +125,25 @@ class FaqRow(_Row):
     answer_en: str | None = None
     answer_zh: str | None = None
     tags: str | None = Field(None, max_length=200)
+    also_asked_en: str | None = None
+    also_asked_zh: str | None = None
+
+    @field_validator("also_asked_en", "also_asked_zh", mode="before")
+    @classmethod
+    def _phrasings(cls, v: Any) -> str | None:
+        """One phrasing per line: a list (JSON) or one cell with ``|`` or line breaks between phrasings."""
+        if v is None:
+            return None
+        if isinstance(v, list) and all(isinstance(p, str) for p in v):
+            v = "\n".join(v)
+        if not isinstance(v, str):
+            raise ValueError("expected phrasings as text separated by | or a list of strings")
+        out = split_phrasings(v)
+        if len(out) > MAX_PHRASINGS:
+            raise ValueError(f"at most {MAX_PHRASINGS} phrasings per language, got {len(out)}")
+        if too_long := next((p for p in out if len(p) > MAX_PHRASING_CHARS), None):
+            raise ValueError(f"a phrasing longer than {MAX_PHRASING_CHARS} characters: {too_long[:40]}...")
+        return "\n".join(out) or None
 
     @model_validator(mode="after")
     def _one_language(self) -> FaqRow:

@@ -72,4 +72,7 @@ faq = Table(
     Column("answer_en", Text),
     Column("answer_zh", Text),
     Column("tags", String(200)),
+    # Other ways shoppers ask the question, one phrasing per line (dialogue/knowledge.py indexes each).
+    Column("also_asked_en", Text),
+    Column("also_asked_zh", Text),
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import uuid
@@ -10,6 +11,7 @@ import pytest
 from sqlalchemy import create_engine, func, inspect, select, text
 
 from dialogue import importer, shop_data
+from dialogue.knowledge import entries_from_rows
 from shopbot import db, transcripts
 
 from .conftest import ROOT
@@ -42,7 +44,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_migrations_create_the_schema_and_carry_a_database_made_before_them(tmp_path):
     fresh = db.engine_for(f"sqlite:///{tmp_path / 'fresh.db'}")
     assert db.current(fresh) == HEAD
-    assert HEAD == "0003"  # transcripts, shop data, admin
+    assert HEAD == "0004"  # transcripts, shop data, admin, FAQ phrasings
     assert SHOP_TABLES | ADMIN_TABLES | {"transcript_messages"} <= set(inspect(fresh).get_table_names())
     # A database from before migrations: the transcripts table made by create_all, with a row in it.
     legacy_url = f"sqlite:///{tmp_path / 'legacy.db'}"
@@ -161,6 +163,43 @@ def test_importing_again_replaces_rows_by_key(tmp_path):
     with engine.connect() as conn:
         rows = conn.execute(select(shop_data.faq)).all()
     assert len(rows) == 1 and rows[0].answer_en == "2-5 days" and rows[0].answer_zh == "2-5 天"
+
+
+def test_other_ways_of_asking_import_from_a_csv_cell_or_a_json_list(tmp_path):
+    engine = db.engine_for(f"sqlite:///{tmp_path / 'shop.db'}")
+    cells = tmp_path / "faq.csv"
+    cells.write_text(
+        "id,question_en,answer_en,question_zh,answer_zh,also_asked_en,also_asked_zh\n"
+        'ship,How long?,3-7 days,多久?,3-7 天,"when will it arrive |  delivery   time?\nhow many days",'
+        "多久到 | 多久到|\n",
+        encoding="utf-8",
+    )
+    assert importer.import_file(engine, "faq", cells).errors == []
+    listed = tmp_path / "faq.json"
+    too_many = [f"question {i}" for i in range(importer.MAX_PHRASINGS + 1)]
+    listed.write_text(
+        json.dumps([
+            {"id": "pay", "question_en": "Payment?", "answer_en": "Cards.", "also_asked_en": ["visa ok?", "paypal?"]},
+            {"id": "many", "question_en": "Q?", "answer_en": "A.", "also_asked_en": too_many},
+            {"id": "odd", "question_en": "Q?", "answer_en": "A.", "also_asked_zh": [1, 2]},
+        ]),
+        encoding="utf-8",
+    )  # fmt: skip
+    report = importer.import_file(engine, "faq", listed, skip_bad=True)
+    joined = "\n".join(report.errors)
+    assert (
+        report.imported == 1 and f"at most {importer.MAX_PHRASINGS} phrasings" in joined and "also_asked_zh" in joined
+    )
+    with engine.connect() as conn:
+        rows = {r.id: r for r in conn.execute(select(shop_data.faq))}
+    assert rows["ship"].also_asked_en.splitlines() == ["when will it arrive", "delivery time?", "how many days"]
+    assert rows["ship"].also_asked_zh == "多久到" and rows["pay"].also_asked_en == "visa ok?\npaypal?"
+    entries = {e.id: e for e in entries_from_rows([r._mapping for r in rows.values()])}
+    assert entries["ship"].also_asked == {
+        "en": ("when will it arrive", "delivery time?", "how many days"),
+        "zh": ("多久到",),
+    }
+    assert entries["pay"].phrasings() == [("en", "Payment?"), ("en", "visa ok?"), ("en", "paypal?")]
 
 
 def test_unreadable_files_get_a_plain_error(tmp_path):
