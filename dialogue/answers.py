@@ -93,6 +93,7 @@ def status_text(policy: Policy, lang: str, order: Order, verified: bool, faq: Fa
         expected=expected,
         tracking=tracking,
         carrier=order.carrier or "",
+        by_carrier=m("by_carrier", carrier=order.carrier) if order.carrier else "",
         last_event=last,
         date=day(delivered_on, lang) if delivered_on else "",
         total=money(order.total, order.currency),

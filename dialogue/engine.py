@@ -256,7 +256,10 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
 
     if confident and ann.intent in policy.order_intents and ann.intent in policy.intents:
         s.misunderstood = 0
-        if shop is not None and not number and not _current_order(turn):
+        no_order = not number and not _current_order(turn)
+        if shop is not None and no_order and (other := _other_entry(turn, ann.intent)) is not None:
+            return other  # "my watch stopped working, is it under warranty?": not an order matter after all
+        if shop is not None and no_order:
             # No order to look up: a question about products, or a general one the FAQ answers.
             if signal and (found := _products(turn, signal)) is not None and found.action == "products":
                 return found
@@ -307,6 +310,9 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
 
     if confident and ann.intent in policy.intents:
         s.misunderstood = 0
+        if angry and ann.intent in policy.angry_handoff_intents:
+            # Furious, and nothing to look up or answer but "tell me what happened": a person, now.
+            return _related_answer(turn, ann.intent, policy.faq.suggest_score) or _hand_off(policy, s, "angry", now)
         if ann.intent == "review" and _positive(turn):
             return _small_talk(turn, "thanks") or _with_slots(turn, ann.intent)
         return _with_slots(turn, ann.intent)
@@ -318,13 +324,14 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
     if faq is not None and faq.action == "clarify" and not sure_out_of_scope:
         return _did_you_mean(turn, faq.hits)
 
+    if sure_out_of_scope and policy.out_of_scope:
+        # Sure that no shop business is asked: say what the bot can do instead of "did you mean". The
+        # message was understood (a poem, the weather), so it is no step towards the not-understood hand-off.
+        reply = Reply(policy.out_of_scope[turn.lang], quick_replies=turn.qr(), kind="fallback")
+        return StepResult(s, (reply,), action="out_of_scope")
     s.misunderstood += 1
     if s.misunderstood >= policy.misunderstood_handoff_after:
         return _hand_off(policy, s, "not_understood", now)
-    if sure_out_of_scope and policy.out_of_scope:
-        # Sure that no shop business is asked: say what the bot can do instead of "did you mean".
-        reply = Reply(policy.out_of_scope[turn.lang], quick_replies=turn.qr(), kind="fallback")
-        return StepResult(s, (reply,), action="out_of_scope")
     name = "not_understood_offer_agent" if s.misunderstood > 1 or shop is not None else "not_understood"
     # The closest entries, however far: an LLM (if configured) may find the answer in them, or say it cannot.
     facts = _faq_facts(turn, [h.entry for h in turn.near])
@@ -372,6 +379,17 @@ def _general_answer(turn: _Turn, intent: str) -> StepResult | None:
     turn.s.awaiting = {"intent": intent, "slot": "order_number"}
     follow = Reply(turn.msg("ask_order_number_after_faq"), quick_replies=_known_orders(turn))
     return replace(result, replies=(*result.replies, follow))
+
+
+def _other_entry(turn: _Turn, intent: str) -> StepResult | None:
+    """The FAQ's answer when the knowledge base is sure of an entry the order intent does not list: the
+    intent model took a general question for an order request ("is my watch still under warranty?",
+    "it's cheaper now, can I get the difference back?"); asking for an order number would not help."""
+    ip = turn.policy.intents[intent]
+    faq = turn.faq
+    if faq is None or faq.action != "answer" or faq.hits[0].entry.id in (*ip.faq, *ip.related_faq):
+        return None
+    return _faq_answer(turn, faq.hits[0].entry)
 
 
 def _positive(turn: _Turn) -> bool:
@@ -489,8 +507,8 @@ def _intent_answer(turn: _Turn, intent: str, follow_up: bool = False) -> StepRes
             return _faq_answer(turn, near[0].entry, qr)  # the intent and the knowledge base agree
         ranked = [h for h in near[:3] if h.entry.id in family]
         if ip.faq and ranked and near[0].score >= suggest:
-            # They disagree on the entry: ask rather than answer the wrong one.
-            return _did_you_mean(turn, [near[0], ranked[0]])
+            # They disagree on the entry, or agree with a close runner-up: ask rather than answer the wrong one.
+            return _did_you_mean(turn, [near[0], ranked[0]] if ranked[0] is not near[0] else near[:2])
         if ip.faq and turn.faq is not None and turn.faq.action == "clarify":
             # The intent and the knowledge base disagree: ask rather than answer the wrong entry.
             return _did_you_mean(turn, turn.faq.hits, _faq_entry(turn, ip.faq[0]))

@@ -54,9 +54,9 @@ class MoodPolicy:
 
 @dataclass(frozen=True)
 class FaqPolicy:
-    answer_score: float = 0.04
-    min_lead: float = 0.02
-    suggest_score: float = 0.03
+    answer_score: float = 0.07
+    min_lead: float = 0.01
+    suggest_score: float = 0.05
     # An intent's FAQ entry is answered when the knowledge base ranks it first, at suggest_score or
     # more and this far ahead of the runner-up (else "did you mean").
     agree_lead: float = 0.01
@@ -123,6 +123,8 @@ class Policy:
     intents: dict[str, IntentPolicy]
     mood: MoodPolicy = MoodPolicy()
     faq: FaqPolicy = FaqPolicy()
+    # An angry message with one of these intents hands off at once: nothing to answer but the intent's text.
+    angry_handoff_intents: frozenset[str] = frozenset()
     products: ProductPolicy | None = None
     orders: OrderPolicy = OrderPolicy()
     status_names: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -153,6 +155,7 @@ ADDED_MESSAGES = frozenset(
         "price_converted",
         "price_in_currency",
         "ask_order_number_after_faq",
+        "by_carrier",
     }
 )
 
@@ -307,6 +310,7 @@ def load_policy(path: str | Path | None = None) -> Policy:
             angry_sentiment_score=float(_need(th, "angry_sentiment_score", "thresholds")),
             angry_handoff_after=int(th.get("angry_handoff_after", 1)),
             handoff_intents=frozenset(_need(ho, "intents", "handoff")),
+            angry_handoff_intents=frozenset(th.get("angry_handoff_intents") or ()),
             priority=priority,
             slot_patterns=slots,
             messages=messages,

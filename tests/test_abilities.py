@@ -117,6 +117,20 @@ def test_faq_in_both_languages_and_an_english_only_entry_from_chinese(shop):
     assert only_en.text.startswith(POLICY.message("faq_other_language", "zh")) and "recyclable" in only_en.text
 
 
+def test_the_other_ways_shoppers_ask_lead_to_their_entry(shop):
+    from dataclasses import replace
+
+    from dialogue.knowledge import KnowledgeBase
+
+    newsletter = next(e for e in shop.kb.entries if e.id == "newsletter")
+    assert len(newsletter.also_asked["en"]) >= 3 and len(newsletter.also_asked["zh"]) >= 3
+    bare = KnowledgeBase([replace(e, also_asked={}) for e in shop.kb.entries], shop.embedder)
+    for text in ("please stop sending me all those promo emails", "别再给我发推广邮件了"):
+        with_phrasings, without = shop.kb.search(text)[0], bare.search(text)[0]
+        assert with_phrasings.entry.id == "newsletter" and with_phrasings.score >= POLICY.faq.suggest_score
+        assert without.entry.id != "newsletter" or with_phrasings.score > without.score
+
+
 def test_no_confident_answer_below_the_threshold(shop):
     for text, lang in [("what's the capital of France", "en"), ("帮我写一首诗", "zh")]:
         r = talk(shop, [(text, ann("review", lang=lang, conf=0.1))])[0]
@@ -268,8 +282,14 @@ def test_informational_intents_answer_with_the_shops_facts(shop):
     ]:
         r = talk(shop, [(text, ann(intent))])[0]
         assert r.action == f"faq:{entry}" and fact in r.replies[0].text, (text, r.action)
-    contact = talk(shop, [("how do I contact you?", ann("contact_customer_service"))])[0].replies[0]
-    assert contact.quick_replies == POLICY.intents["contact_customer_service"].quick_replies["en"]
+    # The intent's own quick replies come with its FAQ answer.
+    assert r.replies[0].quick_replies == POLICY.intents["contact_customer_service"].quick_replies["en"]
+    # Where the runner-up is close, "did you mean" offers both, never one entry alone.
+    contact = talk(shop, [("how do I contact you?", ann("contact_customer_service"))])[0]
+    if contact.action == "did_you_mean":
+        assert len(contact.replies[0].quick_replies) == 2, contact.replies[0].quick_replies
+    else:
+        assert contact.action == "faq:contact"
     # Where the intent and the knowledge base point to different entries, the bot asks.
     unsure = talk(shop, [("will I pay import duties in Norway?", ann("check_payment_methods"))])[0]
     assert unsure.action in ("did_you_mean", "faq:customs"), unsure.action

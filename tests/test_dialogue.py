@@ -80,13 +80,18 @@ def test_two_misunderstood_messages_in_a_row_hand_off():
 
 def test_an_angry_shopper_gets_an_apology_then_a_person_and_anger_in_the_queue_raises_priority():
     angry = ann("complaint", sentiment="negative", score=-0.95)
-    first = step(ConversationState(), "this is outrageous", angry, POLICY, 1.0)
+    where = ann("track_order", sentiment="negative", score=-0.95)
+    first = step(ConversationState(), "where is my parcel, this is outrageous", where, POLICY, 1.0)
     # The first angry message gets an apology with the answer; the next one in a row, a person.
     assert POLICY.angry_handoff_after == 2 and first.handoff is None
     assert first.replies[0].text.startswith(POLICY.message("apology", "en"))
     r = step(first.state, "are you even listening", angry, POLICY, 2.0)
     assert r.handoff and r.handoff.reason == "angry" and r.handoff.priority == POLICY.priority["angry"]
     assert r.replies[0].text == POLICY.message("handoff_angry", "en")
+    # Angry with nothing to answer but "tell me what happened" (angry_handoff_intents): a person at once.
+    assert "complaint" in POLICY.angry_handoff_intents
+    at_once = step(ConversationState(), "you idiots, worst shop ever", angry, POLICY, 1.0)
+    assert at_once.handoff and at_once.handoff.reason == "angry" and at_once.action == "handoff"
     waiting = step(ConversationState(), "agent", ann("contact_human_agent"), POLICY, 1.0).state
     r = step(waiting, "still nobody?!", angry, POLICY, 2.0)
     # Waiting: the message is acknowledged (not answered), and its anger moves the conversation up.
@@ -151,11 +156,14 @@ def test_a_greeting_with_a_request_is_the_request_and_anger_is_not_small_talk():
     assert r.replies[0].text == POLICY.message("ask_order_number", "en")
     angry = ann("complaint", sentiment="negative", score=-0.95)
     r = step(ConversationState(), "thanks for nothing", angry, POLICY, 1.0)
-    assert r.replies[0].text.startswith(POLICY.message("apology", "en"))
+    assert r.action == "handoff" and r.handoff.reason == "angry"  # not "you're welcome"
 
 
 def test_a_sure_out_of_scope_request_is_told_what_the_bot_can_do():
     r = step(ConversationState(), "write me a poem", ann("out_of_scope", conf=0.95), POLICY, 1.0)
-    assert r.replies[0].text == POLICY.out_of_scope["en"] and r.state.misunderstood == 1
+    # Understood (not a shop matter): no step towards the not-understood hand-off, however many.
+    assert r.replies[0].text == POLICY.out_of_scope["en"] and r.state.misunderstood == 0
+    again = step(r.state, "and the weather tomorrow?", ann("out_of_scope", conf=0.95), POLICY, 2.0)
+    assert again.action == "out_of_scope" and again.handoff is None
     unsure = step(ConversationState(), "blorp", ann("out_of_scope", conf=0.3), POLICY, 1.0)
     assert unsure.replies[0].text == POLICY.message("not_understood", "en")
