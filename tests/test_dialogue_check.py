@@ -1,8 +1,9 @@
 """The conversation suite's command (python -m dialogue.check) and the facts check (python -m dialogue.facts).
 
 The command runs with the pipeline's small models on the conversations tagged
-``smoke``; the benchmark (bench/bench_conversations.py) runs all of them on the
-default models.
+``smoke``; the benchmark (``python -m dialogue.check tests/conversations --models
+models``, and ``bench/conversations``, a set written later to measure) runs all
+of them on the default models.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ def test_the_suite_is_well_formed_and_covers_both_languages():
     assert {c.lang for c in conversations} == {"en", "zh"}
     smoke = load_conversations(SUITE, tag="smoke")
     assert 10 <= len(smoke) < len(conversations) and {c.lang for c in smoke} == {"en", "zh"}
+    measuring = load_conversations(ROOT / "bench" / "conversations")
+    assert len(measuring) >= 80 and {c.lang for c in measuring} == {"en", "zh"}
 
 
 @pytest.mark.parametrize(
