@@ -72,8 +72,8 @@ def test_out_of_scope_is_never_a_confident_intent_in_the_dialogue():
     policy = load_policy()
     sure_oos = Annotation("en", "out_of_scope", 0.97, "neutral", 0.0)
     r = step(ConversationState(), "write me a poem about the sea", sure_oos, policy, 1.0)
-    assert r.handoff is None and r.replies[0].kind == "fallback"
-    assert r.state.misunderstood == 1
+    assert r.handoff is None and r.replies[0].kind == "fallback" and r.action == "out_of_scope"
+    assert r.state.misunderstood == 0  # understood as no shop matter: no step towards a hand-off
     sure_intent = Annotation("en", "check_refund_policy", 0.97, "neutral", 0.0)
     r = step(ConversationState(), "what's your refund policy", sure_intent, policy, 1.0)
     assert r.replies[0].kind != "fallback" and r.state.misunderstood == 0

@@ -76,10 +76,13 @@ async def test_an_angry_shopper_gets_an_apology_then_a_person(product):
         chat = await Chat(http, product["url"]).open()
         await chat.say("This is the worst service ever, I am furious!!")
         first = await chat.next_message()
-        assert first["from"] == "bot" and first["text"].startswith(POLICY.message("apology", "en"))
-        await chat.say("Absolutely useless, I want my money back now!")
-        second = await chat.next_message()
-        assert second["from"] == "system" and second["text"] == POLICY.message("handoff_angry", "en")
+        if first["from"] == "bot":
+            # Something to answer: an apology with it, and the next angry message in a row gets a person.
+            assert first["text"].startswith(POLICY.message("apology", "en"))
+            await chat.say("Absolutely useless, I want my money back now!")
+            first = await chat.next_message()
+        # Or a complaint with nothing to answer (thresholds.angry_handoff_intents): a person at once.
+        assert first["from"] == "system" and first["text"] == POLICY.message("handoff_angry", "en")
         item = await queue_item(http, product["url"], chat.cid)
         assert item["reason"] == "angry" and item["priority"] == POLICY.priority["angry"]
         await chat.close()
