@@ -30,6 +30,10 @@ class PrivacyError(Refused):
     """A shopper-data request that cannot be served."""
 
 
+def _like_escape(text: str) -> str:
+    return re.sub(r"([%_\\])", r"\\\1", text)
+
+
 def _glob_escape(text: str) -> str:
     return re.sub(r"([*?\[\]\\])", r"\\\1", text)
 
@@ -48,7 +52,9 @@ def conversations_of(store: ConversationStore, engine: Engine, channel: str, use
             found.add(k[len(f"{PREFIX}:conv:{{") : -len("}:meta")])
     # Conversations gone from Redis (expired) may still be in SQL: private chats are keyed by the user.
     with engine.connect() as conn:
-        q = select(messages.c.conversation_id).where(messages.c.conversation_id.like(f"{channel}:%:{user}")).distinct()
+        # The user id's own "_" (and "%") must not act as LIKE wildcards matching other shoppers.
+        pattern = f"{channel}:%:{_like_escape(user)}"
+        q = select(messages.c.conversation_id).where(messages.c.conversation_id.like(pattern, escape="\\")).distinct()
         found.update(r[0] for r in conn.execute(q))
     return sorted(found)
 

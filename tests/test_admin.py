@@ -221,9 +221,9 @@ ENDPOINTS = [
     ("GET", "/admin/api/analytics", None, "viewer"),
     ("GET", "/handoff/api/queue", None, "agent"),
     ("GET", "/handoff/api/conversations/web:web:nobody", None, "agent"),
-    ("POST", "/handoff/api/conversations/web:web:nobody/claim", {"agent": "x"}, "agent"),
-    ("POST", "/handoff/api/conversations/web:web:nobody/reply", {"agent": "x", "text": "hi"}, "agent"),
-    ("POST", "/handoff/api/conversations/web:web:nobody/resolve", {"agent": "x"}, "agent"),
+    ("POST", "/handoff/api/conversations/web:web:nobody/claim", None, "agent"),
+    ("POST", "/handoff/api/conversations/web:web:nobody/reply", {"text": "hi"}, "agent"),
+    ("POST", "/handoff/api/conversations/web:web:nobody/resolve", None, "agent"),
     ("GET", "/admin/api/conversations/web:web:nobody/export", None, "agent"),
     ("GET", "/admin/api/channels", None, "admin"),
     ("PUT", "/admin/api/channels/web/site", {"allowed_origins": []}, "admin"),
@@ -544,3 +544,22 @@ def test_widget_shows_the_polite_message_when_the_shopper_is_too_fast(admin_gw):
         page.wait_for_selector(".sb-from-system .sb-text >> text=wait a few seconds", timeout=10_000)
         assert page.locator(".sb-msg.sb-failed").count() == 1  # the one refused, marked; the others went
         browser.close()
+
+
+def test_a_user_id_with_a_like_wildcard_finds_only_its_own_transcripts(redis_server, tmp_path):
+    from shopbot import db, transcripts
+    from shopbot.privacy import conversations_of
+    from shopbot.store import ConversationStore
+
+    engine = db.engine_for(f"sqlite:///{tmp_path / 'forget.db'}")
+    rows = [
+        {"conversation_id": f"telegram:default:{uid}", "message_id": "1-0", "channel": "telegram",
+         "sender": "shopper", "text": "hi", "ts": 1.0}
+        for uid in ("5012340001", "501234000_")
+    ]  # fmt: skip
+    with engine.begin() as conn:
+        conn.execute(transcripts.messages.insert(), rows)
+    store = ConversationStore.from_url(redis_server.url)
+    # "_" is a LIKE wildcard: unescaped, the crafted id would also find (and forget) 5012340001's chats.
+    assert conversations_of(store, engine, "telegram", "501234000_") == ["telegram:default:501234000_"]
+    assert conversations_of(store, engine, "telegram", "5012340001") == ["telegram:default:5012340001"]
