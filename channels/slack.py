@@ -54,7 +54,7 @@ def form_payload(body: bytes) -> dict[str, Any]:
     raw = parse_qs(body.decode("utf-8", "replace")).get("payload", [""])[0]
     try:
         payload = json.loads(raw)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         raise ChannelError("interaction without a JSON payload field") from None
     if not isinstance(payload, dict) or "type" not in payload:
         raise ChannelError("interaction payload must be a JSON object with a type")

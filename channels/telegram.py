@@ -76,11 +76,13 @@ def parse_update(data: Any, account: str) -> ParsedUpdate:
         raise ChannelError("not a Telegram update: a JSON object with an integer update_id is expected")
     try:
         update = Update.de_json(data, None)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ChannelError(f"malformed Telegram update: {exc}") from exc
     uid = update.update_id
 
     if (cq := update.callback_query) is not None:
+        if cq.from_user is None:
+            raise ChannelError("malformed Telegram update: a callback_query without from")
         if cq.from_user.is_bot or cq.message is None or not cq.data:
             return ParsedUpdate("ignored", uid, callback_query_id=cq.id, reason="callback without a message")
         text = _button_text(cq.message, cq.data) or cq.data
@@ -90,6 +92,8 @@ def parse_update(data: Any, account: str) -> ParsedUpdate:
     msg = update.message or update.edited_message
     if msg is None:
         return ParsedUpdate("ignored", uid, reason="no message in this update")
+    if msg.chat is None:
+        raise ChannelError("malformed Telegram update: a message without chat")
     user = msg.from_user
     if user is None or user.is_bot:
         return ParsedUpdate("ignored", uid, reason="sent by a bot")

@@ -53,6 +53,8 @@ async def read_json(request: web.Request) -> object:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise web.HTTPBadRequest(text=f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise web.HTTPBadRequest(text="body is not valid JSON: nested too deeply") from None
 
 
 async def accept(app: web.Application, msg: InboundMessage) -> tuple[str, bool]:

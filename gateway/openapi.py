@@ -69,7 +69,7 @@ CHANNEL_FIELDS = _obj(
         "allowed_origins": {"type": "array", "items": STR},
     }
 )
-AGENT = _obj({"agent": STR}, ["agent"])
+AGENT = _obj({"agent": STR}, [])  # the token's own name; may be left out
 SLACK_HEADERS = [_header("X-Slack-Request-Timestamp"), _header("X-Slack-Signature")]
 FORM = "application/x-www-form-urlencoded"
 
@@ -193,7 +193,7 @@ def describe() -> dict[str, Any]:
             "get": _op("one handed-off conversation", params=[_path("cid")], auth="agent", tag="handoff")
         },
     }
-    reply = _obj({"agent": STR, "text": STR}, ["agent", "text"])
+    reply = _obj({"agent": STR, "text": STR}, ["text"])
     for verb, body in (("claim", AGENT), ("reply", reply), ("resolve", AGENT)):
         paths[f"/handoff/api/conversations/{{cid}}/{verb}"] = {
             "post": _op(f"{verb} a conversation", body=body, params=[_path("cid")], auth="agent", tag="handoff")

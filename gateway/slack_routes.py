@@ -78,8 +78,8 @@ async def events(request: web.Request) -> web.Response:
     try:
         payload = json.loads(body)
         parsed = slack.parse_event(payload, app.agent_channel)
-    except json.JSONDecodeError:
-        return json_error(400, "body is not valid JSON")
+    except (json.JSONDecodeError, RecursionError):
+        return json_error(400, "body is not valid JSON (or nested too deeply)")
     except ChannelError as exc:
         return json_error(exc.status, exc.reason)
     if parsed.kind == "challenge":

@@ -109,7 +109,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
 async def _on_client_frame(app: web.Application, ws: web.WebSocketResponse, sid: str, data: str) -> None:
     try:
         body = json.loads(data)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         await ws.send_json({"type": "error", "reason": "frame is not valid JSON"})
         return
     kind = body.get("type") if isinstance(body, dict) else None

@@ -335,3 +335,30 @@ def test_telegram_webhook_command(product, platforms):
     assert TELEGRAM_SECRET not in info.stdout + info.stderr + done.stdout + done.stderr
     refused = cli("set-webhook", "--url", "http://shop.example/")
     assert refused.returncode == 2 and "https" in refused.stderr
+
+
+async def test_malformed_bodies_get_a_4xx_with_a_reason(product, platforms):
+    """Deeply nested JSON and structurally wrong Telegram updates: 400 with a reason, never a 500."""
+    url = product["url"]
+    nested = ("[" * 20_000 + "]" * 20_000).encode()  # 40 KB: under the body cap, past the recursion limit
+    tg = {"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET}
+    user = {"id": 5012340011, "is_bot": False, "first_name": "Ann"}
+    broken_updates = [
+        {"update_id": 91, "message": "hello"},  # a string where an object belongs
+        {"update_id": 92, "callback_query": {"id": "7", "chat_instance": "x", "data": "qr:0"}},  # no from
+        {"update_id": 93, "message": {"message_id": 1, "date": 1764000000, "text": "hi", "from": user}},  # no chat
+    ]
+    async with aiohttp.ClientSession() as http:
+        for path, headers in [
+            ("/web/sessions", {"Content-Type": "application/json"}),
+            ("/web/messages", {"Content-Type": "application/json"}),
+            ("/channels/telegram/webhook", tg),
+        ]:
+            async with http.post(url + path, data=nested, headers=headers) as resp:
+                assert resp.status == 400 and "nested too deeply" in await resp.text(), path
+        signed = {"Content-Type": "application/json", **slack_headers(SLACK_SECRET, nested)}
+        async with http.post(f"{url}/channels/slack/events", data=nested, headers=signed) as resp:
+            assert resp.status == 400 and "not valid JSON" in await resp.text()
+        for update in broken_updates:
+            async with http.post(f"{url}/channels/telegram/webhook", json=update, headers=tg) as resp:
+                assert resp.status == 400 and "malformed Telegram update" in await resp.text(), update
