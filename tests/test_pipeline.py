@@ -17,7 +17,6 @@ from shopbot.store import ConversationStore
 
 pytestmark = pytest.mark.slow
 POLICY = load_policy()
-AGENT = {"Authorization": f"Bearer {AGENT_TOKEN}"}
 
 
 class Chat:
@@ -74,11 +73,22 @@ class Chat:
             return (await r.json())["messages"]
 
 
-async def agent(http: aiohttp.ClientSession, url: str, method: str, path: str, **body) -> tuple[int, dict]:
+async def agent(
+    http: aiohttp.ClientSession, url: str, method: str, path: str, token: str = AGENT_TOKEN, **body
+) -> tuple[int, dict]:
+    headers = {"Authorization": f"Bearer {token}"}
     async with http.request(
-        method, f"{url}/handoff/api{path}", json=body if method == "POST" else None, headers=AGENT
+        method, f"{url}/handoff/api{path}", json=body if method == "POST" else None, headers=headers
     ) as r:
         return r.status, await r.json()
+
+
+def agent_token(product, name: str) -> str:
+    """A token of the agent ``name``, made as an admin makes one (the agent is the token's own name)."""
+    from shopbot import db
+    from shopbot.access import TokenStore
+
+    return TokenStore(db.engine_for(product["env"]["SHOPBOT_DATABASE_URL"])).create(name, "agent", "tests")[1]
 
 
 def wait_handled(redis_url: str, cid: str, timeout: float = 30) -> None:
@@ -114,14 +124,20 @@ async def test_conversation_end_to_end(product):
         assert item["reason"] == "requested" and item["channel"] == "web"
         assert any(m["text"] == "I want to talk to a human agent" for m in item["last_messages"])
 
-        status, _ = await agent(http, url, "POST", f"/conversations/{chat.cid}/claim", agent="alice")
+        alice, bob = agent_token(product, "alice"), agent_token(product, "bob")
+        # Nobody acts in another agent's name: the agent is the token's.
+        status, body = await agent(http, url, "POST", f"/conversations/{chat.cid}/claim", bob, agent="alice")
+        assert status == 403 and "token's own name" in body["error"]
+        status, _ = await agent(http, url, "POST", f"/conversations/{chat.cid}/claim", alice)
         assert status == 200
         assert (await chat.next_message())["text"] == POLICY.message("agent_joined", "en")
-        status, body = await agent(http, url, "POST", f"/conversations/{chat.cid}/claim", agent="bob")
+        status, body = await agent(http, url, "POST", f"/conversations/{chat.cid}/claim", bob)
         assert status == 409 and "alice" in body["error"]
+        status, body = await agent(http, url, "POST", f"/conversations/{chat.cid}/reply", bob, text="it's bob")
+        assert status in (403, 409), body
 
         status, _ = await agent(
-            http, url, "POST", f"/conversations/{chat.cid}/reply", agent="alice", text="Hi, Alice here!"
+            http, url, "POST", f"/conversations/{chat.cid}/reply", alice, agent="alice", text="Hi, Alice here!"
         )
         assert status == 200
         from_agent = await chat.next_message()
@@ -133,7 +149,7 @@ async def test_conversation_end_to_end(product):
         after = await chat.history(after=sent["message_id"])
         assert after == [], f"the bot spoke while an agent owned the conversation: {after}"
 
-        status, _ = await agent(http, url, "POST", f"/conversations/{chat.cid}/resolve", agent="alice")
+        status, _ = await agent(http, url, "POST", f"/conversations/{chat.cid}/resolve", alice)
         assert status == 200
         assert (await chat.next_message())["text"] == POLICY.message("back_to_bot", "en")
 
@@ -198,7 +214,7 @@ async def test_a_handoff_nobody_claims_offers_to_wait_or_leave_a_message_once(pr
         await chat.say("it's about my order 10022, please e-mail me")  # for the agent: the bot stays silent
         with pytest.raises(asyncio.TimeoutError):
             await chat.next_message(timeout=5)
-        status, _ = await agent(http, url, "POST", f"/conversations/{chat.cid}/resolve", agent="alice")
+        status, _ = await agent(http, url, "POST", f"/conversations/{chat.cid}/resolve")
         assert status == 200
 
 
@@ -290,10 +306,10 @@ async def test_agent_api_needs_the_token(product):
             assert r.status == 401
         async with http.get(f"{url}/handoff/api/queue", headers={"Authorization": "Bearer wrong"}) as r:
             assert r.status == 401
-        status, body = await agent(http, url, "POST", "/conversations/web:default:nosuchsession1/claim", agent="a")
+        status, body = await agent(http, url, "POST", "/conversations/web:default:nosuchsession1/claim")
         assert status == 404
-        status, body = await agent(http, url, "POST", "/conversations/x/claim")
-        assert status == 400 and "agent" in body["error"]
+        status, body = await agent(http, url, "POST", "/conversations/web:default:nosuchsession1/claim", agent="a")
+        assert status == 403 and "token's own name" in body["error"]
 
 
 async def test_health_and_transcripts_in_sql(product):
