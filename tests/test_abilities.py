@@ -140,6 +140,17 @@ def test_no_confident_answer_below_the_threshold(shop):
         )
 
 
+def test_the_price_parser_sees_a_bounded_start_of_the_message():
+    # Issue 18 #7: the patterns backtracked quadratically over a 4,000-digit message (2.5 s of a worker's
+    # CPU); they now see the first MAX_TEXT characters, and numbers of at most 9 digits.
+    from dialogue.catalog import MAX_TEXT
+
+    q = parse_query("1" * 4000 + " under 20", POLICY.products.categories, POLICY.products.filler["en"])
+    assert len(q.text) == MAX_TEXT and q.max_price is None and q.min_price is None
+    q = parse_query("headphones under 1234567890", POLICY.products.categories, POLICY.products.filler["en"])
+    assert q.max_price is None or q.max_price < 10**9
+
+
 def test_price_and_category_filters_are_read_in_both_languages():
     cats = POLICY.products.categories
     q = parse_query("do you have headphones under 150 dollars?", cats, POLICY.products.filler["en"])
