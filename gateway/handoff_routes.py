@@ -69,6 +69,7 @@ async def list_queue(request: web.Request) -> web.Response:
 
 @requires("agent")
 async def get_conversation(request: web.Request) -> web.Response:
+    audit(request, "handoff.read", _cid(request))  # staff reading a shopper's messages is on the record
     try:
         item = await asyncio.to_thread(request.app[queue_key].get, _cid(request))
     except HandoffError as exc:

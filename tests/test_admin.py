@@ -283,6 +283,9 @@ async def test_every_endpoint_answers_401_403_or_serves_by_role(admin_gw):
         assert any(e["action"] == "token.revoke" and e["target"] == revoked_made["id"] for e in entries)
         assert any(e["outcome"] == "refused 403" and e["role"] == "viewer" for e in entries)
         assert any(e["action"] == "token.create" and e["actor"].startswith("cli:") for e in entries)
+        # Staff reading a shopper's conversation is recorded too, with who read it.
+        reads = [e for e in entries if e["action"] == "handoff.read" and e["target"] == "web:web:nobody"]
+        assert {e["role"] for e in reads} >= {"agent", "admin"}
         assert all(e["at"] > time.time() - 600 for e in entries)
         status, _, _ = await call(http, "GET", f"{url}/admin/api/audit?limit=zero", admin)
         assert status == 400
