@@ -346,6 +346,11 @@ class CredentialStore:
             if not isinstance(v, str) or (problem := check(v.strip())):
                 raise CredentialError(f"{f} {problem if isinstance(v, str) else 'must be a string'}")
             new_settings[f] = v.strip()
+        moved = old is not None and new_settings.get("api_base_url") != json.loads(old["settings"]).get("api_base_url")
+        if moved and "bot_token" in spec.secrets and not values.get("bot_token"):
+            # The stored token would go to the new address at the next call (or "Test"): whoever moves it
+            # must know the token already.
+            raise CredentialError("changing api_base_url needs the bot_token again (it is sent to that address)")
         generated = {}
         for f in spec.generated:
             if f not in new_secrets:

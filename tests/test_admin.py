@@ -566,3 +566,24 @@ def test_a_user_id_with_a_like_wildcard_finds_only_its_own_transcripts(redis_ser
     # "_" is a LIKE wildcard: unescaped, the crafted id would also find (and forget) 5012340001's chats.
     assert conversations_of(store, engine, "telegram", "501234000_") == ["telegram:default:501234000_"]
     assert conversations_of(store, engine, "telegram", "5012340001") == ["telegram:default:5012340001"]
+
+
+def test_moving_a_bot_to_another_api_address_needs_its_token_again(tmp_path):
+    from shopbot import db
+    from shopbot.credentials import CredentialError, CredentialStore
+    from shopbot.crypto import SecretBox
+    from shopbot.settings import Settings
+
+    store = CredentialStore(
+        db.engine_for(f"sqlite:///{tmp_path / 'creds.db'}"), SecretBox(b"k" * 32), Settings(_env_file=None)
+    )
+    token = "123456:AAbbCCddEEffGGhhIIjjKKllMMnnOOppQQr"
+    store.set("telegram", "shop", {"bot_token": token, "api_base_url": "http://127.0.0.1:9001"}, "alice")
+    # Pointing the stored token at another host without knowing it: refused (it would be sent there).
+    with pytest.raises(CredentialError, match="needs the bot_token again"):
+        store.set("telegram", "shop", {"api_base_url": "https://attacker.example"}, "mallory")
+    assert store.secrets_of("telegram", "shop")[1]["api_base_url"] == "http://127.0.0.1:9001"
+    # With the token, or changing something else, it goes through.
+    store.set("telegram", "shop", {"bot_token": token, "api_base_url": "http://127.0.0.1:9002"}, "alice")
+    store.set("telegram", "shop", {"webhook_secret": "x" * 32}, "alice")
+    assert store.secrets_of("telegram", "shop")[1]["api_base_url"] == "http://127.0.0.1:9002"
