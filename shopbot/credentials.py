@@ -346,7 +346,8 @@ class CredentialStore:
             if not isinstance(v, str) or (problem := check(v.strip())):
                 raise CredentialError(f"{f} {problem if isinstance(v, str) else 'must be a string'}")
             new_settings[f] = v.strip()
-        moved = old is not None and new_settings.get("api_base_url") != json.loads(old["settings"]).get("api_base_url")
+        url = new_settings.get("api_base_url")  # None: the platform's own API, where the token belongs anyway
+        moved = old is not None and url is not None and url != json.loads(old["settings"]).get("api_base_url")
         if moved and "bot_token" in spec.secrets and not values.get("bot_token"):
             # The stored token would go to the new address at the next call (or "Test"): whoever moves it
             # must know the token already.
