@@ -63,7 +63,8 @@ class Context:
     @property
     def store(self) -> ConversationStore:
         if self._store is None:
-            self._store = ConversationStore.from_url(self.settings.redis_url, self.settings.conversation_ttl_s)
+            s = self.settings
+            self._store = ConversationStore.from_url(s.redis_url, s.conversation_ttl_s, s.empty_session_ttl_s)
         return self._store
 
     def credentials(self) -> CredentialStore:

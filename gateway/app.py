@@ -62,7 +62,7 @@ async def errors_as_json(request: web.Request, handler) -> web.StreamResponse:
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     s = app[settings_key]
-    app[store_key] = ConversationStore.from_url(s.redis_url, s.conversation_ttl_s)
+    app[store_key] = ConversationStore.from_url(s.redis_url, s.conversation_ttl_s, s.empty_session_ttl_s)
     # Sockets hold a connection each in a blocking XREAD; the read timeout must outlast the block.
     app[aredis_key] = aioredis.Redis.from_url(
         s.redis_url, decode_responses=True, max_connections=10_000, socket_timeout=XREAD_BLOCK_MS / 1000 + 10

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     nlu_batch_size: int = Field(32, ge=1, le=512)
     nlu_flush_interval_s: float = Field(0.02, gt=0, le=5)
     conversation_ttl_s: int = Field(30 * 24 * 3600, ge=60, description="idle conversations expire after this")
+    empty_session_ttl_s: int = Field(
+        24 * 3600, ge=60, description="a session that never sent a message expires after this"
+    )
     sweep_interval_s: float = Field(2.0, gt=0, description="how often a worker re-queues stalled conversations")
     stall_after_s: float = Field(10.0, gt=0, description="a message not handled after this is re-queued")
 

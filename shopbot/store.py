@@ -148,17 +148,20 @@ class Outgoing:
 class ConversationStore:
     """Synchronous access for workers; the gateway calls it through a thread."""
 
-    def __init__(self, client: redis.Redis, ttl_s: int = 30 * 24 * 3600):
+    def __init__(self, client: redis.Redis, ttl_s: int = 30 * 24 * 3600, empty_ttl_s: int = 24 * 3600):
         self.r = client
         self.ttl_s = ttl_s
+        # A session nobody wrote in (opened widgets, or someone making sessions in bulk) does not stay
+        # for the full TTL: its first message (the record scripts' EXPIRE) gives it that.
+        self.empty_ttl_s = min(empty_ttl_s, ttl_s)
         self._record = client.register_script(_RECORD)
         self._record_reply = client.register_script(_RECORD_REPLY)
         self._unlock = client.register_script(_UNLOCK)
         self._clear_pending = client.register_script(_CLEAR_PENDING)
 
     @classmethod
-    def from_url(cls, url: str, ttl_s: int = 30 * 24 * 3600) -> ConversationStore:
-        return cls(redis.Redis.from_url(url, decode_responses=True, health_check_interval=30), ttl_s)
+    def from_url(cls, url: str, ttl_s: int = 30 * 24 * 3600, empty_ttl_s: int = 24 * 3600) -> ConversationStore:
+        return cls(redis.Redis.from_url(url, decode_responses=True, health_check_interval=30), ttl_s, empty_ttl_s)
 
     # -- shopper messages ---------------------------------------------------------------
 
@@ -228,7 +231,7 @@ class ConversationStore:
         with self.r.pipeline() as p:
             for name, value in {**meta, "created": f"{time.time():.3f}"}.items():
                 p.hsetnx(k, name, value)
-            p.expire(k, self.ttl_s)
+            p.expire(k, self.empty_ttl_s, nx=True)  # never shortens a conversation that is under way
             p.execute()
 
     def meta(self, cid: str) -> dict[str, str]:

@@ -587,3 +587,17 @@ def test_moving_a_bot_to_another_api_address_needs_its_token_again(tmp_path):
     store.set("telegram", "shop", {"bot_token": token, "api_base_url": "http://127.0.0.1:9002"}, "alice")
     store.set("telegram", "shop", {"webhook_secret": "x" * 32}, "alice")
     assert store.secrets_of("telegram", "shop")[1]["api_base_url"] == "http://127.0.0.1:9002"
+
+
+def test_a_session_nobody_writes_in_expires_soon_and_a_message_gives_it_the_full_time(redis_server):
+    from shopbot.store import ConversationStore, key
+
+    store = ConversationStore.from_url(redis_server.url, ttl_s=30 * 24 * 3600, empty_ttl_s=3600)
+    quiet, talking = "web:default:ttl-quiet", "web:default:ttl-talking"
+    for cid in (quiet, talking):
+        store.create(cid, {"channel": "web"})
+    assert 0 < store.r.ttl(key(quiet, "meta")) <= 3600
+    store.record_inbound(talking, "hello")
+    assert store.r.ttl(key(talking, "meta")) > 29 * 24 * 3600
+    store.create(talking, {"channel": "web"})  # a session created again never shortens a conversation
+    assert store.r.ttl(key(talking, "meta")) > 29 * 24 * 3600
