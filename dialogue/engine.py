@@ -254,6 +254,12 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
         s.misunderstood = 0
         return _ask_order_action(turn, number)
 
+    if signal == "strong" and not number and _current_order(turn) and (found := _products(turn, signal)) is not None:
+        if found.action == "products":
+            # "do you have headphones under 150?" after an order was shown: a product question, not the order's.
+            s.misunderstood = 0
+            return found
+
     if confident and ann.intent in policy.order_intents and ann.intent in policy.intents:
         s.misunderstood = 0
         no_order = not number and not _current_order(turn)
