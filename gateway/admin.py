@@ -88,6 +88,8 @@ def channels(ctx: Context, args: argparse.Namespace) -> int:
                 values[f] = _secret(v, f.replace("_", " ")) if f in SECRET_FIELDS else v
         if args.allowed_origin:
             values["allowed_origins"] = args.allowed_origin
+        if args.desk_agent:
+            values["desk_agents"] = args.desk_agent
         try:
             entry = creds.set(args.platform, args.name, values, _actor())
         except CredentialError as exc:
@@ -205,6 +207,7 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--agent-channel", help="Slack: channel id for the hand-off cards")
     st.add_argument("--api-base-url", help="the platform's API URL (a self-hosted Bot API server...)")
     st.add_argument("--allowed-origin", action="append", help="web: an origin allowed to embed the chat (repeat)")
+    st.add_argument("--desk-agent", action="append", help="Slack: a user id who may work the queue (repeat)")
 
     tk = sub.add_parser("tokens", help="API tokens").add_subparsers(dest="verb", required=True)
     cr = tk.add_parser("create")

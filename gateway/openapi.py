@@ -67,6 +67,7 @@ CHANNEL_FIELDS = _obj(
         "agent_channel": STR,
         "api_base_url": STR,
         "allowed_origins": {"type": "array", "items": STR},
+        "desk_agents": {"type": "array", "items": STR},
     }
 )
 AGENT = _obj({"agent": STR}, [])  # the token's own name; may be left out

@@ -7,6 +7,13 @@ queues (Slack wants an answer within 3 seconds); workers make the Web API calls.
 Shoppers write to the bot in a DM (or mention it); agents work the hand-off
 cards in the agents' channel: Claim / Add note / Resolve buttons, replies in a
 card's thread go to the shopper, and ``/handoff queue|claim|resolve|note``.
+
+The desk is for agents only: a signed request proves it comes from the
+workspace, not who sent it (shoppers talk to the same app). Desk actions are
+accepted only from the agents' channel (so only its members) and, where the
+app lists ``desk_agents``, only from those Slack users; anyone else gets a
+polite refusal. Every desk action, done or refused, is in the audit log with
+the Slack user id.
 """
 
 from __future__ import annotations
@@ -25,7 +32,16 @@ from handoff.queue import HandoffError
 from handoff.slack_desk import CLAIM, NOTE, NOTE_VIEW, RESOLVE, note_modal, note_text
 from shopbot.credentials import Channels, SlackApp
 
-from .context import accept, current_channels, enqueue_slack_call, enqueue_sync, json_error, queue_key, store_key
+from .context import (
+    accept,
+    audit_key,
+    current_channels,
+    enqueue_slack_call,
+    enqueue_sync,
+    json_error,
+    queue_key,
+    store_key,
+)
 
 log = logging.getLogger(__name__)
 PREFIX = "/channels/slack"
@@ -98,8 +114,61 @@ async def events(request: web.Request) -> web.Response:
     cid = await asyncio.to_thread(store.conversation_of_thread, parsed.thread_ts)
     if cid is None:
         return web.json_response({"ok": True})  # a thread that is not a hand-off card
-    await _agent_action(request, msg.sender_id, msg.chat_id, parsed.thread_ts, "reply", cid, msg.text)
+    await _desk_action(request, app, msg.sender_id, msg.chat_id, parsed.thread_ts, "reply", cid, msg.text)
     return web.json_response({"ok": True})
+
+
+NOT_AN_AGENT = "Only the shop's agents can work the queue, from the agents' channel."
+
+
+def _desk_refusal(app: SlackApp, user: str, channel: str | None) -> str | None:
+    """Why ``user`` may not work the desk from ``channel`` (None: they may). ``channel`` None: no channel
+    to check (a modal opened from a card's button, which was checked)."""
+    if not app.agent_channel or (channel is not None and channel != app.agent_channel):
+        return NOT_AN_AGENT
+    if app.desk_agents and user not in app.desk_agents:
+        return NOT_AN_AGENT
+    return None
+
+
+async def _audit(request: web.Request, user: str, action: str, target: str | None, outcome: str) -> None:
+    """A desk action in the audit log: the Slack user id is the actor."""
+    await asyncio.to_thread(
+        request.app[audit_key].record, f"slack:{user or '?'}", "agent" if outcome == "ok" else None,
+        f"desk.{action}", target, outcome, "slack",
+    )  # fmt: skip
+
+
+async def _refuse(
+    request: web.Request, user: str, action: str, cid: str | None, channel: str | None, thread: str | None, why: str
+) -> None:
+    """Audit a refused desk action and tell the user (ephemerally, where there is a channel)."""
+    await _audit(request, user, action, cid, "refused: not a desk agent")
+    if channel:
+        params = {"channel": channel, "user": user, "text": why}
+        if thread:
+            params["thread_ts"] = thread
+        await asyncio.to_thread(enqueue_slack_call, request.app, "chat.postEphemeral", **params)
+
+
+async def _desk_action(
+    request: web.Request,
+    app: SlackApp,
+    agent: str,
+    channel: str | None,
+    thread_ts: str | None,
+    action: str,
+    cid: str,
+    text: str = "",
+    tell: bool = True,
+) -> str | None:
+    """A desk action by a verified agent (else refused and told): see ``_agent_action``."""
+    if (refused := _desk_refusal(app, agent, channel)) is not None:
+        await _refuse(request, agent, action, cid, channel if tell else None, thread_ts, refused)
+        return refused
+    refused = await _agent_action(request, agent, channel or "", thread_ts, action, cid, text, tell)
+    await _audit(request, agent, action, cid, "ok" if refused is None else f"refused: {refused}")
+    return refused
 
 
 async def _agent_action(
@@ -153,7 +222,7 @@ async def interactions(request: web.Request) -> web.Response:
         view = payload["view"]
         text = (((view.get("state") or {}).get("values") or {}).get("note") or {}).get("text", {}).get("value") or ""
         cid = str(view.get("private_metadata", ""))
-        refused = await _agent_action(request, user, "", None, "note", cid, text, tell=False)
+        refused = await _desk_action(request, app, user, None, None, "note", cid, text, tell=False)
         if refused:
             return web.json_response({"response_action": "errors", "errors": {"note": refused}})
         return web.Response(status=200)
@@ -167,10 +236,13 @@ async def interactions(request: web.Request) -> web.Response:
     channel = (payload.get("channel") or {}).get("id", "")
     thread = ((payload.get("message") or {}).get("ts")) or None
     if action_id == CLAIM:
-        await _agent_action(request, user, channel, thread, "claim", cid)
+        await _desk_action(request, app, user, channel, thread, "claim", cid)
     elif action_id == RESOLVE:
-        await _agent_action(request, user, channel, thread, "resolve", cid)
+        await _desk_action(request, app, user, channel, thread, "resolve", cid)
     elif action_id == NOTE and payload.get("trigger_id"):
+        if (refused := _desk_refusal(app, user, channel)) is not None:
+            await _refuse(request, user, "note", cid, channel, thread, refused)
+            return web.Response(status=200)
         # The modal must open within 3 seconds of the click: a worker does it at once.
         await asyncio.to_thread(
             enqueue_slack_call, request.app, "views.open", trigger_id=payload["trigger_id"], view=note_modal(cid)
@@ -185,7 +257,7 @@ HELP = (
 
 
 async def commands(request: web.Request) -> web.Response:
-    body, _app = await _verified_body(request)
+    body, app = await _verified_body(request)
     f = slack.form_fields(body)
     words = f.get("text", "").split(maxsplit=2)
     verb = words[0].lower() if words else "queue"
@@ -194,7 +266,12 @@ async def commands(request: web.Request) -> web.Response:
     def say(text: str) -> web.Response:
         return web.json_response({"response_type": "ephemeral", "text": text})
 
+    if (refused := _desk_refusal(app, user, channel)) is not None:
+        await _refuse(request, user, verb[:20], words[1] if len(words) > 1 else None, None, None, refused)
+        return say(refused)
+
     if verb == "queue":
+        await _audit(request, user, "queue", None, "ok")
         items = await asyncio.to_thread(request.app[queue_key].waiting, 0)
         if not items:
             return say("Nobody is waiting.")
@@ -206,7 +283,7 @@ async def commands(request: web.Request) -> web.Response:
         return say(f"{len(items)} waiting, first to serve first:\n" + "\n".join(lines))
     if verb in ("claim", "resolve", "note") and len(words) >= 2 and (verb != "note" or len(words) == 3):
         note = words[2] if verb == "note" else ""
-        refused = await _agent_action(request, user, channel, None, verb, words[1], note, tell=False)
+        refused = await _desk_action(request, app, user, channel, None, verb, words[1], note, tell=False)
         return say(f"Could not {verb}: {refused}" if refused else f"Done: {verb} `{words[1]}`.")
     return say(HELP)
 

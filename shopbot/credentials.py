@@ -82,6 +82,15 @@ def _slack_channel(v: str) -> str | None:
     return None if re.fullmatch(r"[CG][A-Z0-9]{2,40}", v) else "is a channel id like C0123ABCD"
 
 
+def _slack_user(v: str) -> str | None:
+    return None if re.fullmatch(r"[UW][A-Z0-9]{2,40}", v) else f"{v!r} is not a Slack user id like U0123ABCD"
+
+
+def user_ids(text: str | None) -> tuple[str, ...]:
+    """Slack user ids from a comma-separated setting."""
+    return tuple(dict.fromkeys(u.strip() for u in (text or "").split(",") if u.strip()))
+
+
 def _url(v: str) -> str | None:
     return None if _URL_RE.match(v) and len(v) <= 300 else "is an http(s):// URL"
 
@@ -109,7 +118,7 @@ SPECS: dict[str, Spec] = {
     ),
     "slack": Spec(
         {"bot_token": _slack_token, "signing_secret": _signing_secret},
-        {"agent_channel": _slack_channel, "api_base_url": _url},
+        {"agent_channel": _slack_channel, "api_base_url": _url, "desk_agents": _slack_user},
         ("bot_token", "signing_secret"),
     ),
     "web": Spec({}, {"allowed_origins": _origin}, ("allowed_origins",)),
@@ -143,6 +152,9 @@ class SlackApp:
     signing_secret: str = field(repr=False)
     agent_channel: str | None
     api_base_url: str
+    # Who may work the agents' desk (claim, reply, resolve, notes, /handoff): these Slack user ids, and
+    # only in the agents' channel; empty: whoever is a member of that channel.
+    desk_agents: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -200,6 +212,7 @@ def from_environment(settings) -> Channels:
                 sv(settings.slack_signing_secret),
                 settings.slack_agent_channel,
                 settings.slack_api_base_url,
+                user_ids(settings.slack_desk_agents),
             ),
         )
     origins = tuple(o.strip() for o in (settings.web_allowed_origins or "").split(",") if o.strip())
@@ -292,6 +305,7 @@ class CredentialStore:
                     "source": ENV,
                     "agent_channel": app.agent_channel,
                     "api_base_url": app.api_base_url,
+                    "desk_agents": list(app.desk_agents),
                     "secrets": {"bot_token": hint(app.bot_token), "signing_secret": hint(app.signing_secret)},
                 }
             )
@@ -333,6 +347,15 @@ class CredentialStore:
             v = values[f]
             if v is None or v == "" or v == []:
                 new_settings.pop(f, None)
+                continue
+            if f == "desk_agents":
+                users = list(user_ids(v)) if isinstance(v, str) else v
+                if not isinstance(users, list) or not all(isinstance(u, str) for u in users):
+                    raise CredentialError("desk_agents is a list of Slack user ids")
+                for u in users:
+                    if problem := check(u):
+                        raise CredentialError(f"desk_agents: {problem}")
+                new_settings[f] = sorted(set(users))
                 continue
             if f == "allowed_origins":
                 items = [o.strip() for o in v.split(",")] if isinstance(v, str) else v
@@ -450,7 +473,10 @@ class CredentialStore:
                 tg.append(TelegramBot(name, sec["bot_token"], sec.get("webhook_secret", ""), base))
             elif p == "slack":
                 base = conf.get("api_base_url") or self.settings.slack_api_base_url
-                sl.append(SlackApp(name, sec["bot_token"], sec["signing_secret"], conf.get("agent_channel"), base))
+                agents = tuple(conf.get("desk_agents") or ())
+                sl.append(
+                    SlackApp(name, sec["bot_token"], sec["signing_secret"], conf.get("agent_channel"), base, agents)
+                )
         return Channels(
             tuple(tg) if "telegram" in stored else env.telegram,
             tuple(sl) if "slack" in stored else env.slack,

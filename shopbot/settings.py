@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr | None = Field(None, description="the Slack app's signing secret")
     slack_api_base_url: str = Field("https://slack.com/api/", description="Web API URL")
     slack_agent_channel: str | None = Field(None, description="channel id where hand-off cards are posted")
+    slack_desk_agents: str | None = Field(
+        None, description="Slack user ids (comma-separated) who may work the queue; empty: the agents' channel members"
+    )
     # Where orders are read from: the shop data tables, or the shop's own JSON API
     order_source: Literal["sql", "http"] = "sql"
     order_api_url: str | None = Field(None, description="URL template with {order_number}")
@@ -94,8 +97,8 @@ class Settings(BaseSettings):
     @field_validator(
         "public_url", "device", "policies_file", "agent_token", "secret_key", "secret_key_file",
         "previous_secret_keys", "web_allowed_origins", "telegram_bot_token", "telegram_webhook_secret",
-        "slack_bot_token", "slack_signing_secret", "slack_agent_channel", "order_api_url", "order_api_token",
-        "llm_base_url", "llm_model", "llm_api_key", mode="before",
+        "slack_bot_token", "slack_signing_secret", "slack_agent_channel", "slack_desk_agents", "order_api_url",
+        "order_api_token", "llm_base_url", "llm_model", "llm_api_key", mode="before",
     )  # fmt: skip
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:

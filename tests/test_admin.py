@@ -601,3 +601,30 @@ def test_a_session_nobody_writes_in_expires_soon_and_a_message_gives_it_the_full
     assert store.r.ttl(key(talking, "meta")) > 29 * 24 * 3600
     store.create(talking, {"channel": "web"})  # a session created again never shortens a conversation
     assert store.r.ttl(key(talking, "meta")) > 29 * 24 * 3600
+
+
+def test_the_desk_takes_only_its_agents_from_the_agents_channel(tmp_path):
+    from gateway.slack_routes import NOT_AN_AGENT, _desk_refusal
+    from shopbot import db
+    from shopbot.credentials import CredentialError, CredentialStore, SlackApp
+    from shopbot.crypto import SecretBox
+    from shopbot.settings import Settings
+
+    open_desk = SlackApp("shop", "xoxb-1", "s" * 16, "C0AGENTS", "http://127.0.0.1:1/api/")
+    assert _desk_refusal(open_desk, "U0ANYONE", "C0AGENTS") is None  # a member of the agents' channel
+    assert _desk_refusal(open_desk, "U0ANYONE", "D0SHOPPER") == NOT_AN_AGENT  # a DM: a shopper, say
+    listed = SlackApp("shop", "xoxb-1", "s" * 16, "C0AGENTS", "http://127.0.0.1:1/api/", ("U0ANNA",))
+    assert _desk_refusal(listed, "U0ANNA", "C0AGENTS") is None
+    assert _desk_refusal(listed, "U0BOB", "C0AGENTS") == NOT_AN_AGENT  # in the channel, not on the list
+    no_desk = SlackApp("shop", "xoxb-1", "s" * 16, None, "http://127.0.0.1:1/api/")
+    assert _desk_refusal(no_desk, "U0ANNA", "C0AGENTS") == NOT_AN_AGENT
+
+    store = CredentialStore(
+        db.engine_for(f"sqlite:///{tmp_path / 'creds.db'}"), SecretBox(b"k" * 32), Settings(_env_file=None)
+    )
+    values = {"bot_token": "xoxb-123-456-abcdef", "signing_secret": "s" * 16, "agent_channel": "C0AGENTS"}
+    store.set("slack", "shop", {**values, "desk_agents": "U0ANNA, U0BOB,U0ANNA"}, "admin")
+    assert store.secrets_of("slack", "shop")[1]["desk_agents"] == ["U0ANNA", "U0BOB"]
+    assert store.snapshot().slack[0].desk_agents == ("U0ANNA", "U0BOB")
+    with pytest.raises(CredentialError, match="not a Slack user id"):
+        store.set("slack", "shop", {"desk_agents": ["anna"]}, "admin")

@@ -207,6 +207,20 @@ async def test_slack_shopper_with_a_handoff_worked_by_slash_commands(product, pl
         assert "human" in (await wait_count(dm, 2))[1].lower()
         assert len(to_shopper(dm)) == 2, to_shopper(dm)  # the retry got no second reply
 
+        # The shopper talks to the same Slack app: signed requests, but no agent. The desk refuses them
+        # (from their DM, or with a button pressed anywhere but the agents' channel), politely.
+        for text in ("queue", f"claim {cid}", f"note {cid} hi", f"resolve {cid}"):
+            mine = {**command(text, user="U0SHOPPER1"), "channel_id": dm, "channel_name": "directmessage"}
+            status, answer = await slack_post(http, url, "commands", form=mine)
+            assert status == 200 and "Only the shop's agents" in answer and cid not in answer, answer
+        press = action("block_actions_claim", cid, "1700000000.000100", user="U0SHOPPER1")
+        press["payload"]["channel"] = {"id": dm, "name": "directmessage"}
+        status, _ = await slack_post(http, url, "interactions", form=press)
+        assert status == 200
+        told = await slack_api.wait_for("chat.postEphemeral", lambda c: c.params.get("user") == "U0SHOPPER1")
+        assert "Only the shop's agents" in told.params["text"]
+        assert await asyncio.to_thread(lambda: product_queue_status(product, cid)) == "queued"
+
         status, text = await slack_post(http, url, "commands", form=command("queue"))
         assert status == 200 and cid in text
         card_ts = await card_of(slack_api, cid)
@@ -228,6 +242,33 @@ async def test_slack_shopper_with_a_handoff_worked_by_slash_commands(product, pl
         assert "Done" in text
         assert "closed" in (await wait_count(dm, 5))[4].lower()
         assert not [t for t in to_shopper(dm) if "called twice" in t]
+    # Every desk action, done or refused, is in the audit log with the Slack user id.
+    entries = await asyncio.to_thread(audit_entries, product)
+    done = {(e["actor"], e["action"]) for e in entries if e["outcome"] == "ok"}
+    assert {
+        ("slack:U0AGENT1", "desk.claim"),
+        ("slack:U0AGENT1", "desk.note"),
+        ("slack:U0AGENT1", "desk.resolve"),
+        ("slack:U0AGENT1", "desk.reply"),
+    } <= done
+    refused = {e["action"] for e in entries if e["actor"] == "slack:U0SHOPPER1" and e["outcome"].startswith("refused")}
+    assert {"desk.queue", "desk.claim", "desk.note", "desk.resolve"} <= refused
+    assert any(e["actor"] == "slack:U0AGENT2" and "already claimed" in e["outcome"] for e in entries)
+
+
+def audit_entries(product) -> list[dict]:
+    from shopbot import db
+    from shopbot.access import AuditLog
+
+    return AuditLog(db.engine_for(product["env"]["SHOPBOT_DATABASE_URL"])).entries(500)
+
+
+def product_queue_status(product, cid: str) -> str | None:
+    import redis
+
+    r = redis.Redis.from_url(product["redis_url"], decode_responses=True)
+    raw = r.get(f"sb:conv:{{{cid}}}:state")
+    return json.loads(raw).get("status") if raw else None
 
 
 async def test_signatures_and_secrets_are_checked_and_nothing_is_queued(product, platforms):

@@ -61,6 +61,7 @@
         var settings = [];
         ["agent_channel", "api_base_url"].forEach(function (k) { if (c[k]) settings.push(k + ": " + c[k]); });
         if (c.allowed_origins) settings.push("origins: " + c.allowed_origins.join(", "));
+        if (c.desk_agents && c.desk_agents.length) settings.push("desk agents: " + c.desk_agents.join(", "));
         cell(tr, settings.join("; "));
         cell(tr, Object.keys(c.secrets).map(function (k) { return k + " " + c.secrets[k]; }).join(", "));
         cell(tr, c.source + (c.updated_by ? " (" + c.updated_by + ")" : ""));
