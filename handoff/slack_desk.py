@@ -21,7 +21,7 @@ import re
 import time
 from typing import Any
 
-from channels.slack import SlackSender
+from channels.slack import SlackSender, escape
 from shopbot.store import ConversationStore
 
 from .queue import HandoffQueue, QueueItem
@@ -37,7 +37,7 @@ def who(agent: str | None) -> str:
     """An agent as Slack shows them: a mention for Slack users, the name for API agents."""
     if not agent:
         return "nobody"
-    return f"<@{agent}>" if SLACK_USER.match(agent) else agent
+    return f"<@{agent}>" if SLACK_USER.match(agent) else escape(agent)
 
 
 def trend(scores: list[float]) -> str:
@@ -65,22 +65,23 @@ def card_blocks(item: QueueItem, meta: dict[str, str], position: int | None, tot
         f"<!date^{int(queued_at)}^{{time}}|{time.strftime('%H:%M', time.gmtime(queued_at))} UTC>" if queued_at else "-"
     )
     fields = [
-        f"*Shopper*\n{meta.get('sender', '?')} on {item.channel}",
+        f"*Shopper*\n{escape(meta.get('sender', '?'))} on {item.channel}",
         f"*Language*\n{item.locale}",
         f"*Reason / priority*\n{item.reason or '-'} / {item.priority}",
         f"*Waiting since*\n{since}",
         f"*Intents*\n{', '.join(item.last_intents[-3:]) or '-'}",
         f"*Sentiment*\n{trend(item.sentiment_scores)}",
     ]
+    # What a shopper wrote is text, never Slack markup: no <!channel> pings, fake mentions or disguised links.
     lines = [
-        f"{'*Shopper*' if m['from'] == 'shopper' else '_' + str(m['from']) + '_'}: {str(m['text'])[:300]}"
+        f"{'*Shopper*' if m['from'] == 'shopper' else '_' + str(m['from']) + '_'}: {escape(str(m['text'])[:300])}"
         for m in item.last_messages[-5:]
     ]
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": status}},
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
         {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines) or "_no messages_"}},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": f"conversation `{item.conversation_id}`"}]},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": f"conversation `{escape(item.conversation_id)}`"}]},
     ]
     buttons = []
     if item.status == "queued":
@@ -179,7 +180,7 @@ class SlackDesk:
         """The shopper's new messages into the card's thread."""
         for entry in self.store.messages_after(cid, card.get("cursor") or "0"):
             if entry.sender == "shopper":
-                self._thread(card, f"*Shopper:* {entry.text}")
+                self._thread(card, f"*Shopper:* {escape(entry.text)}")
             card["cursor"] = entry.id
             self.store.save_desk_card(cid, {"cursor": entry.id})
 

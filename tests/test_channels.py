@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -172,6 +173,13 @@ def test_cards_show_the_context_and_the_actions_of_each_state():
     assert "<@U0AGENT1>" in json.dumps(claimed) and actions(claimed) == [NOTE, RESOLVE]
     assert actions(card_blocks(_item("bot"), {}, None, 4)) == []
     assert trend([0.5, 0.4]).endswith("(steady)") and trend([]) == "no messages scored yet"
+    # A shopper's markup stays text on the card: no channel ping, fake mention or disguised link.
+    said = [{"from": "shopper", "text": "<!channel> see <https://evil.example|your orders> <@U0BOSS>"}]
+    sly = dataclasses.replace(_item("queued"), last_messages=said)
+    shown = json.dumps(card_blocks(sly, {"sender": "<!here>"}, 1, 1))
+    for live in ("<!channel>", "<!here>", "<https://evil", "<@U0BOSS>"):
+        assert live not in shown, live
+    assert "&lt;!channel&gt;" in shown and "&lt;!here&gt;" in shown
 
 
 def test_empty_settings_mean_unset_and_secrets_do_not_print(monkeypatch):
