@@ -162,32 +162,17 @@ async def _desk_action(
     text: str = "",
     tell: bool = True,
 ) -> str | None:
-    """A desk action by a verified agent (else refused and told): see ``_agent_action``."""
+    """Claim, reply, resolve or note as ``agent``, a desk agent (``_desk_refusal``); returns the refusal, if
+    any, which the agent is also told in an ephemeral message when ``tell``. Audited, done or refused."""
     if (refused := _desk_refusal(app, agent, channel)) is not None:
         await _refuse(request, agent, action, cid, channel if tell else None, thread_ts, refused)
         return refused
-    refused = await _agent_action(request, agent, channel or "", thread_ts, action, cid, text, tell)
-    await _audit(request, agent, action, cid, "ok" if refused is None else f"refused: {refused}")
-    return refused
-
-
-async def _agent_action(
-    request: web.Request,
-    agent: str,
-    channel: str,
-    thread_ts: str | None,
-    action: str,
-    cid: str,
-    text: str = "",
-    tell: bool = True,
-) -> str | None:
-    """Claim, reply, resolve or note as ``agent``; returns the refusal, if any, which the
-    agent is also told in an ephemeral message when ``tell``."""
     args = (cid, agent, text) if action in ("reply", "note") else (cid, agent)
     try:
         await asyncio.to_thread(getattr(request.app[queue_key], action), *args)
     except HandoffError as exc:
-        if not tell:
+        await _audit(request, agent, action, cid, f"refused: {exc.reason}")
+        if not tell or not channel:
             return exc.reason
         params = {"channel": channel, "user": agent, "text": f"Could not {action}: {exc.reason}"}
         if thread_ts:
@@ -207,6 +192,7 @@ async def _agent_action(
             )
     else:
         await asyncio.to_thread(enqueue_sync, request.app, cid)
+    await _audit(request, agent, action, cid, "ok")
     log.info("agent action", extra={"conversation_id": cid, "action": action})
     return None
 
