@@ -103,6 +103,11 @@ class _Turn:
         fp = self.policy.faq
         return decide(self.near[:3], fp.answer_score, fp.suggest_score, fp.min_lead)
 
+    @cached_property
+    def catalogue(self):
+        """The catalogue's answer to the message as a product question (searched once, when first asked for)."""
+        return _search_products(self)
+
     @property
     def lang(self) -> str:
         return self.s.locale
@@ -596,8 +601,12 @@ def _in_catalogue_currency(turn: _Turn, query: ProductQuery) -> tuple[ProductQue
 
 def _products(turn: _Turn, signal: str | None) -> StepResult | None:
     """A product question ("do you have ...", "推荐 ..."): matches from the catalogue, or None if it is not one."""
+    return None if signal is None else turn.catalogue
+
+
+def _search_products(turn: _Turn) -> StepResult | None:
     pp = turn.policy.products
-    if pp is None or signal is None:
+    if pp is None:
         return None
     query, note = _in_catalogue_currency(turn, parse_query(turn.text, pp.categories, pp.filler[turn.lang]))
     shop = turn.shop

@@ -94,14 +94,14 @@ class KnowledgeBase:
                 questions.append(q)
                 with_answers.append(f"{q} {e.answer_in(lang)[0]}")
         self._groups = [np.array([g == lang for g in langs]) for lang in LANGS if lang in langs]
-        # Phrasings by (entry, language), padded with -1: an entry's score is the mean of one row's best two.
+        # Phrasings by (entry, language), padded with -1 to at least two: an entry's score is the mean of one
+        # row's best two (its best alone where the second is padding).
         rows: dict[tuple[int, str], list[int]] = {}
         for j, key in enumerate(zip(owners, langs, strict=True)):
             rows.setdefault(key, []).append(j)
-        width = max((len(v) for v in rows.values()), default=1)
+        width = max([2, *(len(v) for v in rows.values())])
         self._rows = np.array([v + [-1] * (width - len(v)) for v in rows.values()], dtype=np.int64).reshape(-1, width)
         self._row_owner = np.array([owner for owner, _ in rows], dtype=np.int64)
-        self._row_two = np.array([len(v) >= 2 for v in rows.values()], dtype=bool)
         if questions:
             from nlu.embed import PASSAGE, QUERY
 
@@ -126,11 +126,8 @@ class KnowledgeBase:
             sims = per_question[group]
             per_question[group] = sims - (np.median(sims) if len(sims) >= MIN_GROUP else TYPICAL_MEDIAN)
         padded = np.where(self._rows >= 0, per_question[self._rows], -np.inf)
-        if padded.shape[1] >= 2:
-            top = -np.sort(-padded, axis=1)[:, :2]
-            per_row = np.where(self._row_two, top.mean(axis=1), top[:, 0])
-        else:
-            per_row = padded[:, 0]
+        top = -np.sort(-padded, axis=1)[:, :2]
+        per_row = np.where(np.isfinite(top[:, 1]), top.mean(axis=1), top[:, 0])
         best = np.full(len(self.entries), -np.inf, dtype=np.float32)
         np.maximum.at(best, self._row_owner, per_row)
         order = np.argsort(-best)[:k]

@@ -125,6 +125,10 @@ SPECS: dict[str, Spec] = {
 }
 
 
+# Settings that hold lists, and what their items are.
+LIST_SETTINGS = {"allowed_origins": "origins", "desk_agents": "Slack user ids"}
+
+
 def hint(value: str) -> str:
     """What a listing shows of a secret: its last 4 characters (nothing of a short one)."""
     return "…" + value[-4:] if len(value) >= 12 else "…"
@@ -348,23 +352,16 @@ class CredentialStore:
             if v is None or v == "" or v == []:
                 new_settings.pop(f, None)
                 continue
-            if f == "desk_agents":
-                users = list(user_ids(v)) if isinstance(v, str) else v
-                if not isinstance(users, list) or not all(isinstance(u, str) for u in users):
-                    raise CredentialError("desk_agents is a list of Slack user ids")
-                for u in users:
-                    if problem := check(u):
-                        raise CredentialError(f"desk_agents: {problem}")
-                new_settings[f] = sorted(set(users))
-                continue
-            if f == "allowed_origins":
-                items = [o.strip() for o in v.split(",")] if isinstance(v, str) else v
-                if not isinstance(items, list) or not all(isinstance(o, str) for o in items):
-                    raise CredentialError("allowed_origins is a list of origins")
-                for o in items:
-                    if problem := check(o):
-                        raise CredentialError(f"allowed_origins: {problem}")
-                new_settings[f] = sorted({o.rstrip("/") for o in items if o})
+            if f in LIST_SETTINGS:
+                # A list, or one comma-separated string (the admin page's text field).
+                if isinstance(v, str):
+                    v = list(user_ids(v)) if f == "desk_agents" else [o.strip() for o in v.split(",")]
+                if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+                    raise CredentialError(f"{f} is a list of {LIST_SETTINGS[f]}")
+                for x in v:
+                    if problem := check(x):
+                        raise CredentialError(f"{f}: {problem}")
+                new_settings[f] = sorted({x.rstrip("/") for x in v if x})
                 continue
             if not isinstance(v, str) or (problem := check(v.strip())):
                 raise CredentialError(f"{f} {problem if isinstance(v, str) else 'must be a string'}")
