@@ -6,6 +6,7 @@ widget reads replies from the conversation's log, so sending is the log itself.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 import time
@@ -25,8 +26,26 @@ def new_session_id() -> str:
     return secrets.token_urlsafe(18)
 
 
+def public_id(session_id: str) -> str:
+    """The shopper's id everywhere but the widget: a hash of the session id.
+
+    The session id is the widget's secret: whoever has it reads and writes the
+    chat. Conversation ids are shown to agents (queue, Slack card), written to
+    logs and audit rows, so they carry this one-way hash instead (128 bits of
+    SHA-256; a session id from ``new_session_id`` has 144 random bits, so the
+    hash cannot be turned back into it).
+    """
+    return hashlib.sha256(f"shopbot-web-session:{session_id}".encode()).hexdigest()[:32]
+
+
+def shopper_ids(channel: str, user: str) -> tuple[str, ...]:
+    """The ids one shopper may be stored under: a web shopper asking to be forgotten
+    gives the session id their browser keeps, stored as its ``public_id``."""
+    return (user, public_id(user)) if channel == NAME else (user,)
+
+
 def conversation_id(session_id: str) -> str:
-    return f"{NAME}:{ACCOUNT}:{session_id}"
+    return f"{NAME}:{ACCOUNT}:{public_id(session_id)}"
 
 
 def check_session_id(value: Any) -> str:
@@ -69,7 +88,7 @@ def parse_message(body: Any, session_id: str | None = None) -> InboundMessage:
     """
     if not isinstance(body, dict):
         raise ChannelError("body must be a JSON object")
-    sid = session_id or check_session_id(body.get("session_id"))
+    shopper = public_id(session_id or check_session_id(body.get("session_id")))
     text = _check_text(body.get("text"))
     cmid = _check_optional(body, "client_message_id", CLIENT_ID_RE, "1-100 letters, digits or . _ : -")
     locale = check_locale(body)
@@ -77,8 +96,8 @@ def parse_message(body: Any, session_id: str | None = None) -> InboundMessage:
         id=cmid or "",
         channel=NAME,
         account=ACCOUNT,
-        sender_id=sid,
-        chat_id=sid,
+        sender_id=shopper,
+        chat_id=shopper,
         text=text,
         locale=locale,
         sent_at=time.time(),

@@ -27,6 +27,7 @@ import socket
 import sys
 from typing import Any
 
+from channels import web as web_channel
 from shopbot import crypto, privacy
 from shopbot.access import ROLES, AccessError, AuditLog, TokenStore
 from shopbot.credentials import SPECS, CredentialError, CredentialStore, check_platform
@@ -161,7 +162,8 @@ def shoppers(ctx: Context, args: argparse.Namespace) -> int:
         if args.conversation:
             cids = list(args.conversation)
         elif args.channel and args.user:
-            cids = privacy.conversations_of(ctx.store, ctx.engine, args.channel, args.user)
+            ids = web_channel.shopper_ids(args.channel, args.user)
+            cids = privacy.conversations_of(ctx.store, ctx.engine, args.channel, *ids)
         else:
             print("error: give --conversation CID, or --channel and --user", file=sys.stderr)
             return 2

@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import func, select
 
+from channels import web as web_channel
 from shopbot import privacy
 from shopbot.access import ROLES, Principal
 from shopbot.credentials import SPECS, check_platform
@@ -289,7 +290,8 @@ async def forget_shopper(request: web.Request) -> web.Response:
     if isinstance(body.get("conversation_id"), str) and body["conversation_id"]:
         cids = [body["conversation_id"]]
     elif isinstance(body.get("channel"), str) and isinstance(body.get("user"), str):
-        cids = await asyncio.to_thread(privacy.conversations_of, store, engine, body["channel"], body["user"])
+        ids = web_channel.shopper_ids(body["channel"], body["user"])
+        cids = await asyncio.to_thread(privacy.conversations_of, store, engine, body["channel"], *ids)
     else:
         return json_error(400, 'send {"channel": "telegram", "user": "<user id>"} or {"conversation_id": ...}')
     audit(request, "shopper.forget", None, conversations=len(cids))

@@ -32,7 +32,8 @@ async def create_session(request: web.Request) -> web.Response:
         return json_error(exc.status, exc.reason)
     sid = web_channel.new_session_id()
     cid = web_channel.conversation_id(sid)
-    meta = {"channel": "web", "account": web_channel.ACCOUNT, "chat": sid, "sender": sid}
+    shopper = web_channel.public_id(sid)
+    meta = {"channel": "web", "account": web_channel.ACCOUNT, "chat": shopper, "sender": shopper}
     if locale:
         meta["locale"] = locale
     await asyncio.to_thread(request.app[store_key].create, cid, meta)
@@ -54,7 +55,8 @@ async def post_message(request: web.Request) -> web.Response:
     )
 
 
-async def _known_session(request: web.Request) -> str:
+async def _known_session(request: web.Request) -> tuple[str, str]:
+    """The request's session id and its conversation id; 400 or 404 when there is none."""
     try:
         sid = web_channel.check_session_id(request.query.get("session_id"))
     except ChannelError as exc:
@@ -62,7 +64,7 @@ async def _known_session(request: web.Request) -> str:
     cid = web_channel.conversation_id(sid)
     if not await asyncio.to_thread(request.app[store_key].exists, cid):
         raise web.HTTPNotFound(text="unknown session_id: create one with POST /web/sessions or send a message first")
-    return cid
+    return sid, cid
 
 
 def _after(request: web.Request) -> str | None:
@@ -80,18 +82,17 @@ def _valid_stream_id(value: str) -> bool:
 
 
 async def get_messages(request: web.Request) -> web.Response:
-    cid = await _known_session(request)
+    _, cid = await _known_session(request)
     after = _after(request)
     entries = await asyncio.to_thread(request.app[store_key].messages_after, cid, after)
     return web.json_response({"conversation_id": cid, "messages": [e.to_json() for e in entries]})
 
 
 async def websocket(request: web.Request) -> web.WebSocketResponse:
-    cid = await _known_session(request)
+    sid, cid = await _known_session(request)
     after = _after(request)
     ws = web.WebSocketResponse(heartbeat=25, max_msg_size=web_channel.MAX_TEXT * 8)
     await ws.prepare(request)
-    sid = cid.rsplit(":", 1)[1]
     pusher = asyncio.create_task(_push(request.app, ws, cid, after))
     try:
         async for frame in ws:

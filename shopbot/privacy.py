@@ -38,24 +38,26 @@ def _glob_escape(text: str) -> str:
     return re.sub(r"([*?\[\]\\])", r"\\\1", text)
 
 
-def conversations_of(store: ConversationStore, engine: Engine, channel: str, user: str) -> list[str]:
-    """Every conversation of one shopper: ``user`` is their Telegram or Slack user id, or a web session id."""
+def conversations_of(store: ConversationStore, engine: Engine, channel: str, *users: str) -> list[str]:
+    """Every conversation of one shopper, known on ``channel`` by any of ``users``: their
+    Telegram or Slack user id, or a web session's ids (``channels.web.shopper_ids``)."""
     if channel not in CHANNELS:
         raise PrivacyError(f"channel must be one of {', '.join(CHANNELS)}")
-    if not USER_RE.match(user):
+    if not users or not all(USER_RE.match(u) for u in users):
         raise PrivacyError("user must be the platform's user id (or the web session id)")
     found: set[str] = set()
     pattern = f"{PREFIX}:conv:{{{_glob_escape(channel)}:*}}:meta"
     for k in store.r.scan_iter(match=pattern, count=1000):
         meta = store.r.hgetall(k)
-        if user in (meta.get("sender"), meta.get("chat")):
+        if {meta.get("sender"), meta.get("chat")} & set(users):
             found.add(k[len(f"{PREFIX}:conv:{{") : -len("}:meta")])
     # Conversations gone from Redis (expired) may still be in SQL: private chats are keyed by the user.
     with engine.connect() as conn:
-        # The user id's own "_" (and "%") must not act as LIKE wildcards matching other shoppers.
-        pattern = f"{channel}:%:{_like_escape(user)}"
-        q = select(messages.c.conversation_id).where(messages.c.conversation_id.like(pattern, escape="\\")).distinct()
-        found.update(r[0] for r in conn.execute(q))
+        for user in users:
+            # The user id's own "_" (and "%") must not act as LIKE wildcards matching other shoppers.
+            pattern = f"{channel}:%:{_like_escape(user)}"
+            like = messages.c.conversation_id.like(pattern, escape="\\")
+            found.update(r[0] for r in conn.execute(select(messages.c.conversation_id).where(like).distinct()))
     return sorted(found)
 
 

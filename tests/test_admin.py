@@ -406,6 +406,20 @@ async def test_export_is_masked_and_forget_deletes_everything_about_a_shopper(ad
         status, log, _ = await call(http, "GET", f"{url}/admin/api/audit", admin)
         assert {"shopper.forget", "conversation.export"} <= {e["action"] for e in log["entries"]}
 
+        # A web shopper is forgotten by the session id their browser keeps, which their
+        # conversation id does not contain.
+        async with http.post(f"{url}/web/sessions", json={}) as resp:
+            session = await resp.json()
+        sid, web_cid = session["session_id"], session["conversation_id"]
+        assert sid not in web_cid
+        async with http.post(f"{url}/web/messages", json={"session_id": sid, "text": "hello"}) as resp:
+            assert resp.status == 202 and (await resp.json())["conversation_id"] == web_cid
+        assert r.keys(f"sb:conv:{{{web_cid}}}:*")
+        status, gone, _ = await call(
+            http, "POST", f"{url}/admin/api/shoppers/forget", admin, {"channel": "web", "user": sid}
+        )
+        assert status == 200 and gone["conversations"] == 1 and not r.keys(f"sb:conv:{{{web_cid}}}:*")
+
 
 async def test_logs_mask_personal_data(admin_gw):
     from shopbot.logs import MaskPersonalData

@@ -122,6 +122,8 @@ async def test_conversation_end_to_end(product):
         assert status == 200
         item = next(i for i in queue["waiting"] if i["conversation_id"] == chat.cid)
         assert item["reason"] == "requested" and item["channel"] == "web"
+        # The session id is the shopper's secret: agents see a conversation id that does not reveal it.
+        assert chat.sid not in chat.cid and chat.sid not in json.dumps(queue)
         assert any(m["text"] == "I want to talk to a human agent" for m in item["last_messages"])
 
         alice, bob = agent_token(product, "alice"), agent_token(product, "bob")
@@ -163,6 +165,9 @@ async def test_conversation_end_to_end(product):
         assert [m["from"] for m in history].count("shopper") == 5
         assert [m["id"] for m in history] == sorted(m["id"] for m in history)
         await chat.close()
+    # ... nor do the logs, where every line names its conversation.
+    logs = [product["tmp"] / n for n in ("gateway.log", "worker-nlu.log", "worker-dialogue.log")]
+    assert chat.cid in logs[0].read_text() and not [p.name for p in logs if chat.sid in p.read_text()]
 
 
 async def test_same_client_message_id_three_times_gives_one_reply(product):
