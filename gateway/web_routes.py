@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 
@@ -10,7 +11,7 @@ from aiohttp import WSMsgType, web
 from redis.exceptions import RedisError
 
 from channels import web as web_channel
-from channels.base import ChannelError
+from channels.base import ChannelError, InboundMessage
 from shopbot.store import key, parse_entry
 
 from . import limits
@@ -40,10 +41,25 @@ async def create_session(request: web.Request) -> web.Response:
     return web.json_response({"session_id": sid, "conversation_id": cid}, status=201)
 
 
+async def _legacy(app: web.Application, sid: str) -> str | None:
+    """The conversation id a session had before ids hid the session (``web:default:<session id>``),
+    when that conversation is still in Redis: it keeps its id until it expires, so an upgrade
+    does not cut a shopper off their chat."""
+    cid = f"{web_channel.NAME}:{web_channel.ACCOUNT}:{sid}"
+    return cid if await asyncio.to_thread(app[store_key].exists, cid) else None
+
+
+async def _carried(app: web.Application, msg: InboundMessage, sid: str) -> InboundMessage:
+    if await _legacy(app, sid):
+        return dataclasses.replace(msg, sender_id=sid, chat_id=sid)
+    return msg
+
+
 async def post_message(request: web.Request) -> web.Response:
     body = await read_json(request)
     try:
         msg = web_channel.parse_message(body)
+        msg = await _carried(request.app, msg, body["session_id"])
         await limits.per_session(request.app, msg.conversation_id)
     except ChannelError as exc:
         return json_error(exc.status, exc.reason)
@@ -63,6 +79,8 @@ async def _known_session(request: web.Request) -> tuple[str, str]:
         raise web.HTTPBadRequest(text=exc.reason) from None
     cid = web_channel.conversation_id(sid)
     if not await asyncio.to_thread(request.app[store_key].exists, cid):
+        cid = await _legacy(request.app, sid) or ""
+    if not cid:
         raise web.HTTPNotFound(text="unknown session_id: create one with POST /web/sessions or send a message first")
     return sid, cid
 
@@ -121,7 +139,7 @@ async def _on_client_frame(app: web.Application, ws: web.WebSocketResponse, sid:
         await ws.send_json({"type": "error", "reason": 'frames must be {"type": "message", "text": ...} or ping'})
         return
     try:
-        msg = web_channel.parse_message(body, session_id=sid)
+        msg = await _carried(app, web_channel.parse_message(body, session_id=sid), sid)
         await limits.per_session(app, msg.conversation_id)
     except ChannelError as exc:
         await ws.send_json({"type": "error", "reason": exc.reason, "client_message_id": body.get("client_message_id")})

@@ -420,6 +420,17 @@ async def test_export_is_masked_and_forget_deletes_everything_about_a_shopper(ad
         )
         assert status == 200 and gone["conversations"] == 1 and not r.keys(f"sb:conv:{{{web_cid}}}:*")
 
+        # A conversation begun before ids hid the session keeps its id until it expires.
+        from shopbot.store import ConversationStore
+
+        old_sid = "legacy-session-0001"
+        legacy = f"web:default:{old_sid}"
+        ConversationStore.from_url(env["SHOPBOT_REDIS_URL"]).create(legacy, {"channel": "web", "chat": old_sid})
+        async with http.get(f"{url}/web/messages?session_id={old_sid}") as resp:
+            assert resp.status == 200 and (await resp.json())["conversation_id"] == legacy
+        async with http.post(f"{url}/web/messages", json={"session_id": old_sid, "text": "still there?"}) as resp:
+            assert resp.status == 202 and (await resp.json())["conversation_id"] == legacy
+
 
 async def test_logs_mask_personal_data(admin_gw):
     from shopbot.logs import MaskPersonalData
