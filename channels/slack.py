@@ -4,7 +4,9 @@ Inbound: ``verify`` checks the request signature (v0 HMAC-SHA256 over
 ``v0:timestamp:body``, 5-minute window) with slack-sdk's ``SignatureVerifier``;
 ``parse_event`` tells a shopper's message (a DM to the bot, or a mention) from
 an agent's reply in a hand-off card's thread and from what we ignore (bots, our
-own posts, edits). Outbound: ``SlackSender`` posts with ``chat.postMessage``,
+own posts, edits). A conversation is a DM, or one user's messages in a channel
+(``chat_key``). Outbound: ``SlackSender`` posts with ``chat.postMessage`` (in a
+shared channel ``chat.postEphemeral``, to that user alone),
 quick replies as Block Kit buttons, and retries once after a 429 as Slack's
 ``Retry-After`` asks.
 
@@ -27,6 +29,16 @@ NAME = "slack"
 DEFAULT_API_BASE_URL = "https://slack.com/api/"
 MAX_TEXT = 3000  # a section block's text limit
 QUICK_REPLY_ACTION = "quick_reply"
+# A conversation in a shared channel is one user's: its chat id is "<channel>.<user>",
+# and every reply is ephemeral (seen by that user only).
+SHARED_CHAT_SEP = "."
+
+
+def chat_key(channel: str, user: str) -> str:
+    """The chat a message belongs to: a DM (``D...``) is the shopper's own; in a channel
+    several people may talk to the bot, so each of them has a conversation of their own
+    there (else a second user would act as the first, order ownership included)."""
+    return channel if channel.startswith("D") or not user else f"{channel}{SHARED_CHAT_SEP}{user}"
 
 
 def verify(headers: dict[str, str] | Any, body: bytes, signing_secret: str | None) -> None:
@@ -118,7 +130,7 @@ def _inbound(event_id: str, team: str, event: dict, channel: str, text: str, raw
         channel=NAME,
         account=team or "default",
         sender_id=str(event.get("user")),
-        chat_id=channel,
+        chat_id=chat_key(channel, str(event.get("user") or "")),
         text=text[:4000],
         sent_at=float(event["ts"]) if event.get("ts") else None,
         raw=raw,
@@ -143,7 +155,7 @@ def quick_reply_message(payload: dict[str, Any]) -> InboundMessage | None:
         channel=NAME,
         account=team,
         sender_id=user,
-        chat_id=str(channel),
+        chat_id=chat_key(str(channel), user),
         text=str(action.get("value", ""))[:4000],
         raw=payload,
     )
@@ -216,5 +228,14 @@ class SlackSender:
         return str(self.call("chat.postMessage", **params).get("ts", ""))
 
     def send(self, chat_id: str, text: str, quick_replies: tuple[str, ...] = ()) -> str:
-        """A reply to a shopper: plain text, never markup (a reply may quote the shopper's words)."""
-        return self.post(chat_id, escape(text), quick_replies)
+        """A reply to a shopper: plain text, never markup (a reply may quote the shopper's words).
+        In a shared channel it is ephemeral: order details and buttons reach that shopper alone."""
+        channel, _, user = chat_id.partition(SHARED_CHAT_SEP)
+        if not user:
+            return self.post(chat_id, escape(text), quick_replies)
+        params = {"channel": channel, "user": user, "text": escape(text)[:MAX_TEXT]}
+        return str(
+            self.call("chat.postEphemeral", **params, blocks=message_blocks(params["text"], quick_replies)).get(
+                "message_ts", ""
+            )
+        )

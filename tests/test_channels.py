@@ -113,6 +113,11 @@ def test_slack_events():
     assert im.message.conversation_id == "slack:T0SHOP:D0SHOPPER" and im.message.text == "where is my order?"
     mention = slack.parse_event(fixture("slack", "app_mention")["body"], "C0AGENTS")
     assert mention.kind == "shopper" and mention.message.text == "do you ship to Canada?"
+    # In a shared channel the conversation is the user's own, not the channel's.
+    assert mention.message.conversation_id == "slack:T0SHOP:C0GENERAL.U0SHOPPER"
+    other = fixture("slack", "app_mention")["body"]
+    other["event"]["user"] = "U0SOMEONE"
+    assert slack.parse_event(other, "C0AGENTS").message.conversation_id == "slack:T0SHOP:C0GENERAL.U0SOMEONE"
     for name in ("bot_message", "message_changed"):
         assert slack.parse_event(fixture("slack", name)["body"], "C0AGENTS").kind == "ignored", name
     body = fixture("slack", "agent_thread_reply")["body"]
@@ -128,6 +133,8 @@ def test_slack_quick_reply_press_is_a_shopper_message():
     payload = fixture("slack", "block_actions_quick_reply")["form"]["payload"]
     m = slack.quick_reply_message(payload)
     assert m.conversation_id == "slack:T0SHOP:D0SHOPPER" and m.text == "Talk to a person"
+    payload["channel"] = {"id": "C0GENERAL", "name": "general"}  # a button of an ephemeral reply in a channel
+    assert slack.quick_reply_message(payload).conversation_id == f"slack:T0SHOP:C0GENERAL.{payload['user']['id']}"
     claim = fixture("slack", "block_actions_claim")["form"]["payload"]
     assert slack.quick_reply_message(claim) is None
     blocks = slack.message_blocks("Hi", ("Track my order", "Talk to a person"))
@@ -204,3 +211,18 @@ def test_a_reply_to_a_slack_shopper_is_text_not_markup(platforms):
     assert "<" not in shown and "<" not in call.params["text"]
     assert "&lt;!channel&gt; &lt;@U0AGENT1&gt; &lt;https://evil|shop&gt; &amp; co" in shown
     assert call.params["blocks"][1]["elements"][0]["text"] == {"type": "plain_text", "text": "Talk"}
+
+
+def test_a_reply_in_a_shared_slack_channel_is_seen_by_its_shopper_alone(platforms):
+    from services import SLACK_TOKEN
+
+    api = platforms["slack"]
+    sender = slack.SlackSender(SLACK_TOKEN, platforms["slack_url"])
+    posted = len(api.of("chat.postMessage"))
+    sender.send(slack.chat_key("C0GENERAL", "U0SHOPPER"), "Order 10023 <b>: shipped", ("Track",))
+    call = api.of("chat.postEphemeral")[-1]
+    assert call.params["channel"] == "C0GENERAL" and call.params["user"] == "U0SHOPPER"
+    assert call.params["text"] == "Order 10023 &lt;b&gt;: shipped"
+    assert call.params["blocks"][1]["elements"][0]["value"] == "Track"
+    assert len(api.of("chat.postMessage")) == posted  # nothing posted for the whole channel to see
+    assert slack.chat_key("D0SHOPPER", "U0SHOPPER") == "D0SHOPPER"

@@ -271,6 +271,37 @@ def product_queue_status(product, cid: str) -> str | None:
     return json.loads(raw).get("status") if raw else None
 
 
+async def test_two_people_mentioning_the_bot_in_one_channel_have_a_conversation_each(product, platforms):
+    """In a shared channel, the second person is not the first: their own conversation, their
+    own order context, and replies (order details, buttons) only they can see."""
+    slack_api, url, channel = platforms["slack"], product["url"], "C0SHARED1"
+
+    def ephemeral(user: str) -> list[str]:
+        return [
+            c.params["text"]
+            for c in slack_api.of("chat.postEphemeral")
+            if c.params.get("channel") == channel and c.params.get("user") == user
+        ]
+
+    async def wait_for(user: str, n: int) -> list[str]:
+        deadline = time.monotonic() + 60
+        while len(ephemeral(user)) < n:
+            assert time.monotonic() < deadline, ephemeral(user)
+            await asyncio.sleep(0.05)
+        return ephemeral(user)
+
+    async with aiohttp.ClientSession() as http:
+        first = slack_event("app_mention", channel=channel, user="U0FIRST1", text="<@U0BOT> where is order 10023?")
+        assert (await slack_post(http, url, "events", json_body=first))[0] == 200
+        assert "10023" in (await wait_for("U0FIRST1", 1))[0]
+        second = slack_event("app_mention", channel=channel, user="U0SECOND", text="<@U0BOT> where is my order?")
+        assert (await slack_post(http, url, "events", json_body=second))[0] == 200
+        # The second person is asked for their own order number: the first one's order is not theirs.
+        answer = (await wait_for("U0SECOND", 1))[0]
+        assert "10023" not in answer and "order number" in answer.lower(), answer
+    assert not [c for c in slack_api.of("chat.postMessage") if c.params.get("channel") == channel]
+
+
 async def test_signatures_and_secrets_are_checked_and_nothing_is_queued(product, platforms):
     import redis
 

@@ -151,7 +151,7 @@
   var form = $("#channel-form");
   function showFields() {
     var p = form.platform.value;
-    form.querySelectorAll("label[data-for]").forEach(function (l) {
+    form.querySelectorAll("[data-for]").forEach(function (l) {
       l.hidden = l.dataset.for.split(" ").indexOf(p) < 0;
     });
   }
