@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 
 from .errors import Refused
 from .pii import mask
-from .store import HANDOFF_QUEUE, PENDING, PREFIX, TRANSCRIPTS, ConversationStore, key
+from .store import HANDOFF_QUEUE, PENDING, PREFIX, TRANSCRIPTS, TRANSCRIPTS_LOCK, ConversationStore, key
 from .transcripts import messages
 
 CHANNELS = ("web", "telegram", "slack")
@@ -51,8 +51,11 @@ def conversations_of(store: ConversationStore, engine: Engine, channel: str, *us
         meta = store.r.hgetall(k)
         if {meta.get("sender"), meta.get("chat")} & set(users):
             found.add(k[len(f"{PREFIX}:conv:{{") : -len("}:meta")])
-    # Conversations gone from Redis (expired) may still be in SQL: private chats are keyed by the user.
+    # Conversations gone from Redis (expired) may still be in SQL: rows name their shopper; rows
+    # written before they did are found by the conversation id, where private chats name the user.
     with engine.connect() as conn:
+        mine = (messages.c.channel == channel) & messages.c.shopper.in_(users)
+        found.update(r[0] for r in conn.execute(select(messages.c.conversation_id).where(mine).distinct()))
         for user in users:
             # The user id's own "_" (and "%") must not act as LIKE wildcards matching other shoppers.
             pattern = f"{channel}:%:{_like_escape(user)}"
@@ -61,7 +64,7 @@ def conversations_of(store: ConversationStore, engine: Engine, channel: str, *us
     return sorted(found)
 
 
-def forget(store: ConversationStore, engine: Engine, cids: list[str]) -> dict[str, int]:
+def forget(store: ConversationStore, engine: Engine, cids: list[str], lock_wait_s: float = 30.0) -> dict[str, int]:
     """Delete the conversations ``cids`` everywhere; returns what was removed."""
     counts = {"conversations": 0, "redis_keys": 0, "transcript_rows": 0, "queued_rows": 0}
     r = store.r
@@ -82,15 +85,24 @@ def forget(store: ConversationStore, engine: Engine, cids: list[str]) -> dict[st
                 p.execute()
             counts["redis_keys"] += len(ks)
             counts["conversations"] += 1
-    wanted = set(cids)
-    for raw in r.lrange(TRANSCRIPTS, 0, -1):
-        if json.loads(raw).get("conversation_id") in wanted:
-            counts["queued_rows"] += r.lrem(TRANSCRIPTS, 0, raw)
-    if cids:
-        with engine.begin() as conn:
-            counts["transcript_rows"] = conn.execute(
-                delete(messages).where(messages.c.conversation_id.in_(cids))
-            ).rowcount
+    # The flusher reads a batch, writes it to SQL, then trims the batch off the list: between its
+    # read and its trim, removing rows would make the trim drop other conversations' rows, and
+    # the forgotten rows would reach SQL after their delete. Both hold the same lock.
+    lock = r.lock(TRANSCRIPTS_LOCK, timeout=60, blocking_timeout=lock_wait_s)
+    if not lock.acquire():
+        raise PrivacyError("the transcript flusher is busy; try again", 409)
+    try:
+        wanted = set(cids)
+        for raw in r.lrange(TRANSCRIPTS, 0, -1):
+            if json.loads(raw).get("conversation_id") in wanted:
+                counts["queued_rows"] += r.lrem(TRANSCRIPTS, 0, raw)
+        if cids:
+            with engine.begin() as conn:
+                counts["transcript_rows"] = conn.execute(
+                    delete(messages).where(messages.c.conversation_id.in_(cids))
+                ).rowcount
+    finally:
+        lock.release()
     return counts
 
 

@@ -33,6 +33,8 @@ PREFIX = "sb"
 PENDING = f"{PREFIX}:pending"
 HANDOFF_QUEUE = f"{PREFIX}:handoff:queue"
 TRANSCRIPTS = f"{PREFIX}:transcripts"
+# Held by whoever reads-then-trims or edits the TRANSCRIPTS list (the flusher, forgetting a shopper).
+TRANSCRIPTS_LOCK = f"{PREFIX}:transcripts:lock"
 WORKERS = f"{PREFIX}:workers"
 WORKER_QUEUES = f"{PREFIX}:workers:queues"
 LOCK_TTL_MS = 30_000

@@ -42,8 +42,11 @@ messages = Table(
     Column("sentiment", String(20)),
     Column("sentiment_score", Float),
     Column("agent", String(120)),
+    # The shopper's id on the platform (meta "sender"): Telegram / Slack user id, web public id.
+    Column("shopper", String(200)),
     UniqueConstraint("conversation_id", "message_id", name="uq_transcript_message"),
     Index("ix_transcript_conversation_ts", "conversation_id", "ts"),
+    Index("ix_transcript_channel_shopper", "channel", "shopper"),
 )
 COLUMNS = [c.name for c in messages.columns if c.name != "id"]
 
@@ -54,6 +57,7 @@ def transcript_row(cid: str, meta: dict[str, str], message_id: str, sender: str,
         "conversation_id": cid,
         "message_id": message_id,
         "channel": meta.get("channel", cid.split(":", 1)[0]),
+        "shopper": meta.get("sender"),
         "sender": sender,
         "text": text,
         "ts": ts,

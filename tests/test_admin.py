@@ -593,6 +593,50 @@ def test_a_user_id_with_a_like_wildcard_finds_only_its_own_transcripts(redis_ser
     assert conversations_of(store, engine, "telegram", "5012340001") == ["telegram:default:5012340001"]
 
 
+def test_forgetting_finds_transcripts_by_their_shopper_and_waits_for_the_flusher(redis_server, tmp_path):
+    """Gone from Redis, a Slack shopper's DM (keyed by its D... channel) and their conversation in a
+    shared channel are still found by their user id; a web shopper's by the session id. Forgetting
+    never interleaves with the transcript flusher (it read a batch and will trim it)."""
+    from channels import web
+    from shopbot import db, privacy, transcripts
+    from shopbot.store import TRANSCRIPTS, TRANSCRIPTS_LOCK, ConversationStore
+
+    engine = db.engine_for(f"sqlite:///{tmp_path / 'forget-by-shopper.db'}")
+    store = ConversationStore.from_url(redis_server.url)
+    sid = "a-web-session-id-0001"
+    mine = {
+        "slack:T0SHOP:D0DMSHOP9": {"channel": "slack", "sender": "U0SHOPPER9", "chat": "D0DMSHOP9"},
+        "slack:T0SHOP:C0GEN.U0SHOPPER9": {"channel": "slack", "sender": "U0SHOPPER9"},
+        web.conversation_id(sid): {"channel": "web", "sender": web.public_id(sid)},
+    }
+    rows = [
+        transcripts.transcript_row(cid, meta, "1-0", "shopper", "hello", 1.0) for cid, meta in mine.items()
+    ] + [transcripts.transcript_row("slack:T0SHOP:D0OTHER", {"channel": "slack", "sender": "U0OTHER"}, "1-0",
+                                    "shopper", "hi", 1.0)]  # fmt: skip
+    assert rows[0]["shopper"] == "U0SHOPPER9"
+    with engine.begin() as conn:
+        conn.execute(transcripts.messages.insert(), rows)
+    slack_cids = privacy.conversations_of(store, engine, "slack", "U0SHOPPER9")
+    assert slack_cids == ["slack:T0SHOP:C0GEN.U0SHOPPER9", "slack:T0SHOP:D0DMSHOP9"]
+    assert privacy.conversations_of(store, engine, "web", *web.shopper_ids("web", sid)) == [web.conversation_id(sid)]
+
+    # A flusher holds the list: forgetting waits for it, and says so when it cannot.
+    r = store.r
+    r.delete(TRANSCRIPTS)
+    queued = [json.dumps({"conversation_id": c, "message_id": "2-0"}) for c in (*slack_cids, "telegram:default:7")]
+    r.rpush(TRANSCRIPTS, *queued)
+    flusher = r.lock(TRANSCRIPTS_LOCK, timeout=60)
+    assert flusher.acquire(blocking=False)
+    with pytest.raises(privacy.PrivacyError) as busy:
+        privacy.forget(store, engine, slack_cids, lock_wait_s=0.2)
+    assert busy.value.status == 409 and r.lrange(TRANSCRIPTS, 0, -1) == queued
+    flusher.release()
+    counts = privacy.forget(store, engine, slack_cids)
+    assert counts["queued_rows"] == 2 and counts["transcript_rows"] == 2
+    assert r.lrange(TRANSCRIPTS, 0, -1) == [queued[-1]]  # the other conversation's row stays
+    r.delete(TRANSCRIPTS)
+
+
 def test_moving_a_bot_to_another_api_address_needs_its_token_again(tmp_path):
     from shopbot import db
     from shopbot.credentials import CredentialError, CredentialStore

@@ -29,7 +29,7 @@ from handoff.queue import HandoffQueue
 from shopbot import db, transcripts
 from shopbot.logs import setup_logging
 from shopbot.settings import get_settings
-from shopbot.store import TRANSCRIPTS, ConversationStore
+from shopbot.store import TRANSCRIPTS, TRANSCRIPTS_LOCK, ConversationStore
 
 from . import outbound
 from .app import app
@@ -249,7 +249,7 @@ def sweep_once(s: ConversationStore) -> None:
 def flush_transcripts(s: ConversationStore, engine) -> None:
     if not s.r.llen(TRANSCRIPTS):
         return
-    lock = s.r.lock("sb:transcripts:lock", timeout=60, blocking=False)
+    lock = s.r.lock(TRANSCRIPTS_LOCK, timeout=60, blocking=False)
     if lock.acquire():
         try:
             transcripts.flush(s.r, engine)
