@@ -22,6 +22,8 @@ from dataclasses import dataclass, replace
 
 import httpx
 
+from shopbot.pii import mask
+
 log = logging.getLogger(__name__)
 
 NO_ANSWER = "NO_ANSWER"
@@ -98,13 +100,16 @@ class LLM:
 
     def rephrase(self, draft: str, facts: tuple[str, ...], question: str, lang: str) -> str | None:
         system = REPHRASE.format(language=LANGUAGE_NAMES.get(lang, "English"))
-        user = "Facts:\n" + "\n".join(f"- {f}" for f in facts) + f"\n\nShopper: {question}\n\nDraft reply: {draft}"
+        # What the shopper wrote leaves masked (phone numbers, e-mail addresses, card numbers): the
+        # model needs the question, not the personal data in it. The facts are the shop's own.
+        shown = "\n".join(f"- {f}" for f in facts)
+        user = f"Facts:\n{shown}\n\nShopper: {mask(question)}\n\nDraft reply: {draft}"
         out = self.chat(system, user)
         return out if out and NO_ANSWER not in out and grounded(out, [*facts, draft, question]) else None
 
     def answer(self, question: str, facts: tuple[str, ...], lang: str) -> str | None:
         system = ANSWER.format(language=LANGUAGE_NAMES.get(lang, "English"))
-        user = "Facts:\n" + "\n".join(f"- {f}" for f in facts) + f"\n\nShopper: {question}"
+        user = "Facts:\n" + "\n".join(f"- {f}" for f in facts) + f"\n\nShopper: {mask(question)}"
         out = self.chat(system, user)
         if not out or NO_ANSWER in out:
             return None

@@ -9,6 +9,7 @@ says it cannot answer. Only grounded answers may reach the shopper.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 
@@ -119,6 +120,21 @@ def test_an_open_question_is_answered_from_the_nearest_faq_entries_only(openai_s
     assert answered.quick_replies == ()
     # A model that says it cannot answer leaves the bot's own "rephrase or ask a person".
     assert llm(url, "unsure").polish(result.replies, "q", "en") == result.replies
+
+
+def test_the_shoppers_personal_data_never_reaches_the_model(openai_server, demo_shop):
+    fake, url = openai_server
+    question = "where is order 10023? call me on 139 8765 4321 or mail li.wei@example.cn"
+    result = track(demo_shop, question)
+    llm(url, "grounded").polish(result.replies, question, "en")
+    a = Annotation("en", "review", 0.1, "neutral", 0.0)
+    open_q = "can I pay half now and half later? write to li.wei@example.cn"
+    result = step(ConversationState(), open_q, a, POLICY, 1.0, demo_shop)
+    llm(url, "grounded").polish(result.replies, open_q, "en")
+    for sent in (json.dumps(r) for r in fake.requests[-2:]):
+        assert "8765 4321" not in sent and "li.wei" not in sent and "[email]" in sent, sent
+    assert len(fake.requests) >= 2 and "[phone]" in json.dumps(fake.requests[-2])
+    assert "order number: 10023" in json.dumps(fake.requests[-2])  # the shop's facts still travel
 
 
 def test_grounding_check():
