@@ -1,7 +1,8 @@
 """Start the whole product on one machine: ``python -m shopbot.start`` (what ``scripts/start.sh`` runs).
 
 1. Redis: ``SHOPBOT_REDIS_URL`` when set; otherwise a local ``redis-server``
-   with AOF persistence under ``var/redis``.
+   with AOF persistence under ``var/redis`` and a password made once. Everything
+   under ``var/`` is readable by this user only (0700 folders, 0600 files).
 2. The default NLU models, trained if missing (progress shown); the database
    migrated, and the demo shop data (orders, products, FAQ) loaded if it is empty.
 3. Two Celery workers (``python -m workers nlu`` and ``dialogue``) and the
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -22,6 +24,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from sqlalchemy.engine import make_url
 
 from .settings import PACKAGE_ROOT, get_settings
 
@@ -39,30 +43,57 @@ def _say(msg: str) -> None:
     print(f"[shopbot] {msg}", flush=True)
 
 
-def spawn(args: list[str], name: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+def spawn(args: list[str], name: str, env: dict[str, str] | None = None, var: Path = VAR) -> subprocess.Popen:
     """Start a process from the project root, its output appended to ``var/<name>.log``."""
-    log = (VAR / f"{name}.log").open("ab")
+    log = (var / f"{name}.log").open("ab")
     return subprocess.Popen(args, cwd=PACKAGE_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def start_local_redis(procs: list[subprocess.Popen]) -> str:
+def private_dir(path: Path) -> Path:
+    """``path`` made, or tightened, to 0700 and everything in it to 0600 (0700 for folders): the
+    logs, the SQLite database, the credentials key, Redis's AOF and password are ours alone."""
+    path.mkdir(parents=True, exist_ok=True)
+    for p in [path, *path.rglob("*")]:
+        if not p.is_symlink():
+            p.chmod(0o700 if p.is_dir() else 0o600)
+    return path
+
+
+def _secret_file(path: Path, make) -> str:
+    """The secret in ``path``, written once (0600, never overwritten) by ``make()``."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(make() + "\n")
+    return path.read_text().strip()
+
+
+def start_local_redis(procs: list[subprocess.Popen], var: Path = VAR) -> str:
+    """A local ``redis-server`` on 127.0.0.1 with AOF under ``var/redis`` and a password made once
+    (``var/redis.password``); the password is in its config file (0600), not on its command line,
+    where any user could read it. Returns the URL, password included."""
     if shutil.which("redis-server") is None:
         sys.exit("redis-server is not installed: install Redis (apt-get install redis-server) or set SHOPBOT_REDIS_URL")
     port = LOCAL_REDIS_PORT
     while _port_open(port):
         port += 1
-    data = VAR / "redis"
-    data.mkdir(parents=True, exist_ok=True)
-    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data), "--appendonly", "yes",
-            "--appendfsync", "everysec", "--save", ""]  # fmt: skip
-    procs.append(spawn(args, "redis"))
+    data = private_dir(var / "redis")
+    password = _secret_file(var / "redis.password", lambda: secrets.token_urlsafe(24))
+    conf = data / "redis.conf"
+    conf.write_text(
+        f'port {port}\nbind 127.0.0.1\ndir {data}\nappendonly yes\nappendfsync everysec\nsave ""\n'
+        f"requirepass {password}\n"
+    )
+    conf.chmod(0o600)
+    procs.append(spawn(["redis-server", str(conf)], "redis", var=var))
     deadline = time.monotonic() + 15
     while not _port_open(port):
         if time.monotonic() > deadline or procs[-1].poll() is not None:
-            sys.exit(f"redis-server did not start; see {VAR / 'redis.log'}")
+            sys.exit(f"redis-server did not start; see {var / 'redis.log'}")
         time.sleep(0.1)
-    _say(f"Redis on 127.0.0.1:{port} (AOF in {data})")
-    return f"redis://127.0.0.1:{port}/0"
+    _say(f"Redis on 127.0.0.1:{port}, with a password (AOF in {data})")
+    return f"redis://:{password}@127.0.0.1:{port}/0"
 
 
 def wait_ready(url: str, procs: list[subprocess.Popen], timeout: float = 600) -> None:
@@ -107,10 +138,7 @@ def ensure_secret_key(path: Path) -> Path:
     from .crypto import generate_key
 
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(generate_key() + "\n")
+        _secret_file(path, generate_key)
         _say(f"made {path}: the key for stored credentials (keep it, and back it up with the database)")
     return path
 
@@ -120,7 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-train", action="store_true", help="do not train missing models (fail instead)")
     ap.add_argument("--no-demo", action="store_true", help="do not load the demo shop data into an empty database")
     args = ap.parse_args(argv)
-    VAR.mkdir(exist_ok=True)
+    # What this command and the processes it starts write (logs, the SQLite database, Redis's
+    # files) is readable by this user only; files left by an earlier start are tightened too.
+    os.umask(0o077)
+    private_dir(VAR)
     env = dict(os.environ, HF_HUB_OFFLINE=os.environ.get("HF_HUB_OFFLINE", "1"))
     procs: list[subprocess.Popen] = []
 
@@ -152,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if not (env.get("SHOPBOT_SECRET_KEY") or env.get("SHOPBOT_SECRET_KEY_FILE")):
         env["SHOPBOT_SECRET_KEY_FILE"] = str(ensure_secret_key(VAR / "secret.key"))
-    _say(f"database: {settings.database_url} (migrating to the latest schema)")
+    shown = make_url(settings.database_url).render_as_string(hide_password=True)
+    _say(f"database: {shown} (migrating to the latest schema)")
     loaded = load_demo_data(settings.database_url) if not args.no_demo else []
     if loaded:
         _say("demo shop data loaded: " + ", ".join(loaded))

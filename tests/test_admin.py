@@ -697,3 +697,38 @@ def test_the_desk_takes_only_its_agents_from_the_agents_channel(tmp_path):
     assert store.snapshot().slack[0].desk_agents == ("U0ANNA", "U0BOB")
     with pytest.raises(CredentialError, match="not a Slack user id"):
         store.set("slack", "shop", {"desk_agents": ["anna"]}, "admin")
+
+
+def test_the_start_command_keeps_its_files_private_and_redis_behind_a_password(tmp_path):
+    import stat
+    from pathlib import Path
+
+    from shopbot import start
+
+    var = tmp_path / "var"
+    (var / "redis").mkdir(parents=True)
+    earlier = var / "gateway.log"  # left world-readable by an earlier version
+    earlier.write_text("a log line\n")
+    earlier.chmod(0o644)
+    (var / "redis").chmod(0o755)
+    start.private_dir(var)
+    assert stat.S_IMODE(var.stat().st_mode) == 0o700 and stat.S_IMODE((var / "redis").stat().st_mode) == 0o700
+    assert stat.S_IMODE(earlier.stat().st_mode) == 0o600
+    procs: list = []
+    url = start.start_local_redis(procs, var)
+    try:
+        password = (var / "redis.password").read_text().strip()
+        assert len(password) >= 24 and f":{password}@127.0.0.1:" in url
+        for secret in (var / "redis.password", var / "redis" / "redis.conf"):
+            assert stat.S_IMODE(secret.stat().st_mode) == 0o600, secret
+        # Not on the command line, where every user of the machine can read it.
+        assert password not in Path(f"/proc/{procs[0].pid}/cmdline").read_bytes().decode()
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            redis.Redis(port=port).ping()
+        assert redis.Redis.from_url(url).ping()
+        # A second start keeps the password (clients configured with it keep working).
+        assert start._secret_file(var / "redis.password", lambda: "another") == password
+    finally:
+        procs[0].terminate()
+        procs[0].wait(10)
