@@ -181,7 +181,7 @@ async def main_async(args) -> dict:
         # the product's defaults, not the tests' short ones
         SHOPBOT_STALL_AFTER_S="10", SHOPBOT_SWEEP_INTERVAL_S="2",
         # every simulated shopper comes from this one client IP, faster than one person types
-        SHOPBOT_RATE_IP_PER_MIN="1000000", SHOPBOT_RATE_SESSION_PER_MIN="1000",
+        SHOPBOT_RATE_IP_PER_MIN="1000000", SHOPBOT_RATE_SESSION_PER_MIN="1000", SHOPBOT_SOCKETS_PER_IP="1000000",
         **dict(e.split("=", 1) for e in args.env),
     )  # fmt: skip
     w = worker(env, tmp / "worker.log", "nlu")

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+from collections import Counter
 
 from aiohttp import WSMsgType, web
 from redis.exceptions import RedisError
@@ -15,10 +16,11 @@ from channels.base import ChannelError, InboundMessage
 from shopbot.store import key, parse_entry
 
 from . import limits
-from .context import accept, aredis_key, json_error, read_json, store_key
+from .context import accept, aredis_key, json_error, read_json, settings_key, store_key
 
 log = logging.getLogger(__name__)
 XREAD_BLOCK_MS = 15_000
+WINDOW_RETRY_S = 30  # what a client over the socket cap is told to wait: others may close by then
 
 
 async def create_session(request: web.Request) -> web.Response:
@@ -106,26 +108,57 @@ async def get_messages(request: web.Request) -> web.Response:
     return web.json_response({"conversation_id": cid, "messages": [e.to_json() for e in entries]})
 
 
-async def websocket(request: web.Request) -> web.WebSocketResponse:
+sockets_key = web.AppKey("open_sockets", Counter)
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
     sid, cid = await _known_session(request)
     after = _after(request)
+    app, ip, lang = request.app, limits.client_ip(request), limits.language(request)
+    # Open sockets per client address and per session, on this gateway: each holds memory and
+    # a Redis reader, so one address cannot open them until the pool runs dry.
+    s, open_sockets = app[settings_key], app[sockets_key]
+    caps = (
+        (f"ip:{ip}", s.sockets_per_ip, "open chats from your address"),
+        (cid, s.sockets_per_session, "open windows"),
+    )
+    for bucket, cap, what in caps:
+        if open_sockets[bucket] >= cap:
+            return limits.too_many(request, limits.Limited(WINDOW_RETRY_S, what))
     ws = web.WebSocketResponse(heartbeat=25, max_msg_size=web_channel.MAX_TEXT * 8)
     await ws.prepare(request)
-    pusher = asyncio.create_task(_push(request.app, ws, cid, after))
+    held = (f"ip:{ip}", cid)
+    open_sockets.update(held)
+    pusher = asyncio.create_task(_push(app, ws, cid, after))
     try:
         async for frame in ws:
             if frame.type != WSMsgType.TEXT:
                 continue
-            await _on_client_frame(request.app, ws, sid, frame.data)
+            await _on_client_frame(app, ws, sid, ip, lang, frame.data)
     except (TimeoutError, ConnectionResetError):
         pass  # the client stopped answering pings, or went away: it catches up with ?after= on return
     finally:
+        open_sockets.subtract(held)
+        for bucket in held:
+            if open_sockets[bucket] <= 0:
+                del open_sockets[bucket]
         pusher.cancel()
         await asyncio.gather(pusher, return_exceptions=True)
     return ws
 
 
-async def _on_client_frame(app: web.Application, ws: web.WebSocketResponse, sid: str, data: str) -> None:
+async def _on_client_frame(
+    app: web.Application, ws: web.WebSocketResponse, sid: str, ip: str, lang: str, data: str
+) -> None:
+    try:
+        # Every frame counts against the client's address, as every HTTP request to /web/ does.
+        await limits.hit(app, f"ip:{ip}", app[settings_key].rate_ip_per_min, "requests from your address")
+    except limits.Limited as exc:
+        await ws.send_json(
+            {"type": "error", "code": "rate_limited", "reason": exc.reason, "retry_after": exc.retry_after,
+             "message": limits.polite(app, lang)}
+        )  # fmt: skip
+        return
     try:
         body = json.loads(data)
     except (json.JSONDecodeError, RecursionError):
@@ -196,6 +229,7 @@ async def _bot_is_on(app: web.Application, cid: str) -> bool:
 
 
 def setup(app: web.Application) -> None:
+    app[sockets_key] = Counter()
     app.router.add_post("/web/sessions", create_session)
     app.router.add_post("/web/messages", post_message)
     app.router.add_get("/web/messages", get_messages)

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     )
     rate_session_per_min: int = Field(20, ge=1, description="messages one web chat session may send a minute")
     rate_ip_per_min: int = Field(120, ge=1, description="requests to the public web endpoints per client IP a minute")
+    sockets_per_ip: int = Field(20, ge=1, description="open chat WebSockets one client IP may hold on a gateway")
+    sockets_per_session: int = Field(4, ge=1, description="open chat WebSockets one chat session may hold (tabs)")
     trust_forwarded_for: bool = Field(
         False, description="behind your own proxy: take the client IP from the last X-Forwarded-For hop"
     )

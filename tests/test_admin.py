@@ -8,6 +8,7 @@ uses the whole product to show that a worker picks up a new bot at once.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -339,6 +340,40 @@ async def test_rate_limits_answer_429_with_retry_after_and_a_polite_message(admi
                 assert int(headers["Retry-After"]) >= 1
                 break
         assert statuses[-1] == 429 and statuses.count(200) >= 40
+
+
+# A WebSocket handshake by hand, to read the HTTP answer when the server refuses the upgrade.
+WS_UPGRADE = {
+    "Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+}  # fmt: skip
+
+
+async def test_sockets_are_capped_and_their_frames_count_against_the_address(admin_gw):
+    url, env = admin_gw["url"], admin_gw["env"]
+    r = redis.Redis.from_url(env["SHOPBOT_REDIS_URL"])
+    r.delete(*(r.keys("sb:rl:*") or ["none"]))
+    async with aiohttp.ClientSession() as http:
+        _, session, _ = await call(http, "POST", f"{url}/web/sessions", body={})
+        sid = session["session_id"]
+        # One chat may have a few windows open (SHOPBOT_SOCKETS_PER_SESSION, 4), not more.
+        windows = [await http.ws_connect(f"{url}/web/ws?session_id={sid}") for _ in range(4)]
+        async with http.get(f"{url}/web/ws?session_id={sid}", headers=WS_UPGRADE) as resp:
+            assert resp.status == 429 and "open windows" in (await resp.json())["error"]
+        await windows.pop().close()
+        await asyncio.sleep(0.2)
+        windows.append(await http.ws_connect(f"{url}/web/ws?session_id={sid}"))  # a closed one frees its place
+        # Frames are requests too: 60 a minute from one address (this gateway's SHOPBOT_RATE_IP_PER_MIN).
+        r.delete(*(r.keys("sb:rl:*") or ["none"]))
+        ws, replies = windows[0], []
+        for _ in range(65):
+            await ws.send_json({"type": "ping"})
+            replies.append(await ws.receive_json(timeout=10))
+        limited = [f for f in replies if f.get("code") == "rate_limited"]
+        assert limited and replies.index(limited[0]) >= 55 and "requests from your address" in limited[0]["reason"]
+        for w in windows:
+            await w.close()
+    r.delete(*(r.keys("sb:rl:*") or ["none"]))
 
 
 async def test_only_allowed_origins_may_open_the_socket(admin_gw, redis_server):
