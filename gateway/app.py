@@ -23,7 +23,7 @@ from shopbot.settings import Settings
 from shopbot.store import ConversationStore
 from workers.app import make_app
 
-from . import admin_routes, handoff_routes, limits, openapi, slack_routes, telegram_routes, web_routes
+from . import admin_routes, fanout, handoff_routes, limits, openapi, slack_routes, telegram_routes, web_routes
 from .context import (
     aredis_key,
     audit_key,
@@ -31,13 +31,13 @@ from .context import (
     channels_key,
     credentials_key,
     engine_key,
+    fanout_key,
     json_error,
     queue_key,
     settings_key,
     store_key,
     tokens_key,
 )
-from .web_routes import XREAD_BLOCK_MS
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).with_name("static")
@@ -63,10 +63,12 @@ async def errors_as_json(request: web.Request, handler) -> web.StreamResponse:
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     s = app[settings_key]
     app[store_key] = ConversationStore.from_url(s.redis_url, s.conversation_ttl_s, s.empty_session_ttl_s)
-    # Sockets hold a connection each in a blocking XREAD; the read timeout must outlast the block.
+    # One connection reads every open socket's log in a blocking XREAD (gateway.fanout): the read
+    # timeout must outlast the block; sockets themselves hold no connection.
     app[aredis_key] = aioredis.Redis.from_url(
-        s.redis_url, decode_responses=True, max_connections=10_000, socket_timeout=XREAD_BLOCK_MS / 1000 + 10
+        s.redis_url, decode_responses=True, max_connections=500, socket_timeout=fanout.BLOCK_MS / 1000 + 10
     )
+    app[fanout_key] = fanout.LogFanout(app[aredis_key])
     app[celery_key] = make_app(s)  # sending only: the tasks are named, not imported
     app[queue_key] = HandoffQueue(app[store_key], load_policy(s.policies_file))
     app[engine_key] = await asyncio.to_thread(engine_for, s.database_url)  # migrates the schema if needed
@@ -76,6 +78,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[tokens_key] = TokenStore(app[engine_key], legacy)
     app[audit_key] = AuditLog(app[engine_key])
     yield
+    await app[fanout_key].close()
     app[engine_key].dispose()
     await app[aredis_key].aclose()
     app[store_key].r.close()

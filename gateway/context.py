@@ -19,6 +19,8 @@ from shopbot.settings import Settings
 from shopbot.store import ConversationStore
 from workers.app import ANNOTATE, SLACK_CALL, SYNC_CONVERSATION
 
+from .fanout import LogFanout
+
 settings_key = web.AppKey("settings", Settings)
 store_key = web.AppKey("store", ConversationStore)
 aredis_key = web.AppKey("aredis", aioredis.Redis)
@@ -29,6 +31,7 @@ credentials_key = web.AppKey("credentials", CredentialStore)
 channels_key = web.AppKey("channels", LiveChannels)
 tokens_key = web.AppKey("tokens", TokenStore)
 audit_key = web.AppKey("audit", AuditLog)
+fanout_key = web.AppKey("fanout", LogFanout)
 log = logging.getLogger(__name__)
 
 

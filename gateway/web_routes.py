@@ -13,13 +13,12 @@ from redis.exceptions import RedisError
 
 from channels import web as web_channel
 from channels.base import ChannelError, InboundMessage
-from shopbot.store import key, parse_entry
+from shopbot.store import key
 
 from . import limits
-from .context import accept, aredis_key, json_error, read_json, settings_key, store_key
+from .context import accept, aredis_key, fanout_key, json_error, read_json, settings_key, store_key
 
 log = logging.getLogger(__name__)
-XREAD_BLOCK_MS = 15_000
 WINDOW_RETRY_S = 30  # what a client over the socket cap is told to wait: others may close by then
 
 
@@ -194,33 +193,29 @@ async def _on_client_frame(
 
 
 async def _push(app: web.Application, ws: web.WebSocketResponse, cid: str, after: str | None) -> None:
-    """Send the conversation's bot, agent and system messages as they are logged."""
+    """Send the conversation's bot, agent and system messages as they are logged (read for all
+    of this gateway's sockets by one reader, ``gateway.fanout``)."""
+    sub = None
     try:
-        await _push_log(app, ws, cid, after)
+        sub = await app[fanout_key].subscribe(cid, after)
+        while not ws.closed:
+            entry = await sub.get()
+            if entry is None:  # the gateway is stopping: the widget reconnects elsewhere
+                await ws.close(code=1001, message=b"server going away, reconnect")
+                return
+            if entry.sender == "shopper":
+                if await _bot_is_on(app, cid):
+                    await ws.send_json({"type": "typing", "from": "bot"})
+                continue
+            await ws.send_json(entry.to_json())
     except ConnectionResetError:
         pass  # the socket closed under us
     except RedisError:
         log.warning("lost Redis while pushing; closing the socket", extra={"conversation_id": cid})
         await ws.close(code=1011, message=b"backend unavailable, reconnect")
-
-
-async def _push_log(app: web.Application, ws: web.WebSocketResponse, cid: str, after: str | None) -> None:
-    r = app[aredis_key]
-    log_key = key(cid, "log")
-    if after is None:
-        last = await r.xrevrange(log_key, count=1)
-        after = last[0][0] if last else "0-0"
-    while not ws.closed:
-        got = await r.xread({log_key: after}, block=XREAD_BLOCK_MS, count=100)
-        for _stream, entries in got or []:
-            for entry_id, fields in entries:
-                after = entry_id
-                entry = parse_entry(entry_id, fields)
-                if entry.sender == "shopper":
-                    if await _bot_is_on(app, cid):
-                        await ws.send_json({"type": "typing", "from": "bot"})
-                    continue
-                await ws.send_json(entry.to_json())
+    finally:
+        if sub is not None:
+            sub.close()
 
 
 async def _bot_is_on(app: web.Application, cid: str) -> bool:

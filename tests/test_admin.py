@@ -376,6 +376,64 @@ async def test_sockets_are_capped_and_their_frames_count_against_the_address(adm
     r.delete(*(r.keys("sb:rl:*") or ["none"]))
 
 
+async def test_one_redis_reader_serves_every_socket_of_a_gateway(admin_gw):
+    """Sockets hold no Redis connection of their own: one reader per gateway reads every open
+    conversation's log and hands each socket its own conversation's messages, in order, once."""
+    from shopbot.store import ConversationStore, Outgoing
+
+    env = admin_gw["env"]
+    url, redis_url = admin_gw["url"], env["SHOPBOT_REDIS_URL"]
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    r.delete(*(r.keys("sb:rl:*") or ["none"]))
+    db = str(r.connection_pool.connection_kwargs.get("db", 0))
+    store = ConversationStore.from_url(redis_url)
+
+    def blocked_readers() -> int:
+        return sum(1 for c in r.client_list() if c.get("cmd") == "xread" and c.get("db") == db)
+
+    async def texts(ws, n: int) -> list[str]:
+        got = []
+        while len(got) < n:
+            frame = await ws.receive_json(timeout=10)
+            if frame["type"] == "message":
+                got.append(frame["text"])
+        return got
+
+    async with aiohttp.ClientSession() as http:
+        chats = []
+        for _ in range(8):
+            _, session, _ = await call(http, "POST", f"{url}/web/sessions", body={})
+            chats.append((session["session_id"], session["conversation_id"]))
+        sockets = [await http.ws_connect(f"{url}/web/ws?session_id={sid}") for sid, _ in chats]
+        for _ in range(50):
+            if blocked_readers() == 1:
+                break
+            await asyncio.sleep(0.1)
+        assert blocked_readers() == 1  # eight sockets, one connection waiting on Redis
+        ids = {}
+        for i, (_, cid) in enumerate(chats):
+            for k in range(3):
+                ids[i, k], _ = store.record_reply(cid, f"fanout-{i}-{k}", Outgoing("bot", f"reply {i}.{k}"), {})
+        for i, ws in enumerate(sockets):
+            assert await texts(ws, 3) == [f"reply {i}.{k}" for k in range(3)]
+        # A socket that comes back with the last id it saw gets what it missed, then what comes next.
+        sid0, cid0 = chats[0]
+        late = await http.ws_connect(f"{url}/web/ws?session_id={sid0}&after={ids[0, 0]}")
+        assert await texts(late, 2) == ["reply 0.1", "reply 0.2"]
+        store.record_reply(cid0, "fanout-0-3", Outgoing("bot", "reply 0.3"), {})
+        assert await texts(late, 1) == ["reply 0.3"] and await texts(sockets[0], 1) == ["reply 0.3"]
+        for ws in (late, sockets[0], sockets[1]):  # and nothing twice
+            try:
+                while True:
+                    frame = await ws.receive_json(timeout=0.5)
+                    assert frame["type"] != "message", frame
+            except TimeoutError:
+                pass
+        for ws in (late, *sockets):
+            await ws.close()
+    r.delete(*(r.keys("sb:rl:*") or ["none"]))
+
+
 async def test_only_allowed_origins_may_open_the_socket(admin_gw, redis_server):
     url, admin = admin_gw["url"], admin_gw["admin"]
     redis.Redis.from_url(admin_gw["env"]["SHOPBOT_REDIS_URL"]).delete(*redis.Redis.from_url(
