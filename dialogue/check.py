@@ -185,8 +185,10 @@ def _compare(
             yield f"slot {k}: expected {v!r}, got {state.slots.get(k)!r}"
     if "apology" in exp:
         apology = policy.message("apology", state.locale)
+        # An angry hand-off's notice is the apology ("I'm sorry about this. I'm bringing in ...").
+        apologies = (apology, policy.message("handoff_angry", state.locale))
         first = result.replies[0].text if result.replies else ""
-        if exp["apology"] and not first.startswith(apology):
+        if exp["apology"] and not first.startswith(apologies):
             yield f"expected an apology first{shown} (sentiment {_mood(ann)})"
         if not exp["apology"] and any(apology in r.text for r in result.replies):
             yield f"apologised to a message that needs none (sentiment {_mood(ann)})"

@@ -281,7 +281,7 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
     if confident and (follow := policy.orders.follow_ups.get(ann.intent)) and (number or _current_order(turn)):
         # "Can I return it?" about the order just shown (or named in the message).
         s.misunderstood = 0
-        return _with_slots(turn, follow, follow_up=True)
+        return _with_slots(turn, _complaint_topic(turn, follow), follow_up=True)
     if not number and _current_order(turn) and turn.near and turn.near[0].score >= policy.faq.suggest_score:
         if (follow := policy.orders.faq_follow_ups.get(turn.near[0].entry.id)) and not confident:
             s.misunderstood = 0  # an unsure message, closest to an order question: about the current order
@@ -290,7 +290,7 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
         s.misunderstood = 0
         if ann.intent in ("track_order", "delivery_period", "complaint") and ann.intent_confidence >= 0.3:
             # Unsure, but most likely "where is it" (or a grievance about it): where it is.
-            return _with_slots(turn, "delivery_period" if ann.intent == "delivery_period" else "track_order")
+            return _with_slots(turn, "delivery_period" if ann.intent == "delivery_period" else _complaint_topic(turn))
         # An order number without a clear request: show the order and ask what to do with it.
         return _ask_order_action(turn, number)
 
@@ -475,6 +475,17 @@ def _small_talk(turn: _Turn, only: str | None = None) -> StepResult | None:
 def _faq_facts(turn: _Turn, entries) -> tuple[str, ...]:
     """FAQ entries as facts for the LLM: question and answer, in the shopper's language where written."""
     return tuple(f"{e.question_in(turn.lang)} {e.answer_in(turn.lang)[0]}" for e in entries)
+
+
+def _complaint_topic(turn: _Turn, default: str = "track_order") -> str:
+    """The order question a complaint is about, by its words (orders.complaint_topics); else ``default``."""
+    if turn.ann.intent != "complaint":
+        return default
+    for intent, words in turn.policy.orders.complaint_topics.items():
+        pattern = words.get(turn.lang)
+        if pattern is not None and pattern.search(turn.text):
+            return intent
+    return default
 
 
 def _with_slots(turn: _Turn, intent: str, follow_up: bool = False) -> StepResult:

@@ -100,6 +100,9 @@ class OrderPolicy:
     bare: dict[str, re.Pattern[str]] = field(default_factory=dict)
     # Words that make an order question about the shopper's own order ("my", "我的").
     personal: dict[str, re.Pattern[str]] = field(default_factory=dict)
+    # A complaint about an order is the order question its words name: intent -> words per language
+    # ("my refund never came" is a refund question). Without them it is "where is it".
+    complaint_topics: dict[str, dict[str, re.Pattern[str]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -346,7 +349,16 @@ def _orders(raw: dict, intents: dict[str, IntentPolicy]) -> OrderPolicy:
     spec = raw.get("orders") or {}
     if not isinstance(spec, dict):
         raise PolicyError("orders: must be a mapping")
-    known = {"intents", "context_turns", "follow_ups", "faq_follow_ups", "actions", "bare", "personal"}
+    known = {
+        "intents",
+        "context_turns",
+        "follow_ups",
+        "faq_follow_ups",
+        "actions",
+        "bare",
+        "personal",
+        "complaint_topics",
+    }
     if unknown := set(spec) - known:
         raise PolicyError(f"orders: unknown setting(s) {', '.join(sorted(unknown))}")
     order_intents = frozenset(spec.get("intents") or ())
@@ -358,7 +370,12 @@ def _orders(raw: dict, intents: dict[str, IntentPolicy]) -> OrderPolicy:
         if not isinstance(buttons, dict) or not buttons:
             raise PolicyError(f"orders.actions.{lang}: must map button labels to order intents")
         actions[lang] = {str(k): str(v) for k, v in buttons.items()}
+    topics = spec.get("complaint_topics") or {}
+    if not isinstance(topics, dict):
+        raise PolicyError("orders.complaint_topics: must map order intents to words per language")
+    complaint_topics = {str(k): _regex(v, f"orders.complaint_topics.{k}") for k, v in topics.items()}
     targets = [*follow_ups.values(), *faq_follow_ups.values(), *(i for b in actions.values() for i in b.values())]
+    targets += list(complaint_topics)
     for target in targets:
         if target not in order_intents or target not in intents:
             raise PolicyError(f"orders: '{target}' is not one of orders.intents with a text under intents")
@@ -369,7 +386,9 @@ def _orders(raw: dict, intents: dict[str, IntentPolicy]) -> OrderPolicy:
     bare = _regex(spec["bare"], "orders.bare") if spec.get("bare") else {}
     personal = _regex(spec["personal"], "orders.personal") if spec.get("personal") else {}
     try:
-        return OrderPolicy(order_intents, context_turns, follow_ups, faq_follow_ups, actions, bare, personal)
+        return OrderPolicy(
+            order_intents, context_turns, follow_ups, faq_follow_ups, actions, bare, personal, complaint_topics
+        )
     except (TypeError, ValueError) as exc:
         raise PolicyError(f"orders.context_turns: {exc}") from exc
 

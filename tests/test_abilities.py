@@ -89,6 +89,22 @@ def test_a_negative_refund_request_on_a_delivered_order_is_a_dispute(shop):
     assert r.handoff and r.handoff.reason == "refund_dispute"
 
 
+@pytest.mark.parametrize(
+    ("text", "lang"),
+    [
+        ("I sent back 10027 weeks ago and still haven't seen a cent. this is a scam", "en"),
+        ("10027说好的退款我一分钱没见到!!骗子吧你们", "zh"),
+    ],
+)
+def test_a_complaint_about_money_on_a_refunded_order_is_a_dispute_not_a_status(shop, text, lang):
+    angry = ann("complaint", lang=lang, conf=0.95, sentiment="negative", score=-0.95)
+    r = talk(shop, [(text, angry)])[0]
+    assert r.handoff and r.handoff.reason == "refund_dispute", r.replies[0].text
+    # Without words about money, a complaint with an order number is still "where is it".
+    late = talk(shop, [("10022 still not here, useless", ann("complaint", conf=0.95))])[0]
+    assert late.action == "order:track_order" and "DHL" in late.replies[0].text
+
+
 def test_orders_in_chinese(shop):
     r = talk(shop, [("我的订单10022到哪了", ann(lang="zh"))])[0]
     assert r.replies[0].text.startswith("订单 10022 已由 DHL 发出") and "11月26日" in r.replies[0].text
