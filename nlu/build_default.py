@@ -86,6 +86,7 @@ DEFAULTS: dict[str, dict] = {
             SEED_DIR / "sentiment-chat-en.csv",
             SEED_DIR / "sentiment-chat-zh.csv",
             SEED_DIR / "sentiment-chat-more.csv",
+            SEED_DIR / "sentiment-chat-third.csv",
             CALM_REQUESTS,
         ],
         "epochs": 1,
@@ -94,9 +95,15 @@ DEFAULTS: dict[str, dict] = {
             "sentiment-chat-en.csv": 5,
             "sentiment-chat-zh.csv": 5,
             "sentiment-chat-more.csv": 5,
+            "sentiment-chat-third.csv": 5,
         },
         "partial_labels": ["sentiment-shopping-reviews-zh.csv"],
-        "calibrate_on": ["sentiment-chat-en.csv", "sentiment-chat-zh.csv", "sentiment-chat-more.csv"],
+        "calibrate_on": [
+            "sentiment-chat-en.csv",
+            "sentiment-chat-zh.csv",
+            "sentiment-chat-more.csv",
+            "sentiment-chat-third.csv",
+        ],
         # Written into the models folder before training (calm_requests()).
         "calm_requests": {
             "from": ["intents-bitext-en.csv", SEED_DIR / "intents-zh-seed.csv"],

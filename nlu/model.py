@@ -13,12 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .language import LANGUAGES
 from .lexical import LEXICAL_FILE, LexicalModel, blend
 
 FORMAT_VERSION = 1
@@ -49,6 +50,10 @@ class ModelMeta:
     # on held-out rows after training: see nlu.calibration); 1 for models written
     # before calibration existed.
     temperature: float = 1.0
+    # Per language (nlu.language), log-prior offsets added to some labels after
+    # the blend (nlu.calibration.fit_label_offsets): {"zh": {"neutral": 1.2}}.
+    # Empty for models without partly labelled sources and models written before.
+    label_offsets: dict[str, dict[str, float]] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
 
@@ -223,8 +228,24 @@ class LoadedModel:
         return self.probs_from_logits(self.logits(texts, batch_size), texts)
 
     def probs_from_logits(self, logits: torch.Tensor, texts: list[str]) -> torch.Tensor:
-        """Calibrated encoder probabilities, blended with the lexical model's when it has one."""
-        return self.blend(torch.softmax(logits.float() / self.meta.temperature, dim=-1), texts)
+        """Calibrated encoder probabilities, blended with the lexical model's when it
+        has one, with the label priors of each text's language shifted when it has offsets."""
+        return self.shift(self.blend(torch.softmax(logits.float() / self.meta.temperature, dim=-1), texts), texts)
+
+    def shift(self, probs: torch.Tensor, texts: list[str]) -> torch.Tensor:
+        """``probs`` with the model's per-language label offsets applied (``meta.label_offsets``)."""
+        if not self.meta.label_offsets or not texts:
+            return probs
+        from .language import detect_language
+
+        vectors = {lang: offset_vector(self.labels, by_label) for lang, by_label in self.meta.label_offsets.items()}
+        out = probs.clone()
+        for row, text in enumerate(texts):
+            vec = vectors.get(detect_language(text))
+            if vec is not None:
+                p = probs[row] * vec.exp()
+                out[row] = p / p.sum()
+        return out
 
     def blend(self, probs: torch.Tensor, texts: list[str]) -> torch.Tensor:
         """The transformer's probabilities for ``texts`` mixed with the lexical
@@ -232,6 +253,11 @@ class LoadedModel:
         if self.lexical is None or not self.meta.lexical_weight or not texts:
             return probs
         return blend(probs, self.lexical.log_proba(texts), self.meta.lexical_weight)
+
+
+def offset_vector(labels: list[str], by_label: dict[str, float]) -> torch.Tensor:
+    """One language's label offsets as a vector in ``labels`` order (0 where not given)."""
+    return torch.tensor([float(by_label.get(label, 0.0)) for label in labels])
 
 
 def _autocast(device: torch.device):
@@ -325,6 +351,13 @@ def load_model(path: str | Path, device: str | torch.device | None = None, int8:
         raise ModelDirError(f"{p}: temperature in {META_FILE} must be above 0, got {meta.temperature}")
     if not 0 <= meta.lexical_weight < 1:
         raise ModelDirError(f"{p}: lexical_weight in {META_FILE} must be from 0 up to 1, got {meta.lexical_weight}")
+    for lang, by_label in meta.label_offsets.items():
+        bad = [k for k, v in by_label.items() if k not in labels or not isinstance(v, int | float) or abs(v) > 10]
+        if lang not in LANGUAGES or bad:
+            raise ModelDirError(
+                f"{p}: label_offsets in {META_FILE} take a language ({', '.join(LANGUAGES)}) and offsets"
+                f" of at most 10 for its labels; got {lang!r}: {by_label}"
+            )
     lexical = None
     if meta.lexical_weight:
         try:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from dialogue import Annotation, ConversationState, load_policy, step
-from nlu.calibration import expected_calibration_error, fit_temperature, masked_cross_entropy
+from nlu.calibration import expected_calibration_error, fit_label_offsets, fit_temperature, masked_cross_entropy
 
 from .conftest import run_cli
 
@@ -66,6 +66,72 @@ def test_temperature_scaling_recovers_a_known_temperature_and_lowers_the_calibra
     after = expected_calibration_error(torch.softmax(overconfident / t, -1), targets)
     assert after < before / 3, (before, after)
     assert fit_temperature(torch.empty(0, 3), torch.empty(0, dtype=torch.long)) == 1.0
+
+
+def test_label_offsets_recover_a_suppressed_prior_and_leave_the_other_labels_alone():
+    """A model that learned "neutral is rare" where it is common: the fitted offset puts
+    neutral back, and negative against positive stays exactly as the model had it."""
+    gen = torch.Generator().manual_seed(2)
+    true_logits = torch.randn(3000, 3, generator=gen) * 2
+    targets = torch.multinomial(torch.softmax(true_logits, -1), 1, generator=gen).squeeze(1)
+    skewed = true_logits.clone()
+    skewed[:, 1] -= 1.5  # neutral pushed down by a source that never had it
+    free = torch.tensor([False, True, False])
+    offsets = fit_label_offsets(torch.log_softmax(skewed, -1), targets, free)
+    assert offsets[0] == 0 and offsets[2] == 0
+    assert 1.2 < float(offsets[1]) < 1.8, offsets
+    shifted = torch.log_softmax(torch.log_softmax(skewed, -1) + offsets, -1)
+    assert torch.allclose(shifted[:, 0] - shifted[:, 2], skewed[:, 0] - skewed[:, 2], atol=1e-5)
+    loss = torch.nn.functional.nll_loss
+    assert loss(shifted, targets) < loss(torch.log_softmax(skewed, -1), targets)
+    # Nothing to fit: no rows, or no label left free.
+    assert not fit_label_offsets(torch.empty(0, 3), torch.empty(0, dtype=torch.long), free).any()
+    assert not fit_label_offsets(torch.log_softmax(skewed, -1), targets, torch.zeros(3, dtype=torch.bool)).any()
+
+
+def test_label_offsets_are_fitted_per_language_on_chat_rows_for_the_labels_a_partial_source_lacks():
+    from types import SimpleNamespace
+
+    from nlu.data import Example
+    from nlu.train import MIN_OFFSET_ROWS, _fit_offsets
+
+    labels = ["negative", "neutral", "positive"]
+    gen = torch.Generator().manual_seed(3)
+    rows, probs, targets = [], [], []
+    for i in range(2 * MIN_OFFSET_ROWS):  # Chinese chat rows, half of them neutral, read as mostly negative
+        t = 1 if i % 2 else i % 4 // 2 * 2
+        rows.append(Example(f"第{i}条消息", labels[t], "chat.csv"))
+        targets.append(t)
+        p = torch.softmax(torch.randn(3, generator=gen) + torch.tensor([1.0, -1.0, 0.0]), -1)
+        probs.append(p)
+    rows += [Example(f"message {i}", "neutral", "chat.csv") for i in range(5)]  # too few English rows
+    targets += [1] * 5
+    probs += [torch.tensor([0.2, 0.6, 0.2])] * 5
+    # The partly labelled source: Chinese reviews (not calibration rows).
+    rows += [Example(f"评论{i}", "negative", "reviews.csv") for i in range(3)]
+    targets += [0] * 3
+    probs += [torch.tensor([0.8, 0.1, 0.1])] * 3
+    run = SimpleNamespace(
+        cfg=SimpleNamespace(partial_labels=["reviews.csv"], calibrate_on=["chat.csv"]),
+        allowed={"reviews.csv": torch.tensor([True, False, True]), "chat.csv": torch.ones(3, dtype=torch.bool)},
+        val_rows=rows,
+        labels=labels,
+    )
+    calib = list(range(2 * MIN_OFFSET_ROWS + 5))
+    fitted = _fit_offsets(run, torch.stack(probs), torch.tensor(targets), calib)
+    assert set(fitted) == {"zh"}  # English has fewer than MIN_OFFSET_ROWS held-out rows
+    offsets, n = fitted["zh"]
+    assert n == 2 * MIN_OFFSET_ROWS and set(offsets) == {"neutral"} and offsets["neutral"] > 0.5
+    # Enough English rows, but no partly labelled source in English: no English offsets.
+    many = [Example(f"message {i}", "neutral", "chat.csv") for i in range(2 * MIN_OFFSET_ROWS)]
+    run.val_rows = rows + many
+    all_probs = torch.cat([torch.stack(probs), torch.tensor([[0.6, 0.2, 0.2]] * len(many))])
+    all_targets = torch.tensor(targets + [1] * len(many))
+    calib += list(range(len(rows), len(rows) + len(many)))
+    assert set(_fit_offsets(run, all_probs, all_targets, calib)) == {"zh"}
+    # Without partly labelled sources (the intent model) or without chat rows: nothing.
+    run.cfg.partial_labels = []
+    assert _fit_offsets(run, all_probs, all_targets, calib) == {}
 
 
 def test_out_of_scope_is_never_a_confident_intent_in_the_dialogue():
@@ -168,6 +234,31 @@ def test_calibration_is_fitted_saved_with_the_model_and_reloaded(small_models):
     (broken / "nlu_model.json").write_text(json.dumps({**meta, "temperature": 0}))
     with pytest.raises(ModelDirError, match="temperature"):
         load_model(broken, "cpu")
+
+
+@pytest.mark.slow
+def test_label_offsets_are_saved_with_the_model_and_shift_only_their_language(small_models, tmp_path):
+    import shutil
+
+    from nlu.model import ModelDirError, load_model
+
+    d = small_models["sentiment_dir"]
+    meta = json.loads((d / "nlu_model.json").read_text())
+    shifted_dir = tmp_path / "sentiment-shifted"
+    shutil.copytree(d, shifted_dir)
+    (shifted_dir / "nlu_model.json").write_text(json.dumps({**meta, "label_offsets": {"zh": {"neutral": 2.0}}}))
+    plain, shifted = load_model(d, "cpu"), load_model(shifted_dir, "cpu")
+    assert shifted.meta.label_offsets == {"zh": {"neutral": 2.0}}
+    texts = ["快递到哪了", "退货怎么弄", "where is my parcel", "10023"]
+    a, b = plain.predict_proba(texts), shifted.predict_proba(texts)
+    neu, neg, pos = (plain.labels.index(x) for x in ("neutral", "negative", "positive"))
+    assert (b[:2, neu] > a[:2, neu]).all()  # Chinese: neutral more likely ...
+    assert torch.allclose(b[:2, neg] / b[:2, pos], a[:2, neg] / a[:2, pos], rtol=1e-4)  # ... neg vs pos as before
+    assert torch.allclose(b[2:], a[2:])  # English and a bare number: untouched
+    for bad in ({"xx": {"neutral": 1.0}}, {"zh": {"angry": 1.0}}, {"zh": {"neutral": 50}}):
+        (shifted_dir / "nlu_model.json").write_text(json.dumps({**meta, "label_offsets": bad}))
+        with pytest.raises(ModelDirError, match="label_offsets"):
+            load_model(shifted_dir, "cpu")
 
 
 @pytest.mark.slow
