@@ -678,6 +678,10 @@ def _with_mood(turn: _Turn, result: StepResult) -> StepResult:
         turn.s.apologized = False  # the grievance is over: a new one gets its own apology
     if negative and turn.s.apologized:
         return result  # one apology per grievance, not one per message
+    if negative and result.action.startswith("products") and ann.sentiment_score > turn.policy.angry_sentiment_score:
+        # A product question is no grievance: the "negative" of "那200元以内的玩具呢" is the model's
+        # misreading of a follow-up question; only an angry one gets an apology before products.
+        return result
     if negative:
         prefix = turn.msg("apology")
         turn.s.apologized = True

@@ -105,6 +105,25 @@ def test_a_complaint_about_money_on_a_refunded_order_is_a_dispute_not_a_status(s
     assert late.action == "order:track_order" and "DHL" in late.replies[0].text
 
 
+def test_general_questions_after_an_order_stay_general_and_product_questions_get_no_apology(shop):
+    shown, options = talk(
+        shop, [("where is 10023", ann()), ("what shipping options do you have?", ann("delivery_options", conf=0.99))]
+    )
+    assert "10023" in shown.replies[0].text
+    # The shop's options (or "did you mean" between them), not the order's status again.
+    assert options.action in ("faq:delivery-options", "did_you_mean") and "10023" not in options.replies[0].text
+    # "那200元以内的玩具呢" read as negative by the model: a product question, no apology before the products.
+    misread = ann("place_order", lang="zh", conf=0.6, sentiment="negative", score=POLICY.mood.negative_score - 0.1)
+    toys = talk(shop, [("那200元以内的玩具呢", misread)])[0]
+    assert toys.action == "products" and not toys.replies[0].text.startswith(POLICY.message("apology", "zh"))
+    angry = ann("place_order", lang="zh", conf=0.6, sentiment="negative", score=-0.99)
+    assert (
+        talk(shop, [("200元以内的玩具呢 你们到底有没有 烦死了", angry)])[0]
+        .replies[0]
+        .text.startswith(POLICY.message("apology", "zh"))
+    )
+
+
 def test_orders_in_chinese(shop):
     r = talk(shop, [("我的订单10022到哪了", ann(lang="zh"))])[0]
     assert r.replies[0].text.startswith("订单 10022 已由 DHL 发出") and "11月26日" in r.replies[0].text
