@@ -110,7 +110,7 @@ def parse_event(payload: Any, agent_channel: str | None = None) -> ParsedEvent:
     channel = str(event.get("channel", ""))
     if agent_channel and channel == agent_channel:
         if etype == "message" and event.get("thread_ts") and event.get("thread_ts") != event.get("ts"):
-            msg = _inbound(event_id, team, event, channel, text, payload)
+            msg = _inbound(event_id, team, event, channel, text, payload, per_user=False)
             return ParsedEvent("agent_reply", event_id, msg, thread_ts=str(event["thread_ts"]))
         return ParsedEvent("ignored", event_id, reason="agents' channel, not in a card's thread")
     if etype == "message" and event.get("channel_type") != "im":
@@ -124,13 +124,16 @@ def _strip_mentions(text: str) -> str:
     return re.sub(r"<@[A-Z0-9]+>", "", text).strip()
 
 
-def _inbound(event_id: str, team: str, event: dict, channel: str, text: str, raw: dict) -> InboundMessage:
+def _inbound(
+    event_id: str, team: str, event: dict, channel: str, text: str, raw: dict, per_user: bool = True
+) -> InboundMessage:
+    """``per_user``: a shopper's message, keyed by ``chat_key``; an agent's reply keeps the channel itself."""
     return InboundMessage(
         id=event_id or f"slack-{event.get('ts')}",
         channel=NAME,
         account=team or "default",
         sender_id=str(event.get("user")),
-        chat_id=chat_key(channel, str(event.get("user") or "")),
+        chat_id=chat_key(channel, str(event.get("user") or "")) if per_user else channel,
         text=text[:4000],
         sent_at=float(event["ts"]) if event.get("ts") else None,
         raw=raw,

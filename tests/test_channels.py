@@ -124,7 +124,7 @@ def test_slack_events():
     body["event"]["thread_ts"] = "1763900000.000001"
     reply = slack.parse_event(body, "C0AGENTS")
     assert reply.kind == "agent_reply" and reply.thread_ts == "1763900000.000001"
-    assert reply.message.sender_id == "U0AGENT1"
+    assert reply.message.sender_id == "U0AGENT1" and reply.message.chat_id == "C0AGENTS"  # the desk's channel
     body["event"].pop("thread_ts")
     assert slack.parse_event(body, "C0AGENTS").kind == "ignored"  # the agents' channel, not a card's thread
 
