@@ -69,10 +69,6 @@ class LogFanout:
         self.wake_pos = "0-0"
         self.task: asyncio.Task | None = None
 
-    @property
-    def conversations(self) -> int:
-        return len(self.subs)
-
     async def subscribe(self, cid: str, after: str | None) -> Subscription:
         """Follow ``cid``'s log after ``after`` (None: from now on)."""
         log_key = key(cid, "log")
