@@ -65,7 +65,7 @@ class Context:
     def store(self) -> ConversationStore:
         if self._store is None:
             s = self.settings
-            self._store = ConversationStore.from_url(s.redis_url, s.conversation_ttl_s, s.empty_session_ttl_s)
+            self._store = ConversationStore.from_settings(s)
         return self._store
 
     def credentials(self) -> CredentialStore:

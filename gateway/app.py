@@ -62,7 +62,7 @@ async def errors_as_json(request: web.Request, handler) -> web.StreamResponse:
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     s = app[settings_key]
-    app[store_key] = ConversationStore.from_url(s.redis_url, s.conversation_ttl_s, s.empty_session_ttl_s)
+    app[store_key] = ConversationStore.from_settings(s)
     # One connection reads every open socket's log in a blocking XREAD (gateway.fanout): the read
     # timeout must outlast the block; sockets themselves hold no connection.
     app[aredis_key] = aioredis.Redis.from_url(

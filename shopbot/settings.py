@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     empty_session_ttl_s: int = Field(
         24 * 3600, ge=60, description="a session that never sent a message expires after this"
     )
+    log_max_messages: int = Field(
+        2000, ge=50, description="a conversation keeps its newest messages in Redis (all of them stay in SQL)"
+    )
     sweep_interval_s: float = Field(2.0, gt=0, description="how often a worker re-queues stalled conversations")
     stall_after_s: float = Field(10.0, gt=0, description="a message not handled after this is re-queued")
 

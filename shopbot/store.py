@@ -94,6 +94,47 @@ return 1
 """
 
 
+# Keep a conversation's log to its newest ARGV[1] entries, once it has ARGV[2] more than that
+# (so the trim is paid for once per ARGV[2] messages). Never past what is not done with yet:
+# the oldest message still in the inbox, what the shopper's platform (ARGV[3] == '1': Telegram,
+# Slack) and the agents' thread have not been sent. Annotations and dedup entries of the
+# trimmed messages go with them.
+_TRIM = """
+local cap, step = tonumber(ARGV[1]), tonumber(ARGV[2])
+if redis.call('XLEN', KEYS[1]) <= cap + step then return 0 end
+local function older(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  if am ~= bm then return am < bm end
+  return as < bs
+end
+local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', cap)
+local floor = newest[#newest][1]
+local head = redis.call('LINDEX', KEYS[2], 0)
+if head and older(head, floor) then floor = head end
+if ARGV[3] == '1' then
+  local sent = redis.call('HGET', KEYS[3], 'shopper')
+  if not sent then return 0 end
+  if older(sent, floor) then floor = sent end
+end
+local desk = redis.call('HGET', KEYS[4], 'cursor')
+if desk then
+  if not string.match(desk, '^%d+%-%d+$') then return 0 end
+  if older(desk, floor) then floor = desk end
+end
+local gone = redis.call('XRANGE', KEYS[1], '-', '(' .. floor)
+for _, entry in ipairs(gone) do
+  redis.call('HDEL', KEYS[5], entry[1])
+  local f = entry[2]
+  for i = 1, #f, 2 do
+    if f[i] == 'cmid' and f[i + 1] ~= '' then redis.call('HDEL', KEYS[6], f[i + 1]) end
+  end
+end
+return redis.call('XTRIM', KEYS[1], 'MINID', floor)
+"""
+
+
 class LockLost(RuntimeError):
     """The conversation lock expired or was taken over before the commit."""
 
@@ -150,20 +191,33 @@ class Outgoing:
 class ConversationStore:
     """Synchronous access for workers; the gateway calls it through a thread."""
 
-    def __init__(self, client: redis.Redis, ttl_s: int = 30 * 24 * 3600, empty_ttl_s: int = 24 * 3600):
+    def __init__(
+        self, client: redis.Redis, ttl_s: int = 30 * 24 * 3600, empty_ttl_s: int = 24 * 3600, log_cap: int = 2000
+    ):
         self.r = client
         self.ttl_s = ttl_s
         # A session nobody wrote in (opened widgets, or someone making sessions in bulk) does not stay
         # for the full TTL: its first message (the record scripts' EXPIRE) gives it that.
         self.empty_ttl_s = min(empty_ttl_s, ttl_s)
+        # A conversation's log keeps its newest ``log_cap`` messages (and everything not yet handled or sent).
+        self.log_cap = log_cap
         self._record = client.register_script(_RECORD)
         self._record_reply = client.register_script(_RECORD_REPLY)
         self._unlock = client.register_script(_UNLOCK)
         self._clear_pending = client.register_script(_CLEAR_PENDING)
+        self._trim = client.register_script(_TRIM)
 
     @classmethod
-    def from_url(cls, url: str, ttl_s: int = 30 * 24 * 3600, empty_ttl_s: int = 24 * 3600) -> ConversationStore:
-        return cls(redis.Redis.from_url(url, decode_responses=True, health_check_interval=30), ttl_s, empty_ttl_s)
+    def from_url(
+        cls, url: str, ttl_s: int = 30 * 24 * 3600, empty_ttl_s: int = 24 * 3600, log_cap: int = 2000
+    ) -> ConversationStore:
+        client = redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+        return cls(client, ttl_s, empty_ttl_s, log_cap)
+
+    @classmethod
+    def from_settings(cls, s) -> ConversationStore:
+        """The store as the settings (``shopbot.settings.Settings``) describe it."""
+        return cls.from_url(s.redis_url, s.conversation_ttl_s, s.empty_session_ttl_s, s.log_max_messages)
 
     # -- shopper messages ---------------------------------------------------------------
 
@@ -178,6 +232,8 @@ class ConversationStore:
         argv += ["created", f"{now:.3f}"]
         keys = [key(cid, "log"), key(cid, "inbox"), key(cid, "dedup"), key(cid, "meta"), PENDING]
         mid, dup = self._record(keys=keys, args=argv)
+        if not int(dup):
+            self.trim(cid)
         return mid, bool(int(dup))
 
     def record_reply(self, cid: str, dedup_key: str, msg: Outgoing, meta: dict[str, str]) -> tuple[str, bool]:
@@ -187,7 +243,15 @@ class ConversationStore:
         fields = [x for kv in msg.fields(now).items() for x in kv]
         argv = [dedup_key, str(self.ttl_s), str(len(pairs) // 2), *pairs, *fields]
         mid, dup = self._record_reply(keys=[key(cid, "log"), key(cid, "dedup"), key(cid, "meta")], args=argv)
+        if not int(dup):
+            self.trim(cid)
         return mid, bool(int(dup))
+
+    def trim(self, cid: str) -> int:
+        """Cap the conversation's log (see ``_TRIM``); returns how many messages left it."""
+        push = "1" if cid.split(":", 1)[0] in ("telegram", "slack") else "0"
+        keys = [key(cid, p) for p in ("log", "inbox", "out", "desk", "ann", "dedup")]
+        return int(self._trim(keys=keys, args=[self.log_cap, max(self.log_cap // 10, 1), push]))
 
     def add_transcript_rows(self, rows: Sequence[dict[str, object]]) -> None:
         """Rows for the SQL transcript that belong to no dialogue step (internal notes)."""
@@ -343,6 +407,8 @@ class ConversationStore:
                 p.zrem(HANDOFF_QUEUE, cid)
             p.execute()
         self._clear_pending(keys=[inbox_k, PENDING], args=[cid, time.time()])
+        if outgoing:
+            self.trim(cid)
 
     # -- sweeping and liveness ------------------------------------------------------------
 

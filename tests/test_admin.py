@@ -765,6 +765,50 @@ def test_a_session_nobody_writes_in_expires_soon_and_a_message_gives_it_the_full
     assert store.r.ttl(key(talking, "meta")) > 29 * 24 * 3600
 
 
+def test_a_long_conversation_keeps_its_newest_messages_and_nothing_not_yet_handled_or_sent(redis_server):
+    from shopbot.store import ConversationStore, Outgoing, key
+
+    store = ConversationStore.from_url(redis_server.url, log_cap=50)  # trims once the log passes 55
+    web, tg = "web:default:cap-web", "telegram:shop:cap-tg"
+
+    # Nothing handled yet: every message stays, however many.
+    mids = [store.record_inbound(web, f"m{i}", client_message_id=f"c{i}")[0] for i in range(80)]
+    assert store.r.xlen(key(web, "log")) == 80
+    # The dialogue handles them, answering each: the log drops to the newest 50 as it goes.
+    for mid in mids:
+        with store.lock(web) as token:
+            store.save_annotations([(web, mid, {"intent": "x"})])
+            store.commit(web, token, {}, [Outgoing("bot", f"re {mid}")], consume=mid)
+    assert 50 <= store.r.xlen(key(web, "log")) <= 55
+    kept = store.messages_after(web)
+    assert kept[-1].text == f"re {mids[-1]}"  # the newest stay, in order
+    assert [e.id for e in kept] == sorted(e.id for e in kept)
+    assert all(e.sender == "bot" for e in kept)  # the 80 replies are the newest
+    assert all(store.annotation(web, m) is None for m in mids)  # the trimmed messages' annotations went too
+    assert not store.r.hexists(key(web, "dedup"), "c0")  # and their dedup entries
+    last = store.record_inbound(web, "one more", client_message_id="c80")[0]
+    with store.lock(web) as token:
+        store.save_annotations([(web, last, {"intent": "x"})])
+        store.commit(web, token, {}, [Outgoing("bot", "re one more")], consume=last)
+    assert store.annotation(web, last) is not None and store.r.hexists(key(web, "dedup"), "c80")
+    assert store.record_inbound(web, "one more", client_message_id="c80") == (last, True)
+
+    # A push platform: what was not sent to the shopper's chat yet stays until it is.
+    first = store.record_inbound(tg, "hi")[0]
+    with store.lock(tg) as token:
+        store.commit(tg, token, {}, [Outgoing("bot", "hello")], consume=first)
+    store.set_cursor(tg, "shopper", store.messages_after(tg)[-1].id)
+    for i in range(70):
+        store.record_reply(tg, f"agent-{i}", Outgoing("agent", f"a{i}"), {"channel": "telegram"})
+    # Only what was sent goes ("hi"); none of the agent's replies went out yet, so they all stay.
+    assert [e.text for e in store.messages_after(tg)] == ["hello"] + [f"a{i}" for i in range(70)]
+    unsent = store.messages_after(tg, store.cursor(tg, "shopper"))
+    store.set_cursor(tg, "shopper", unsent[-1].id)  # all sent: the next message trims
+    store.record_reply(tg, "agent-70", Outgoing("agent", "a70"), {"channel": "telegram"})
+    assert store.r.xlen(key(tg, "log")) <= 55
+    assert store.messages_after(tg)[-1].text == "a70"
+
+
 def test_the_desk_takes_only_its_agents_from_the_agents_channel(tmp_path):
     from gateway.slack_routes import NOT_AN_AGENT, _desk_refusal
     from shopbot import db

@@ -42,7 +42,7 @@ settings = get_settings()
 
 @lru_cache(maxsize=1)
 def store() -> ConversationStore:
-    return ConversationStore.from_url(settings.redis_url, settings.conversation_ttl_s, settings.empty_session_ttl_s)
+    return ConversationStore.from_settings(settings)
 
 
 @lru_cache(maxsize=1)
