@@ -869,3 +869,19 @@ def test_the_start_command_keeps_its_files_private_and_redis_behind_a_password(t
     finally:
         procs[0].terminate()
         procs[0].wait(10)
+
+
+def test_compose_puts_redis_behind_a_password_every_service_uses():
+    from pathlib import Path
+
+    import yaml
+
+    compose = yaml.safe_load((Path(__file__).parent.parent / "docker-compose.yml").read_text())
+    needed = "${SHOPBOT_REDIS_PASSWORD:?"  # compose stops with this message when the password is not set
+    redis_svc = compose["services"].pop("redis")
+    assert redis_svc["command"][redis_svc["command"].index("--requirepass") + 1].startswith(needed)
+    assert redis_svc["environment"]["REDISCLI_AUTH"].startswith(needed)  # the health check authenticates
+    assert "ports" not in redis_svc  # and Redis is not published on the host
+    for name, svc in compose["services"].items():
+        url = {**compose["x-shopbot"]["environment"], **(svc.get("environment") or {})}["SHOPBOT_REDIS_URL"]
+        assert url.startswith("redis://:" + needed), name
