@@ -3,6 +3,7 @@
     python -m gateway.admin channels list
     python -m gateway.admin channels set telegram shop --bot-token - [--webhook-secret S]
     python -m gateway.admin channels set slack main --bot-token - --signing-secret - --agent-channel C0AGENTS
+        [--team-id T0123ABCD] [--desk-agent U0123ABCD ...]
     python -m gateway.admin channels set web site --allowed-origin https://shop.example.com
     python -m gateway.admin channels test telegram shop
     python -m gateway.admin channels remove telegram shop
@@ -30,7 +31,7 @@ from typing import Any
 from channels import web as web_channel
 from shopbot import crypto, privacy
 from shopbot.access import ROLES, AccessError, AuditLog, TokenStore
-from shopbot.credentials import SPECS, CredentialError, CredentialStore, check_platform
+from shopbot.credentials import SPECS, CredentialError, CredentialStore, learns_team
 from shopbot.db import engine_for
 from shopbot.settings import get_settings
 from shopbot.store import ConversationStore
@@ -83,7 +84,7 @@ def channels(ctx: Context, args: argparse.Namespace) -> int:
     target = f"{args.platform}/{args.name}"
     if args.verb == "set":
         values: dict[str, Any] = {}
-        for f in ("bot_token", "webhook_secret", "signing_secret", "agent_channel", "api_base_url"):
+        for f in ("bot_token", "webhook_secret", "signing_secret", "agent_channel", "api_base_url", "team_id"):
             v = getattr(args, f)
             if v is not None:
                 values[f] = _secret(v, f.replace("_", " ")) if f in SECRET_FIELDS else v
@@ -98,6 +99,12 @@ def channels(ctx: Context, args: argparse.Namespace) -> int:
             print(f"error: {exc.reason}", file=sys.stderr)
             return 2
         ctx.record("channel.set", target, fields=sorted(values))
+        if learns_team(args.platform, values, entry):
+            checked = creds.check(args.platform, args.name, _actor(), relearn=bool(values.get("bot_token")))
+            entry["checked"] = checked
+            if checked and checked.get("team_id"):
+                entry["team_id"] = checked["team_id"]
+                ctx.record("channel.set", target, fields=["team_id"], team_id=checked["team_id"])
         _print(entry)
         for f, v in entry["generated"].items():
             print(f"generated {f} (shown once; give it to the platform): {v}", file=sys.stderr)
@@ -110,12 +117,12 @@ def channels(ctx: Context, args: argparse.Namespace) -> int:
             return 1
         print(f"removed {target}")
         return 0
-    found = creds.secrets_of(args.platform, args.name)
-    if found is None:
+    result = creds.check(args.platform, args.name, _actor())
+    if result is None:
         print(f"error: no {args.platform} entry named {args.name!r}", file=sys.stderr)
         return 1
-    result = check_platform(args.platform, *found, ctx.settings)
-    ctx.record("channel.test", target, ok=result["ok"])
+    extra = {"team_id": result["team_id"]} if result.get("team_id") else {}
+    ctx.record("channel.test", target, ok=result["ok"], **extra)
     print(("ok: " if result["ok"] else "FAILED: ") + result["detail"])
     return 0 if result["ok"] else 1
 
@@ -210,6 +217,9 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--api-base-url", help="the platform's API URL (a self-hosted Bot API server...)")
     st.add_argument("--allowed-origin", action="append", help="web: an origin allowed to embed the chat (repeat)")
     st.add_argument("--desk-agent", action="append", help="Slack: a user id who may work the queue (repeat)")
+    st.add_argument(
+        "--team-id", help="Slack: the desk's workspace, T0123ABCD (default: learned from auth.test; '' clears it)"
+    )
 
     tk = sub.add_parser("tokens", help="API tokens").add_subparsers(dest="verb", required=True)
     cr = tk.add_parser("create")

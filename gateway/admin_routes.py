@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from channels import web as web_channel
 from shopbot import privacy
 from shopbot.access import ROLES, Principal
-from shopbot.credentials import SPECS, check_platform
+from shopbot.credentials import SPECS, learns_team
 from shopbot.errors import Refused
 from shopbot.transcripts import messages
 
@@ -163,7 +163,15 @@ async def set_channel(request: web.Request) -> web.Response:
     platform, name = _platform(request), request.match_info["name"]
     body = await _object(request)
     audit(request, "channel.set", f"{platform}/{name}", fields=sorted(body))
-    entry = await asyncio.to_thread(request.app[credentials_key].set, platform, name, body, _who(request).actor)
+    creds, actor = request.app[credentials_key], _who(request).actor
+    entry = await asyncio.to_thread(creds.set, platform, name, body, actor)
+    if learns_team(platform, body, entry):
+        # The desk's workspace, from auth.test (best effort: the entry is saved either way).
+        checked = await asyncio.to_thread(creds.check, platform, name, actor, bool(body.get("bot_token")))
+        entry["checked"] = checked
+        if checked and checked.get("team_id"):
+            entry["team_id"] = checked["team_id"]
+            audit(request, "channel.set", f"{platform}/{name}", fields=sorted(body), team_id=checked["team_id"])
     return web.json_response(entry, status=201 if entry["created"] else 200)
 
 
@@ -180,11 +188,11 @@ async def remove_channel(request: web.Request) -> web.Response:
 async def test_channel(request: web.Request) -> web.Response:
     platform, name = _platform(request), request.match_info["name"]
     audit(request, "channel.test", f"{platform}/{name}")
-    found = await asyncio.to_thread(request.app[credentials_key].secrets_of, platform, name)
-    if found is None:
+    result = await asyncio.to_thread(request.app[credentials_key].check, platform, name, _who(request).actor)
+    if result is None:
         return json_error(404, f"no {platform} entry named {name!r}")
-    result = await asyncio.to_thread(check_platform, platform, *found, request.app[settings_key])
-    audit(request, "channel.test", f"{platform}/{name}", ok=result["ok"])
+    extra = {"team_id": result["team_id"]} if result.get("team_id") else {}
+    audit(request, "channel.test", f"{platform}/{name}", ok=result["ok"], **extra)
     return web.json_response(result)
 
 

@@ -68,6 +68,7 @@ CHANNEL_FIELDS = _obj(
         "api_base_url": STR,
         "allowed_origins": {"type": "array", "items": STR},
         "desk_agents": {"type": "array", "items": STR},
+        "team_id": STR,
     }
 )
 AGENT = _obj({"agent": STR}, [])  # the token's own name; may be left out
@@ -149,7 +150,7 @@ def describe() -> dict[str, Any]:
         },
         "/admin/api/channels/{platform}/{name}/test": {
             "post": _op(
-                "ask the platform whether the entry works (getMe, auth.test)",
+                "ask the platform whether the entry works (getMe, auth.test; a Slack app without team_id learns it)",
                 params=[PLATFORM, _path("name")],
                 auth="admin",
                 tag="admin",

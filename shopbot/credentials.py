@@ -86,6 +86,10 @@ def _slack_user(v: str) -> str | None:
     return None if re.fullmatch(r"[UW][A-Z0-9]{2,40}", v) else f"{v!r} is not a Slack user id like U0123ABCD"
 
 
+def _slack_team(v: str) -> str | None:
+    return None if re.fullmatch(r"T[A-Z0-9]{2,40}", v) else "is a workspace (team) id like T0123ABCD"
+
+
 def user_ids(text: str | None) -> tuple[str, ...]:
     """Slack user ids from a comma-separated setting."""
     return tuple(dict.fromkeys(u.strip() for u in (text or "").split(",") if u.strip()))
@@ -118,7 +122,12 @@ SPECS: dict[str, Spec] = {
     ),
     "slack": Spec(
         {"bot_token": _slack_token, "signing_secret": _signing_secret},
-        {"agent_channel": _slack_channel, "api_base_url": _url, "desk_agents": _slack_user},
+        {
+            "agent_channel": _slack_channel,
+            "api_base_url": _url,
+            "desk_agents": _slack_user,
+            "team_id": _slack_team,
+        },
         ("bot_token", "signing_secret"),
     ),
     "web": Spec({}, {"allowed_origins": _origin}, ("allowed_origins",)),
@@ -157,8 +166,12 @@ class SlackApp:
     agent_channel: str | None
     api_base_url: str
     # Who may work the agents' desk (claim, reply, resolve, notes, /handoff): these Slack user ids, and
-    # only in the agents' channel; empty: whoever is a member of that channel.
+    # only in the agents' channel; empty: whoever is a member of that channel (conversations.members).
     desk_agents: tuple[str, ...] = ()
+    # The desk's workspace: desk actions whose payload names another team are refused (the app may be
+    # installed in several workspaces, and a signature only proves the request came from the app).
+    # None: not known (not checked).
+    team_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -217,6 +230,7 @@ def from_environment(settings) -> Channels:
                 settings.slack_agent_channel,
                 settings.slack_api_base_url,
                 user_ids(settings.slack_desk_agents),
+                settings.slack_team_id,
             ),
         )
     origins = tuple(o.strip() for o in (settings.web_allowed_origins or "").split(",") if o.strip())
@@ -310,6 +324,7 @@ class CredentialStore:
                     "agent_channel": app.agent_channel,
                     "api_base_url": app.api_base_url,
                     "desk_agents": list(app.desk_agents),
+                    "team_id": app.team_id,
                     "secrets": {"bot_token": hint(app.bot_token), "signing_secret": hint(app.signing_secret)},
                 }
             )
@@ -412,7 +427,8 @@ class CredentialStore:
                 return {"bot_token": b.token}, {"api_base_url": b.api_base_url}
             if platform == "slack" and env.slack:
                 a = env.slack[0]
-                return {"bot_token": a.bot_token}, {"api_base_url": a.api_base_url, "agent_channel": a.agent_channel}
+                conf = {"api_base_url": a.api_base_url, "agent_channel": a.agent_channel, "team_id": a.team_id}
+                return {"bot_token": a.bot_token}, conf
             if platform == "web" and env.web_origins:
                 return {}, {"allowed_origins": list(env.web_origins)}
             return None
@@ -420,6 +436,38 @@ class CredentialStore:
         if row is None:
             return None
         return json.loads(self._need_box().open(row["sealed"], f"{platform}/{name}")), json.loads(row["settings"])
+
+    def check(self, platform: str, name: str, actor: str, relearn: bool = False) -> dict[str, Any] | None:
+        """``check_platform`` on an entry (None: no such entry). A stored Slack app without a ``team_id``
+        takes the workspace ``auth.test`` names as its own (so does one whose bot token was just changed:
+        ``relearn``); one whose ``team_id`` is another workspace's does not work (the desk would refuse
+        every action): the answer says so."""
+        found = self.secrets_of(platform, name)
+        if found is None:
+            return None
+        sec, conf = found
+        result = check_platform(platform, sec, conf, self.settings)
+        team = result.pop("team_id", None)
+        if platform != "slack" or not result["ok"] or not team:
+            return result
+        known = conf.get("team_id")
+        if name != ENV and team != known and (not known or relearn):
+            try:
+                self.set(platform, name, {"team_id": team}, actor)
+            except CredentialError as exc:  # not a team id we know the shape of: left for the admin to set
+                result["detail"] += f"; team_id not recorded ({exc.reason})"
+                return result
+            result["team_id"] = team
+            result["detail"] += f"; the desk takes actions from workspace {team} only (team_id learned)"
+        elif known and known != team:
+            result["ok"] = False
+            result["detail"] += (
+                f"; but team_id is {known}: the bot token is workspace {team}'s, so every desk action would be "
+                "refused (set team_id to the desk's workspace)"
+            )
+        elif not known:
+            result["detail"] += f"; set SHOPBOT_SLACK_TEAM_ID={team} to take desk actions from this workspace only"
+        return result
 
     def rotate(self) -> int:
         """Re-seal every entry with the current key (after a new one was made current); returns how many."""
@@ -472,14 +520,26 @@ class CredentialStore:
                 base = conf.get("api_base_url") or self.settings.slack_api_base_url
                 agents = tuple(conf.get("desk_agents") or ())
                 sl.append(
-                    SlackApp(name, sec["bot_token"], sec["signing_secret"], conf.get("agent_channel"), base, agents)
-                )
+                    SlackApp(
+                        name, sec["bot_token"], sec["signing_secret"], conf.get("agent_channel"), base, agents,
+                        conf.get("team_id"),
+                    )
+                )  # fmt: skip
         return Channels(
             tuple(tg) if "telegram" in stored else env.telegram,
             tuple(sl) if "slack" in stored else env.slack,
             tuple(sorted(set(origins))) if "web" in stored else env.web_origins,
             version,
         )
+
+
+def learns_team(platform: str, values: dict[str, Any], entry: dict[str, Any]) -> bool:
+    """Whether saving ``values`` should have ``CredentialStore.check`` learn a Slack app's workspace: it
+    has no ``team_id`` yet, or a new bot token came without one. One the admin gave, or cleared (an empty
+    value: no workspace check), is left as it is."""
+    if platform != "slack" or "team_id" in values:
+        return False
+    return not entry.get("team_id") or bool(values.get("bot_token"))
 
 
 class LiveChannels:
@@ -548,6 +608,7 @@ def check_platform(platform: str, secret: dict[str, str], conf: dict[str, Any], 
         return {
             "ok": True,
             "detail": f"Slack workspace {who.get('team') or who.get('team_id')}, bot {who.get('user_id')}{desk}",
+            "team_id": who.get("team_id"),
         }
     origins = conf.get("allowed_origins") or []
     return {"ok": bool(origins), "detail": "allowed origins: " + (", ".join(origins) or "none")}

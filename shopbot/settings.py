@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     slack_desk_agents: str | None = Field(
         None, description="Slack user ids (comma-separated) who may work the queue; empty: the agents' channel members"
     )
+    slack_team_id: str | None = Field(
+        None, description="the desk's workspace (T0123ABCD): desk actions from another workspace are refused"
+    )
     # Where orders are read from: the shop data tables, or the shop's own JSON API
     order_source: Literal["sql", "http"] = "sql"
     order_api_url: str | None = Field(None, description="URL template with {order_number}")
@@ -102,7 +105,8 @@ class Settings(BaseSettings):
     @field_validator(
         "public_url", "device", "policies_file", "agent_token", "secret_key", "secret_key_file",
         "previous_secret_keys", "web_allowed_origins", "telegram_bot_token", "telegram_webhook_secret",
-        "slack_bot_token", "slack_signing_secret", "slack_agent_channel", "slack_desk_agents", "order_api_url",
+        "slack_bot_token", "slack_signing_secret", "slack_agent_channel", "slack_desk_agents", "slack_team_id",
+        "order_api_url",
         "order_api_token", "llm_base_url", "llm_model", "llm_api_key", mode="before",
     )  # fmt: skip
     @classmethod

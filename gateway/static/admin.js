@@ -59,7 +59,7 @@
         cell(tr, c.platform);
         cell(tr, c.name);
         var settings = [];
-        ["agent_channel", "api_base_url"].forEach(function (k) { if (c[k]) settings.push(k + ": " + c[k]); });
+        ["agent_channel", "team_id", "api_base_url"].forEach(function (k) { if (c[k]) settings.push(k + ": " + c[k]); });
         if (c.allowed_origins) settings.push("origins: " + c.allowed_origins.join(", "));
         if (c.desk_agents && c.desk_agents.length) settings.push("desk agents: " + c.desk_agents.join(", "));
         cell(tr, settings.join("; "));
@@ -168,6 +168,7 @@
     });
     api("PUT", "/admin/api/channels/" + p + "/" + encodeURIComponent(form.elements.namedItem("name").value.trim()), body).then(function (r) {
       var extra = Object.keys(r.generated || {}).map(function (k) { return " New " + k + " (shown once): " + r.generated[k]; });
+      if (r.checked) extra.push(" " + (r.checked.ok ? "Works: " : "Does not work: ") + r.checked.detail);
       flash("Saved " + p + "/" + r.name + "." + extra.join(""), true);
       form.reset();
       showFields();
