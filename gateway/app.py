@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
 from redis.exceptions import RedisError
@@ -32,6 +33,7 @@ from .context import (
     credentials_key,
     engine_key,
     fanout_key,
+    http_key,
     json_error,
     queue_key,
     settings_key,
@@ -77,7 +79,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     legacy = s.agent_token.get_secret_value() if s.agent_token else None
     app[tokens_key] = TokenStore(app[engine_key], legacy)
     app[audit_key] = AuditLog(app[engine_key])
+    app[http_key] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
     yield
+    await app[http_key].close()
     await app[fanout_key].close()
     app[engine_key].dispose()
     await app[aredis_key].aclose()

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 
+import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
 from celery import Celery
@@ -32,6 +33,7 @@ channels_key = web.AppKey("channels", LiveChannels)
 tokens_key = web.AppKey("tokens", TokenStore)
 audit_key = web.AppKey("audit", AuditLog)
 fanout_key = web.AppKey("fanout", LogFanout)
+http_key = web.AppKey("http", aiohttp.ClientSession)  # the gateway's own calls out (Slack's conversations.members)
 log = logging.getLogger(__name__)
 
 

@@ -11,6 +11,7 @@ Also here: signing Slack requests the way Slack does.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import itertools
@@ -133,12 +134,16 @@ class FakeTelegram(FakePlatform):
 
 
 class FakeSlack(FakePlatform):
-    """The Web API at ``/api/<method>``."""
+    """The Web API at ``/api/<method>``. ``members``: channel id -> its members' user ids, for
+    ``conversations.members``, which gives at most ``members_page`` of them a page (Slack may give fewer
+    than the ``limit`` asked for) with a ``next_cursor`` for the rest."""
 
     def __init__(self, token: str):
         super().__init__()
         self.token = token
         self._ts = itertools.count(1)
+        self.members: dict[str, list[str]] = {}
+        self.members_page = 1000
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -165,7 +170,32 @@ class FakeSlack(FakePlatform):
             return web.json_response({"ok": True, "message_ts": f"{int(time.time())}.000001"})
         if method in ("views.open", "auth.test"):
             return web.json_response({"ok": True, "team_id": "T0SHOP", "user_id": "UBOT"})
+        if method == "conversations.members":
+            return web.json_response(self._members(params))
         return web.json_response({"ok": False, "error": "unknown_method"})
+
+    def _members(self, params: dict[str, Any]) -> dict[str, Any]:
+        """conversations.members: a page of user ids; the cursor is base64 of ``user:<next id>`` as Slack's."""
+        channel = str(params.get("channel", ""))
+        if channel not in self.members:
+            return {"ok": False, "error": "channel_not_found"}
+        try:
+            limit = int(params.get("limit", 100))
+        except ValueError:
+            return {"ok": False, "error": "invalid_limit"}
+        if not 0 < limit <= 1000:
+            return {"ok": False, "error": "invalid_limit"}
+        everyone = self.members[channel]
+        start = 0
+        if params.get("cursor"):
+            try:
+                after = base64.b64decode(str(params["cursor"]), validate=True).decode().removeprefix("user:")
+                start = everyone.index(after)
+            except ValueError:
+                return {"ok": False, "error": "invalid_cursor"}
+        end = start + min(limit, self.members_page)
+        cursor = base64.b64encode(f"user:{everyone[end]}".encode()).decode() if end < len(everyone) else ""
+        return {"ok": True, "members": everyone[start:end], "response_metadata": {"next_cursor": cursor}}
 
 
 def _ok(result: Any) -> web.Response:

@@ -107,6 +107,7 @@ TELEGRAM_SECRET = "test-webhook-secret"
 SLACK_TOKEN = "xoxb-test-token"
 SLACK_SECRET = "test-signing-secret"
 AGENT_CHANNEL = "C0AGENTS"
+SLACK_TEAM = "T0SHOP"
 
 
 def platform_env(platforms: dict) -> dict[str, str]:
@@ -119,6 +120,7 @@ def platform_env(platforms: dict) -> dict[str, str]:
         "SHOPBOT_SLACK_SIGNING_SECRET": SLACK_SECRET,
         "SHOPBOT_SLACK_API_BASE_URL": platforms["slack_url"],
         "SHOPBOT_SLACK_AGENT_CHANNEL": AGENT_CHANNEL,
+        "SHOPBOT_SLACK_TEAM_ID": SLACK_TEAM,  # the workspace of the recorded payloads in tests/fixtures/slack
     }
 
 

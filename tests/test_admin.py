@@ -21,6 +21,7 @@ import aiohttp
 import pytest
 import redis
 from services import (
+    AGENT_CHANNEL,
     ROOT,
     SECRET_KEY,
     SLACK_TOKEN,
@@ -31,10 +32,12 @@ from services import (
 from services import (
     admin_cli as cli,
 )
-from test_platforms import TelegramShopper
+from test_channels import fixture
+from test_platforms import TelegramShopper, action, command, slack_event, slack_post
 
 pytestmark = pytest.mark.slow
 NEW_SECRET = "rotated-webhook-secret-0001"
+DESK_SECRET = "desk-signing-secret-0001"
 NEWER_SECRET = "rotated-webhook-secret-0002"
 SECOND_TOKEN = "654321:second-bot-token-abcdef"
 
@@ -809,21 +812,146 @@ def test_a_long_conversation_keeps_its_newest_messages_and_nothing_not_yet_handl
     assert store.messages_after(tg)[-1].text == "a70"
 
 
+async def test_a_slack_app_learns_its_workspace_and_the_desk_refuses_every_other(admin_gw, platforms):
+    """A Slack app saved without a team_id learns it from auth.test; then a desk action whose payload names
+    another workspace (slash command, button, note modal, reply in a card's thread) is refused politely and
+    audited with the Slack user id, even from a member of the agents' channel; from the desk's own
+    workspace the same member's claim goes through."""
+    url, env, admin = admin_gw["url"], admin_gw["env"], admin_gw["admin"]
+    r = redis.Redis.from_url(env["SHOPBOT_REDIS_URL"], decode_responses=True)
+    cid, card_ts = "slack:T0SHOP:D0WORKSPACE1", "1700000001.000100"
+    state = {"status": "queued", "priority": 3, "handoff_reason": "refund_dispute", "queued_at": time.time() - 30}
+    r.set(f"sb:conv:{{{cid}}}:state", json.dumps(state))
+    r.hset(f"sb:conv:{{{cid}}}:meta", mapping={"channel": "slack", "sender": "U0SHOPPER5"})
+    r.zadd("sb:handoff:queue", {cid: 1.0})
+    r.set(f"sb:desk:thread:{card_ts}", cid)  # the card's thread is this conversation (as the worker records it)
+
+    def status_of() -> str:
+        return json.loads(r.get(f"sb:conv:{{{cid}}}:state") or "{}").get("status")
+
+    async with aiohttp.ClientSession() as http:
+        values = {"bot_token": SLACK_TOKEN, "signing_secret": DESK_SECRET, "agent_channel": AGENT_CHANNEL}
+        status, entry, _ = await call(http, "PUT", f"{url}/admin/api/channels/slack/desk", admin, values)
+        assert status == 201 and entry["team_id"] == "T0SHOP" and entry["checked"]["ok"], entry
+        status, listed, _ = await call(http, "GET", f"{url}/admin/api/channels", admin)
+        assert {"name": "desk", "team_id": "T0SHOP"}.items() <= next(
+            c for c in listed["channels"] if c["platform"] == "slack"
+        ).items()
+        try:
+            foreign = {**command(f"claim {cid}"), "team_id": "T0OTHER"}
+            status, text = await slack_post(http, url, "commands", form=foreign, secret=DESK_SECRET)
+            assert status == 200 and "Only the shop's agents" in text, text
+            press = action("block_actions_claim", cid, card_ts)
+            press["payload"]["team"]["id"] = "T0OTHER"
+            status, _ = await slack_post(http, url, "interactions", form=press, secret=DESK_SECRET)
+            assert status == 200
+            note = json.loads(json.dumps(fixture("slack", "view_submission_note")["form"]["payload"]))
+            note["team"]["id"] = "T0OTHER"
+            note["view"]["private_metadata"] = cid
+            note["view"]["state"]["values"]["note"]["text"]["value"] = "from elsewhere"
+            status, text = await slack_post(http, url, "interactions", form={"payload": note}, secret=DESK_SECRET)
+            assert status == 200 and "errors" in text and "Only the shop's agents" in text, text
+            reply = slack_event("agent_thread_reply", thread_ts=card_ts, ts=f"{time.time():.6f}", text="hello")
+            reply["team_id"] = "T0OTHER"
+            status, _ = await slack_post(http, url, "events", json_body=reply, secret=DESK_SECRET)
+            assert status == 200
+            assert status_of() == "queued"
+            assert not [m for m in r.xrange(f"sb:conv:{{{cid}}}:log") if "hello" in json.dumps(m)]
+
+            status, text = await slack_post(http, url, "commands", form=command(f"claim {cid}"), secret=DESK_SECRET)
+            assert status == 200 and "Done" in text, text
+            assert status_of() == "agent"
+        finally:
+            status, _, _ = await call(http, "DELETE", f"{url}/admin/api/channels/slack/desk", admin)
+            assert status == 200
+            r.zrem("sb:handoff:queue", cid)
+        status, audit, _ = await call(http, "GET", f"{url}/admin/api/audit?limit=200", admin)
+    mine = [e for e in audit["entries"] if e["actor"] == "slack:U0AGENT1" and e["target"] == cid]
+    refused = [e["action"] for e in mine if e["outcome"] == "refused: another workspace"]
+    assert sorted(refused) == ["desk.claim", "desk.claim", "desk.note", "desk.reply"], mine
+    assert [e["action"] for e in mine if e["outcome"] == "ok"] == ["desk.claim"]
+    assert any(
+        e["action"] == "channel.set" and (e.get("detail") or {}).get("team_id") == "T0SHOP" for e in audit["entries"]
+    )
+
+
+async def test_with_no_desk_agents_listed_only_the_agents_channel_members_work_the_desk(admin_gw, platforms):
+    """ "The agents" are the agents' channel's members, as Slack's conversations.members says (every page
+    of it), asked at most once a minute: a non-member pressing Claim in that channel is refused, a member
+    on the list's second page claims. When Slack cannot say, even a member is refused, politely."""
+    url, env, admin = admin_gw["url"], admin_gw["env"], admin_gw["admin"]
+    slack_api = platforms["slack"]
+    r = redis.Redis.from_url(env["SHOPBOT_REDIS_URL"], decode_responses=True)
+    cid, card_ts = "slack:T0SHOP:D0MEMBERS1", "1700000002.000100"
+    state = {"status": "queued", "priority": 3, "handoff_reason": "refund_dispute", "queued_at": time.time() - 30}
+    r.set(f"sb:conv:{{{cid}}}:state", json.dumps(state))
+    r.hset(f"sb:conv:{{{cid}}}:meta", mapping={"channel": "slack", "sender": "U0SHOPPER6"})
+    r.zadd("sb:handoff:queue", {cid: 1.0})
+    for k in r.scan_iter("sb:slack:members:*"):
+        r.delete(k)  # nothing cached from another test: the first click asks Slack
+
+    def status_of() -> str:
+        return json.loads(r.get(f"sb:conv:{{{cid}}}:state") or "{}").get("status")
+
+    async def claim(user: str) -> None:
+        status, _ = await slack_post(http, url, "interactions", form=action("block_actions_claim", cid, card_ts, user))
+        assert status == 200
+
+    before = len(slack_api.calls)
+    slack_api.members_page = 2  # UBOT, U0AGENT1 | U0AGENT2: two pages
+    slack_api.fail_next["conversations.members"] = 1  # rate limited (429) once
+    try:
+        async with aiohttp.ClientSession() as http:
+            await claim("U0AGENT1")  # a member, but Slack could not be asked
+            assert status_of() == "queued"
+            await claim("U0OUTSIDER")  # can see the channel and press the button, is not in it
+            assert status_of() == "queued"
+            asked = [c for c in slack_api.calls[before:] if c.method == "conversations.members"]
+            assert [c.status for c in asked] == [429, 200, 200]
+            pages = asked[1:]
+            assert [c.params["channel"] for c in pages] == [AGENT_CHANNEL, AGENT_CHANNEL]
+            assert "cursor" not in pages[0].params and pages[1].params["cursor"]
+            await claim("U0AGENT2")  # on the second page
+            assert status_of() == "agent"
+            assert len([c for c in slack_api.calls[before:] if c.method == "conversations.members"]) == 3  # cached
+            status, audit, _ = await call(http, "GET", f"{url}/admin/api/audit?limit=200", admin)
+    finally:
+        slack_api.members_page = 1000
+        slack_api.fail_next.pop("conversations.members", None)
+        r.zrem("sb:handoff:queue", cid)
+    claims = [(e["actor"], e["outcome"]) for e in reversed(audit["entries"]) if e["target"] == cid]
+    assert claims == [
+        ("slack:U0AGENT1", "refused: membership not checked"),
+        ("slack:U0OUTSIDER", "refused: not a desk agent"),
+        ("slack:U0AGENT2", "ok"),
+    ], claims
+    log = admin_gw["log"].read_text()
+    assert "the agents' channel's members are unknown" in log and SLACK_TOKEN not in log
+
+
 def test_the_desk_takes_only_its_agents_from_the_agents_channel(tmp_path):
-    from gateway.slack_routes import NOT_AN_AGENT, _desk_refusal
+    from gateway.slack_routes import NOT_DESK_AGENT, OTHER_WORKSPACE, _desk_refusal
     from shopbot import db
     from shopbot.credentials import CredentialError, CredentialStore, SlackApp
     from shopbot.crypto import SecretBox
     from shopbot.settings import Settings
 
+    # (Membership of the agents' channel is asked from Slack when no desk_agents are listed: test_platforms.)
     open_desk = SlackApp("shop", "xoxb-1", "s" * 16, "C0AGENTS", "http://127.0.0.1:1/api/")
-    assert _desk_refusal(open_desk, "U0ANYONE", "C0AGENTS") is None  # a member of the agents' channel
-    assert _desk_refusal(open_desk, "U0ANYONE", "D0SHOPPER") == NOT_AN_AGENT  # a DM: a shopper, say
+    assert _desk_refusal(open_desk, "U0ANYONE", "C0AGENTS") is None  # then: is U0ANYONE in the channel?
+    assert _desk_refusal(open_desk, "U0ANYONE", "D0SHOPPER") == NOT_DESK_AGENT  # a DM: a shopper, say
     listed = SlackApp("shop", "xoxb-1", "s" * 16, "C0AGENTS", "http://127.0.0.1:1/api/", ("U0ANNA",))
     assert _desk_refusal(listed, "U0ANNA", "C0AGENTS") is None
-    assert _desk_refusal(listed, "U0BOB", "C0AGENTS") == NOT_AN_AGENT  # in the channel, not on the list
+    assert _desk_refusal(listed, "U0BOB", "C0AGENTS") == NOT_DESK_AGENT  # in the channel, not on the list
     no_desk = SlackApp("shop", "xoxb-1", "s" * 16, None, "http://127.0.0.1:1/api/")
-    assert _desk_refusal(no_desk, "U0ANNA", "C0AGENTS") == NOT_AN_AGENT
+    assert _desk_refusal(no_desk, "U0ANNA", "C0AGENTS") == NOT_DESK_AGENT
+    # With its workspace known, the desk takes only that workspace's requests (none that name no team).
+    in_team = SlackApp("shop", "xoxb-1", "s" * 16, "C0AGENTS", "http://127.0.0.1:1/api/", ("U0ANNA",), "T0SHOP")
+    assert _desk_refusal(in_team, "U0ANNA", "C0AGENTS", "T0SHOP") is None
+    assert _desk_refusal(in_team, "U0ANNA", "C0AGENTS", "T0OTHER") == OTHER_WORKSPACE
+    assert _desk_refusal(in_team, "U0ANNA", "C0AGENTS", None) == OTHER_WORKSPACE
+    assert _desk_refusal(listed, "U0ANNA", "C0AGENTS", "T0OTHER") is None  # no team known: as before
+    assert OTHER_WORKSPACE.text == NOT_DESK_AGENT.text and OTHER_WORKSPACE.outcome != NOT_DESK_AGENT.outcome
 
     store = CredentialStore(
         db.engine_for(f"sqlite:///{tmp_path / 'creds.db'}"), SecretBox(b"k" * 32), Settings(_env_file=None)
@@ -834,6 +962,15 @@ def test_the_desk_takes_only_its_agents_from_the_agents_channel(tmp_path):
     assert store.snapshot().slack[0].desk_agents == ("U0ANNA", "U0BOB")
     with pytest.raises(CredentialError, match="not a Slack user id"):
         store.set("slack", "shop", {"desk_agents": ["anna"]}, "admin")
+    with pytest.raises(CredentialError, match="team_id is a workspace"):
+        store.set("slack", "shop", {"team_id": "shop.slack.com"}, "admin")
+    store.set("slack", "shop", {"team_id": "T0SHOP"}, "admin")
+    assert store.snapshot().slack[0].team_id == "T0SHOP"
+    env = Settings(_env_file=None, slack_bot_token="xoxb-1-2-abcdef", slack_signing_secret="s" * 16,
+                   slack_team_id="T0ENV")  # fmt: skip
+    assert CredentialStore(store.engine, store.box, env).listing()[-1]["team_id"] == "T0SHOP"  # stored wins
+    store.remove("slack", "shop")
+    assert CredentialStore(store.engine, store.box, env).snapshot().slack[0].team_id == "T0ENV"
 
 
 def test_the_start_command_keeps_its_files_private_and_redis_behind_a_password(tmp_path):
