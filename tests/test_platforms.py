@@ -224,12 +224,27 @@ async def test_slack_shopper_with_a_handoff_worked_by_slash_commands(product, pl
         status, text = await slack_post(http, url, "commands", form=command("queue"))
         assert status == 200 and cid in text
         card_ts = await card_of(slack_api, cid)
+        # Someone who sees the agents' channel but is not a member of it (conversations.members) presses Claim.
+        press = action("block_actions_claim", cid, card_ts, user="U0OUTSIDER")
+        status, _ = await slack_post(http, url, "interactions", form=press)
+        assert status == 200
+        told = await slack_api.wait_for("chat.postEphemeral", lambda c: c.params.get("user") == "U0OUTSIDER")
+        assert "Only the shop's agents" in told.params["text"] and told.params["channel"] == AGENT_CHANNEL
+        assert await asyncio.to_thread(lambda: product_queue_status(product, cid)) == "queued"
         status, text = await slack_post(http, url, "commands", form=command(f"claim {cid}"))
         assert status == 200 and "Done" in text
         assert "agent" in (await wait_count(dm, 3))[2].lower()
         status, text = await slack_post(http, url, "commands", form=command(f"claim {cid}", user="U0AGENT2"))
         assert "already claimed" in text
 
+        # The app is installed in another workspace too: a reply in the thread from there is refused.
+        foreign = slack_event("agent_thread_reply", thread_ts=card_ts, ts=f"{time.time():.6f}", text="Not from us.")
+        foreign["team_id"] = "T0OTHER"
+        await slack_post(http, url, "events", json_body=foreign)
+        told = await slack_api.wait_for(
+            "chat.postEphemeral", lambda c: c.params.get("thread_ts") == card_ts and c.params.get("user") == "U0AGENT1"
+        )
+        assert "Only the shop's agents" in told.params["text"]
         reply = slack_event(
             "agent_thread_reply", thread_ts=card_ts, ts=f"{time.time():.6f}", text="Your parcel left today."
         )
@@ -253,6 +268,9 @@ async def test_slack_shopper_with_a_handoff_worked_by_slash_commands(product, pl
     } <= done
     refused = {e["action"] for e in entries if e["actor"] == "slack:U0SHOPPER1" and e["outcome"].startswith("refused")}
     assert {"desk.queue", "desk.claim", "desk.note", "desk.resolve"} <= refused
+    outcomes = {(e["actor"], e["action"], e["outcome"]) for e in entries if e["target"] == cid}
+    assert ("slack:U0OUTSIDER", "desk.claim", "refused: not a desk agent") in outcomes
+    assert ("slack:U0AGENT1", "desk.reply", "refused: another workspace") in outcomes
     assert any(e["actor"] == "slack:U0AGENT2" and "already claimed" in e["outcome"] for e in entries)
 
 
