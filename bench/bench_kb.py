@@ -41,14 +41,16 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def _decisions(results, answer_score: float, suggest_score: float, min_lead: float) -> dict[str, float]:
+def _decisions(
+    results, answer_score: float, suggest_score: float, min_lead: float, clear_lead: float | None = None
+) -> dict[str, float]:
     from dialogue.knowledge import decide
 
     counts = {k: 0 for k in ("right", "wrong", "suggested", "nothing", "oos_answered", "oos_suggested", "oos_nothing")}
     n_in = sum(1 for gold, _ in results if gold != "none")
     n_out = len(results) - n_in
     for gold, hits in results:
-        d = decide(hits, answer_score, suggest_score, min_lead)
+        d = decide(hits, answer_score, suggest_score, min_lead, clear_lead)
         ids = [h.entry.id for h in d.hits]
         if gold == "none":
             counts[{"answer": "oos_answered", "clarify": "oos_suggested", "none": "oos_nothing"}[d.action]] += 1
@@ -105,9 +107,12 @@ def main(argv: list[str] | None = None) -> dict:
         out[f"top1_{lang}"] = round(acc, 3)
         print(f"top-1 accuracy {lang:>3}: {acc:.3f} ({len(sel)} questions)")
     fp = policy.faq
-    dec = _decisions(results, fp.answer_score, fp.suggest_score, fp.min_lead)
+    dec = _decisions(results, fp.answer_score, fp.suggest_score, fp.min_lead, fp.clear_lead)
     out["decisions"] = dec
-    print(f"with answer_score {fp.answer_score}, suggest_score {fp.suggest_score}, min_lead {fp.min_lead}:")
+    print(
+        f"with answer_score {fp.answer_score}, suggest_score {fp.suggest_score}, min_lead {fp.min_lead},"
+        f" clear_lead {fp.clear_lead}:"
+    )
     print(
         f"  answerable: right {dec['right']:.1%}, wrong {dec['wrong']:.1%}, right one suggested {dec['suggested']:.1%},"
         f" nothing {dec['nothing']:.1%}; precision of answers {dec['precision']:.3f}, answered {dec['answered']:.1%}"

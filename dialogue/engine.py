@@ -101,7 +101,10 @@ class _Turn:
         if self.shop is None:
             return None
         fp = self.policy.faq
-        return decide(self.near[:3], fp.answer_score, fp.suggest_score, fp.min_lead)
+        # A clear lead answers below answer_score unless the intent model is sure no shop business is asked.
+        ann, floor = self.ann, self.policy.min_intent_confidence
+        clear = None if ann.intent == OUT_OF_SCOPE and ann.intent_confidence >= floor else fp.clear_lead
+        return decide(self.near[:3], fp.answer_score, fp.suggest_score, fp.min_lead, clear)
 
     @cached_property
     def catalogue(self):
@@ -268,8 +271,11 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
     if confident and ann.intent in policy.order_intents and ann.intent in policy.intents:
         s.misunderstood = 0
         no_order = not number and not _current_order(turn)
-        if shop is not None and no_order and (other := _other_entry(turn, ann.intent)) is not None:
-            return other  # "my watch stopped working, is it under warranty?": not an order matter after all
+        if shop is not None and not number and (other := _other_entry(turn, ann.intent)) is not None:
+            # "my watch stopped working, is it under warranty?": not an order matter after all; with an order
+            # in the conversation, an entry that is a question about it (faq_follow_ups) is asked of that order.
+            follow = policy.orders.faq_follow_ups.get(turn.faq.hits[0].entry.id)
+            return _with_slots(turn, follow, follow_up=True) if follow and not no_order else other
         if shop is not None and no_order:
             # No order to look up: a question about products, or a general one the FAQ answers.
             if signal and (found := _products(turn, signal)) is not None and found.action == "products":
@@ -286,9 +292,16 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
         if (follow := policy.orders.faq_follow_ups.get(turn.near[0].entry.id)) and not confident:
             s.misunderstood = 0  # an unsure message, closest to an order question: about the current order
             return _with_slots(turn, follow, follow_up=True)
+    where = ann.intent in ("track_order", "delivery_period") and ann.intent_confidence >= policy.orders.unsure_where
+    if not number and not confident and where and _current_order(turn) and shop is not None:
+        s.misunderstood = 0  # "ugh ok. when will it arrive" after an order was shown: most likely where it is
+        return _with_slots(turn, ann.intent, follow_up=True)
     if number and shop is not None and not (confident and ann.intent in policy.intents):
         s.misunderstood = 0
-        if ann.intent in ("track_order", "delivery_period", "complaint") and ann.intent_confidence >= 0.3:
+        if (
+            ann.intent in ("track_order", "delivery_period", "complaint")
+            and ann.intent_confidence >= policy.orders.unsure_where
+        ):
             # Unsure, but most likely "where is it" (or a grievance about it): where it is.
             return _with_slots(turn, "delivery_period" if ann.intent == "delivery_period" else _complaint_topic(turn))
         # An order number without a clear request: show the order and ask what to do with it.
@@ -534,12 +547,19 @@ def _intent_answer(turn: _Turn, intent: str, follow_up: bool = False) -> StepRes
         if ip.faq and turn.faq is not None and turn.faq.action == "clarify":
             # The intent and the knowledge base disagree: ask rather than answer the wrong entry.
             return _did_you_mean(turn, turn.faq.hits, _faq_entry(turn, ip.faq[0]))
-        if len(ip.faq) == 1 and (entry := _faq_entry(turn, ip.faq[0])) is not None:
+        if len(ip.faq) == 1 and (entry := _faq_entry(turn, ip.faq[0])) is not None and _backed(turn, entry):
             return _faq_answer(turn, entry, qr)  # the intent has one entry: that one
         if ip.faq and (entries := [e for i in ip.faq[:3] if (e := _faq_entry(turn, i)) is not None]):
             # Several entries and no sign which: offer the usual ones.
             return _did_you_mean(turn, [], *entries)
     return _answer(turn.policy, turn.s, intent)
+
+
+def _backed(turn: _Turn, entry) -> bool:
+    """The knowledge base has ``entry`` among its three best for the message: an intent's only entry answers
+    only then ("how much are these earbuds on Amazon?", read as a cancellation fee question, does not get
+    the cancellation entry)."""
+    return any(h.entry.id == entry.id for h in turn.near[:3])
 
 
 def _did_you_mean(turn: _Turn, hits, *also) -> StepResult:

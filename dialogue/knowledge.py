@@ -72,12 +72,15 @@ class FaqDecision:
     hits: tuple[FaqHit, ...] = ()
 
 
-def decide(hits: list[FaqHit], answer_score: float, suggest_score: float, min_lead: float) -> FaqDecision:
-    """Answer when the best entry is sure and clearly ahead, suggest when it is plausible, else nothing."""
+def decide(
+    hits: list[FaqHit], answer_score: float, suggest_score: float, min_lead: float, clear_lead: float | None = None
+) -> FaqDecision:
+    """Answer when the best entry is sure and clearly ahead (or plausible and ``clear_lead`` ahead of every
+    other), suggest when it is plausible, else nothing."""
     if not hits or hits[0].score < suggest_score:
         return FaqDecision("none")
     lead = hits[0].score - hits[1].score if len(hits) > 1 else 1.0
-    if hits[0].score >= answer_score and lead >= min_lead:
+    if (hits[0].score >= answer_score and lead >= min_lead) or (clear_lead is not None and lead >= clear_lead):
         return FaqDecision("answer", (hits[0],))
     return FaqDecision("clarify", tuple(h for h in hits[:2] if h.score >= suggest_score))
 

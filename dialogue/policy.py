@@ -60,6 +60,9 @@ class FaqPolicy:
     # An intent's FAQ entry is answered when the knowledge base ranks it first, at suggest_score or
     # more and this far ahead of the runner-up (else "did you mean").
     agree_lead: float = 0.01
+    # Below answer_score, an entry at suggest_score or more this far ahead of the runner-up is answered too
+    # (None: never).
+    clear_lead: float | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,9 @@ class OrderPolicy:
     # A complaint about an order is the order question its words name: intent -> words per language
     # ("my refund never came" is a refund question). Without them it is "where is it".
     complaint_topics: dict[str, dict[str, re.Pattern[str]]] = field(default_factory=dict)
+    # An intent confidence too low to act on, at which "where is it" (track_order, delivery_period) is
+    # still taken as the likeliest reading of a message with an order number, or about the current order.
+    unsure_where: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -268,6 +274,7 @@ def load_policy(path: str | Path | None = None) -> Policy:
         "refund_after_delivery",
         "refund_return",
         "refund_none",
+        "refund_cancelled",
         "refund_dispute",
         *sorted(ADDED_MESSAGES),
     )
@@ -358,6 +365,7 @@ def _orders(raw: dict, intents: dict[str, IntentPolicy]) -> OrderPolicy:
         "bare",
         "personal",
         "complaint_topics",
+        "unsure_where",
     }
     if unknown := set(spec) - known:
         raise PolicyError(f"orders: unknown setting(s) {', '.join(sorted(unknown))}")
@@ -383,12 +391,17 @@ def _orders(raw: dict, intents: dict[str, IntentPolicy]) -> OrderPolicy:
         context_turns = int(spec.get("context_turns", 6))
     except (TypeError, ValueError) as exc:
         raise PolicyError(f"orders.context_turns: {exc}") from exc
+    try:
+        unsure_where = float(spec.get("unsure_where", 0.3))
+    except (TypeError, ValueError) as exc:
+        raise PolicyError(f"orders.unsure_where: {exc}") from exc
     bare = _regex(spec["bare"], "orders.bare") if spec.get("bare") else {}
     personal = _regex(spec["personal"], "orders.personal") if spec.get("personal") else {}
     try:
         return OrderPolicy(
-            order_intents, context_turns, follow_ups, faq_follow_ups, actions, bare, personal, complaint_topics
-        )
+            order_intents, context_turns, follow_ups, faq_follow_ups, actions, bare, personal, complaint_topics,
+            unsure_where,
+        )  # fmt: skip
     except (TypeError, ValueError) as exc:
         raise PolicyError(f"orders.context_turns: {exc}") from exc
 

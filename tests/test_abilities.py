@@ -72,6 +72,8 @@ def test_the_order_number_is_asked_for_and_taken_from_a_later_message(shop):
         ("get_refund", "10021", "refund_return", None),  # delivered: the return route
         ("get_refund", "10027", "refund_dispute", "refund_dispute"),  # already refunded: a dispute
         ("track_refund", "10022", "refund_none", None),
+        ("get_refund", "10026", "refund_cancelled", None),  # cancelled: where the money goes, no dispute
+        ("track_refund", "10026", "refund_cancelled", None),
     ],
 )
 def test_order_actions_follow_the_real_status(shop, intent, number, message, handoff):
@@ -374,3 +376,60 @@ def test_while_queued_the_first_message_and_leave_a_message_are_acknowledged(sho
     assert out[1].replies[0].text == POLICY.message("queued_ack", "en")
     assert out[3].replies[0].text == POLICY.message("leave_message_ack", "en")
     assert all("DHL" not in r.text for o in out for r in o.replies)  # no answers to the content
+
+
+def test_a_question_about_the_shop_stays_one_after_an_order_and_unsure_where_is_about_the_order(shop):
+    # A general question the knowledge base is sure of, read by the intent model as an order question:
+    # the FAQ's answer, though an order was just shown.
+    shown, warranty = talk(
+        shop,
+        [("where is 10028", ann()), ("how many years of warranty on this speaker", ann("delivery_period", conf=0.8))],
+    )
+    assert shown.action == "order:track_order"
+    assert warranty.action == "faq:warranty", warranty.action
+    # An entry that is a question about an order (faq_follow_ups) is asked of the current order.
+    ret = talk(
+        shop, [("where is 10021", ann()), ("how do I send an item back to you?", ann("delivery_period", conf=0.8))]
+    )[1]
+    assert ret.action == "order:get_refund" and "10021" in ret.replies[0].text, ret.action
+    # Unsure, but most likely "when will it arrive": about the order just shown, not "I don't understand".
+    when = talk(shop, [("where is 10024", ann()), ("ugh ok. when then", ann("delivery_period", conf=0.45))])[1]
+    assert when.action == "order:delivery_period" and "10024" in when.replies[0].text
+    # Without an order in the conversation the same unsure message is not understood.
+    alone = talk(shop, [("ugh ok. when then", ann("delivery_period", conf=0.45))])[0]
+    assert alone.action == "not_understood"
+
+
+def test_a_corrected_number_keeps_the_request_it_answers(shop):
+    lost, fixed = talk(
+        shop,
+        [("where is my order 99999", ann()), ("sorry typo, I meant 10021", ann("cancel_order", conf=0.87))],
+    )
+    assert lost.action == "order_not_found"
+    assert fixed.action == "order:track_order" and "10021" in fixed.replies[0].text
+    lost, fixed = talk(
+        shop, [("订单99999到哪了", ann(lang="zh")), ("不好意思打错了 是10022", ann("cancel_order", "zh", 0.9))]
+    )
+    assert fixed.action == "order:track_order" and "10022" in fixed.replies[0].text
+
+
+def test_an_intent_with_one_entry_answers_only_where_the_knowledge_base_has_that_entry_near(shop):
+    # Read as a cancellation-fee question, but nothing in the knowledge base near the cancellation entry.
+    r = talk(shop, [("how much do the same earbuds cost on Amazon?", ann("check_cancellation_fee", conf=0.66))])[0]
+    assert r.action != "faq:cancel-order"
+    # Asked in a way the knowledge base places near it: answered.
+    r = talk(shop, [("is there a fee if I cancel?", ann("check_cancellation_fee", conf=0.66))])[0]
+    assert r.action == "faq:cancel-order"
+
+
+def test_a_clear_lead_answers_below_the_answer_score_unless_the_message_is_out_of_scope():
+    from dialogue.knowledge import FaqEntry, FaqHit, decide
+
+    def hit(entry_id: str, score: float) -> FaqHit:
+        return FaqHit(FaqEntry(entry_id, {"en": "q"}, {"en": "a"}), score)
+
+    hits = [hit("stock", 0.06), hit("damaged", 0.025)]
+    assert decide(hits, 0.07, 0.05, 0.01).action == "clarify"
+    assert decide(hits, 0.07, 0.05, 0.01, clear_lead=0.03).action == "answer"
+    assert decide([hit("stock", 0.06), hit("damaged", 0.04)], 0.07, 0.05, 0.01, clear_lead=0.03).action == "clarify"
+    assert decide([hit("stock", 0.04), hit("damaged", 0.0)], 0.07, 0.05, 0.01, clear_lead=0.03).action == "none"
