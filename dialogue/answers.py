@@ -138,6 +138,8 @@ def for_order(
         if st in CLOSED:
             if st == "refunded" and negative:  # says the refund that was sent is not there: a dispute
                 return ans(m("refund_dispute", order_number=number), handoff="refund_dispute")
+            if st == "cancelled":
+                return ans(m("refund_cancelled", order_number=number))
             return ans(status_text(policy, lang, order, verified, faq))
         return ans(m("refund_none", order_number=number, status=status_word))
     if intent == "get_refund":
@@ -151,7 +153,7 @@ def for_order(
             return ans(m("refund_return", order_number=number, total=total))
         # A refund asked again for an order already refunded or returned: a dispute for a person.
         if st == "cancelled" and not negative:
-            return ans(status_text(policy, lang, order, verified, faq))  # nothing was taken: nothing to dispute
+            return ans(m("refund_cancelled", order_number=number))  # nothing to dispute: where the money goes
         return ans(m("refund_dispute", order_number=number), handoff="refund_dispute")
     return ans(status_text(policy, lang, order, verified, faq))
 
