@@ -7,6 +7,7 @@ result to Redis in one transaction.
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from functools import cached_property
@@ -239,6 +240,8 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
 
     if not angry and (talk := _small_talk(turn)) is not None:
         return talk
+    if _says_nothing(turn):
+        return _not_understood(turn)
 
     if angry and s.angry >= policy.angry_handoff_after:
         return _hand_off(policy, s, "angry", now)
@@ -353,14 +356,47 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
         # message was understood (a poem, the weather), so it is no step towards the not-understood hand-off.
         reply = Reply(policy.out_of_scope[turn.lang], quick_replies=turn.qr(), kind="fallback")
         return StepResult(s, (reply,), action="out_of_scope")
+    return _not_understood(turn)
+
+
+def _not_understood(turn: _Turn) -> StepResult:
+    """ "Sorry, I didn't get that", with the offer of a person; the second time in a row, a person."""
+    s, policy = turn.s, turn.policy
     s.misunderstood += 1
     if s.misunderstood >= policy.misunderstood_handoff_after:
-        return _hand_off(policy, s, "not_understood", now)
-    name = "not_understood_offer_agent" if s.misunderstood > 1 or shop is not None else "not_understood"
+        return _hand_off(policy, s, "not_understood", turn.now)
+    name = "not_understood_offer_agent" if s.misunderstood > 1 or turn.shop is not None else "not_understood"
     # The closest entries, however far: an LLM (if configured) may find the answer in them, or say it cannot.
     facts = _faq_facts(turn, [h.entry for h in turn.near])
     reply = Reply(turn.msg(name), quick_replies=turn.qr(), facts=facts, kind="fallback")
     return StepResult(s, (reply,), action="not_understood")
+
+
+_VOWELS = set("aeiouy")
+_KEY_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
+
+
+def _mash(word: str) -> bool:
+    """A Latin 'word' no language has: three or more letters and no vowel ("zzzxxx"), or six or more off one
+    row of the keyboard with three consonants in a row ("asdkjh"; "pottery" and "typewriter" are words)."""
+    w = word.lower()
+    if not w.isascii() or not w.isalpha():
+        return False
+    run = max((len(r) for r in re.split("[aeiouy]+", w)), default=0)
+    one_row = len(w) >= 6 and run >= 3 and any(set(w) <= set(row) for row in _KEY_ROWS)
+    return (len(w) >= 3 and not (set(w) & _VOWELS)) or one_row
+
+
+def _says_nothing(turn: _Turn) -> bool:
+    """The message is only words that ask nothing (policy.fillers, in either language), punctuation and
+    keyboard mashes: no request for any model to find."""
+    fillers = turn.policy.fillers
+    text = turn.text[:300].lower()
+    if not fillers or any(c.isdigit() for c in text):
+        return False
+    for pattern in fillers.values():
+        text = pattern.sub(" ", text)
+    return all(_mash(w) for w in re.findall(r"\w+", text))
 
 
 def _bare(turn: _Turn, number: str) -> bool:

@@ -138,6 +138,9 @@ class Policy:
     orders: OrderPolicy = OrderPolicy()
     status_names: dict[str, dict[str, str]] = field(default_factory=dict)
     small_talk: dict[str, SmallTalk] = field(default_factory=dict)  # greeting | thanks
+    # Words that ask nothing ("um", "那个"): a message of only these (and keyboard mashes) is not understood,
+    # whatever intent the model reads into it.
+    fillers: dict[str, re.Pattern[str]] = field(default_factory=dict)
     # What a message the intent model calls out of scope gets (default: messages.not_understood).
     out_of_scope: dict[str, str] = field(default_factory=dict)
 
@@ -331,6 +334,7 @@ def load_policy(path: str | Path | None = None) -> Policy:
             orders=_orders(raw, intents),
             status_names=status_names,
             small_talk=_small_talk(raw),
+            fillers=_regex(raw["fillers"], "fillers") if raw.get("fillers") else {},
             out_of_scope=_texts(msgs["out_of_scope"], "messages.out_of_scope") if "out_of_scope" in msgs else {},
         )
     except (TypeError, ValueError) as exc:

@@ -433,3 +433,21 @@ def test_a_clear_lead_answers_below_the_answer_score_unless_the_message_is_out_o
     assert decide(hits, 0.07, 0.05, 0.01, clear_lead=0.03).action == "answer"
     assert decide([hit("stock", 0.06), hit("damaged", 0.04)], 0.07, 0.05, 0.01, clear_lead=0.03).action == "clarify"
     assert decide([hit("stock", 0.04), hit("damaged", 0.0)], 0.07, 0.05, 0.01, clear_lead=0.03).action == "none"
+
+
+def test_a_message_of_words_that_ask_nothing_is_not_understood_whatever_the_intent(shop):
+    for text, lang in [("额那个啥来着", "zh"), ("嗯 就是那样的", "zh"), ("um, that thing", "en"), ("zzzxxx 呃", "en")]:
+        r = talk(shop, [(text, ann("track_order", lang, conf=1.0))])[0]
+        assert r.action == "not_understood", (text, r.action)
+    # Twice in a row: a person.
+    out = talk(shop, [("那个那个", ann("track_order", "zh", 0.6)), ("asdkjh", ann("switch_account", conf=0.8))])
+    assert out[1].handoff and out[1].handoff.reason == "not_understood"
+    # A request among the fillers, a number, or a word that only looks odd is still read.
+    for text, lang, intent in [
+        ("那个订单到哪了", "zh", "track_order"),
+        ("um 10024", "en", "track_order"),
+        ("pottery?", "en", "place_order"),
+        ("typewriter", "en", "place_order"),
+    ]:
+        r = talk(shop, [(text, ann(intent, lang, conf=0.95))])[0]
+        assert r.action != "not_understood", (text, r.action)
