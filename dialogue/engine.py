@@ -338,8 +338,13 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
     if confident and ann.intent in policy.intents:
         s.misunderstood = 0
         if angry and ann.intent in policy.angry_handoff_intents:
+            if (related := _related_answer(turn, ann.intent, policy.faq.suggest_score)) is not None:
+                return related
+            if shop is not None and (topic := _complaint_topic(turn, "")):
+                # "waited two weeks and still nothing!!": its words name an order matter; the number first.
+                return _with_slots(turn, topic)
             # Furious, and nothing to look up or answer but "tell me what happened": a person, now.
-            return _related_answer(turn, ann.intent, policy.faq.suggest_score) or _hand_off(policy, s, "angry", now)
+            return _hand_off(policy, s, "angry", now)
         if ann.intent == "review" and _positive(turn):
             return _small_talk(turn, "thanks") or _with_slots(turn, ann.intent)
         return _with_slots(turn, ann.intent)

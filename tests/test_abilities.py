@@ -451,3 +451,17 @@ def test_a_message_of_words_that_ask_nothing_is_not_understood_whatever_the_inte
     ]:
         r = talk(shop, [(text, ann(intent, lang, conf=0.95))])[0]
         assert r.action != "not_understood", (text, r.action)
+
+
+def test_a_furious_complaint_that_names_an_order_matter_asks_for_the_number_first(shop):
+    furious = dict(sentiment="negative", score=-0.97)
+    lost = talk(shop, [("two weeks and my parcel still hasn't arrived!!", ann("complaint", **furious))])[0]
+    assert lost.action == "ask:order_number" and lost.handoff is None
+    assert lost.replies[0].text.startswith(POLICY.message("apology", "en")[:10])
+    found = talk(
+        shop, [("等了半个月还没收到货!!", ann("complaint", "zh", **furious)), ("10022", ann("track_order", "zh"))]
+    )
+    assert found[1].action == "order:track_order" and "10022" in found[1].replies[0].text
+    # Fury that names nothing the bot can look up: a person at once.
+    vague = talk(shop, [("absolutely useless, worst shop ever", ann("complaint", **furious))])[0]
+    assert vague.handoff and vague.handoff.reason == "angry"
