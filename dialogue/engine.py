@@ -432,8 +432,9 @@ def _general_answer(turn: _Turn, intent: str) -> StepResult | None:
     "how do I send something back?"): the FAQ's answer where the knowledge base is sure or agrees with the
     intent (related_faq), and an offer to check an order."""
     personal = turn.policy.orders.personal.get(turn.lang)
-    if personal is not None and personal.search(turn.text):
-        return None  # "I want to cancel my order": the order number is what is needed
+    how = turn.policy.orders.how.get(turn.lang)
+    if personal is not None and personal.search(turn.text) and not (how is not None and how.search(turn.text)):
+        return None  # "I want to cancel my order": the order number is what is needed (but not "how do I ...")
     result = None
     if turn.faq is not None and turn.faq.action == "answer":
         result = _faq_answer(turn, turn.faq.hits[0].entry)

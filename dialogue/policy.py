@@ -103,6 +103,9 @@ class OrderPolicy:
     bare: dict[str, re.Pattern[str]] = field(default_factory=dict)
     # Words that make an order question about the shopper's own order ("my", "我的").
     personal: dict[str, re.Pattern[str]] = field(default_factory=dict)
+    # ... unless they ask how it is done ("I want to return it, how do I do that?"): the FAQ's answer, then
+    # the offer to check an order.
+    how: dict[str, re.Pattern[str]] = field(default_factory=dict)
     # A complaint about an order is the order question its words name: intent -> words per language
     # ("my refund never came" is a refund question). Without them it is "where is it".
     complaint_topics: dict[str, dict[str, re.Pattern[str]]] = field(default_factory=dict)
@@ -370,6 +373,7 @@ def _orders(raw: dict, intents: dict[str, IntentPolicy]) -> OrderPolicy:
         "personal",
         "complaint_topics",
         "unsure_where",
+        "how",
     }
     if unknown := set(spec) - known:
         raise PolicyError(f"orders: unknown setting(s) {', '.join(sorted(unknown))}")
@@ -401,10 +405,11 @@ def _orders(raw: dict, intents: dict[str, IntentPolicy]) -> OrderPolicy:
         raise PolicyError(f"orders.unsure_where: {exc}") from exc
     bare = _regex(spec["bare"], "orders.bare") if spec.get("bare") else {}
     personal = _regex(spec["personal"], "orders.personal") if spec.get("personal") else {}
+    how = _regex(spec["how"], "orders.how") if spec.get("how") else {}
     try:
         return OrderPolicy(
-            order_intents, context_turns, follow_ups, faq_follow_ups, actions, bare, personal, complaint_topics,
-            unsure_where,
+            order_intents, context_turns, follow_ups, faq_follow_ups, actions, bare, personal,
+            complaint_topics=complaint_topics, unsure_where=unsure_where, how=how,
         )  # fmt: skip
     except (TypeError, ValueError) as exc:
         raise PolicyError(f"orders.context_turns: {exc}") from exc

@@ -465,3 +465,11 @@ def test_a_furious_complaint_that_names_an_order_matter_asks_for_the_number_firs
     # Fury that names nothing the bot can look up: a person at once.
     vague = talk(shop, [("absolutely useless, worst shop ever", ann("complaint", **furious))])[0]
     assert vague.handoff and vague.handoff.reason == "angry"
+
+
+def test_asking_how_to_do_it_gets_the_how_even_about_ones_own_order(shop):
+    how = talk(shop, [("你好,我想退货,请问怎么操作", ann("get_refund", "zh", conf=0.92))])[0]
+    assert how.action.startswith("faq:return"), how.action
+    assert how.replies[-1].text == POLICY.message("ask_order_number_after_faq", "zh")
+    mine = talk(shop, [("我想退货", ann("get_refund", "zh", conf=0.92))])[0]
+    assert mine.action == "ask:order_number"
