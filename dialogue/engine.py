@@ -275,10 +275,7 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
         s.misunderstood = 0
         no_order = not number and not _current_order(turn)
         if shop is not None and not number and (other := _other_entry(turn, ann.intent)) is not None:
-            # "my watch stopped working, is it under warranty?": not an order matter after all; with an order
-            # in the conversation, an entry that is a question about it (faq_follow_ups) is asked of that order.
-            follow = policy.orders.faq_follow_ups.get(turn.faq.hits[0].entry.id)
-            return _with_slots(turn, follow, follow_up=True) if follow and not no_order else other
+            return other  # "my watch stopped working, is it under warranty?": not an order matter after all
         if shop is not None and no_order:
             # No order to look up: a question about products, or a general one the FAQ answers.
             if signal and (found := _products(turn, signal)) is not None and found.action == "products":
@@ -290,6 +287,8 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
     if confident and (follow := policy.orders.follow_ups.get(ann.intent)) and (number or _current_order(turn)):
         # "Can I return it?" about the order just shown (or named in the message).
         s.misunderstood = 0
+        if shop is not None and not number and (other := _other_entry(turn, ann.intent)) is not None:
+            return other  # "is the speaker under warranty?" after an order: the FAQ is sure, and it is no return
         return _with_slots(turn, _complaint_topic(turn, follow), follow_up=True)
     if not number and _current_order(turn) and turn.near and turn.near[0].score >= policy.faq.suggest_score:
         if (follow := policy.orders.faq_follow_ups.get(turn.near[0].entry.id)) and not confident:
@@ -450,11 +449,16 @@ def _general_answer(turn: _Turn, intent: str) -> StepResult | None:
 def _other_entry(turn: _Turn, intent: str) -> StepResult | None:
     """The FAQ's answer when the knowledge base is sure of an entry the order intent does not list: the
     intent model took a general question for an order request ("is my watch still under warranty?",
-    "it's cheaper now, can I get the difference back?"); asking for an order number would not help."""
+    "it's cheaper now, can I get the difference back?"); asking for an order number would not help.
+    With an order in the conversation, an entry that is a question about it (orders.faq_follow_ups) is
+    asked of that order."""
     ip = turn.policy.intents[intent]
     faq = turn.faq
     if faq is None or faq.action != "answer" or faq.hits[0].entry.id in (*ip.faq, *ip.related_faq):
         return None
+    follow = turn.policy.orders.faq_follow_ups.get(faq.hits[0].entry.id)
+    if follow and _current_order(turn):
+        return _with_slots(turn, follow, follow_up=True)
     return _faq_answer(turn, faq.hits[0].entry)
 
 

@@ -473,3 +473,15 @@ def test_asking_how_to_do_it_gets_the_how_even_about_ones_own_order(shop):
     assert how.replies[-1].text == POLICY.message("ask_order_number_after_faq", "zh")
     mine = talk(shop, [("我想退货", ann("get_refund", "zh", conf=0.92))])[0]
     assert mine.action == "ask:order_number"
+
+
+def test_a_follow_up_intent_yields_to_an_faq_entry_it_does_not_cover(shop):
+    # Read as "can I return it?" about the order just shown, but the knowledge base is sure it is the warranty.
+    shown, asked = talk(
+        shop,
+        [("where is 10022", ann()), ("is the speaker covered by a warranty?", ann("check_refund_policy", conf=0.66))],
+    )
+    assert asked.action == "faq:warranty", asked.action
+    # A return question about it stays about the order.
+    ret = talk(shop, [("where is 10021", ann()), ("can I return it?", ann("check_refund_policy"))])[1]
+    assert ret.action == "order:get_refund"
