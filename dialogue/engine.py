@@ -632,6 +632,9 @@ def _order(turn: _Turn, intent: str, number: str, follow_up: bool = False) -> St
     turn.s.order_turn = turn.s.turns
     if follow_up and intent == "get_refund" and order.status in answers.CLOSED:
         intent = "track_refund"  # "can I get my money back?" about a closed order: where its refund is
+    if intent == "cancel_order" and (asked := turn.policy.orders.cancelled_question.get(turn.lang)) is not None:
+        if asked.search(turn.text):
+            intent = "track_order"  # "has my order been cancelled?" asks its status; it asks for no cancellation
     negative = turn.ann.sentiment == "negative" and turn.ann.sentiment_score <= turn.policy.mood.negative_score
     ans = answers.for_order(
         turn.policy, turn.lang, intent, order, verified=owner is True, negative=negative, faq=turn.faq_texts()

@@ -106,6 +106,8 @@ class OrderPolicy:
     # ... unless they ask how it is done ("I want to return it, how do I do that?"): the FAQ's answer, then
     # the offer to check an order.
     how: dict[str, re.Pattern[str]] = field(default_factory=dict)
+    # "Has it been cancelled?": a question about the order's status, not a request to cancel it.
+    cancelled_question: dict[str, re.Pattern[str]] = field(default_factory=dict)
     # A complaint about an order is the order question its words name: intent -> words per language
     # ("my refund never came" is a refund question). Without them it is "where is it".
     complaint_topics: dict[str, dict[str, re.Pattern[str]]] = field(default_factory=dict)
@@ -374,6 +376,7 @@ def _orders(raw: dict, intents: dict[str, IntentPolicy]) -> OrderPolicy:
         "complaint_topics",
         "unsure_where",
         "how",
+        "cancelled_question",
     }
     if unknown := set(spec) - known:
         raise PolicyError(f"orders: unknown setting(s) {', '.join(sorted(unknown))}")
@@ -406,10 +409,13 @@ def _orders(raw: dict, intents: dict[str, IntentPolicy]) -> OrderPolicy:
     bare = _regex(spec["bare"], "orders.bare") if spec.get("bare") else {}
     personal = _regex(spec["personal"], "orders.personal") if spec.get("personal") else {}
     how = _regex(spec["how"], "orders.how") if spec.get("how") else {}
+    cq = spec.get("cancelled_question")
+    cancelled_question = _regex(cq, "orders.cancelled_question") if cq else {}
     try:
         return OrderPolicy(
             order_intents, context_turns, follow_ups, faq_follow_ups, actions, bare, personal,
             complaint_topics=complaint_topics, unsure_where=unsure_where, how=how,
+            cancelled_question=cancelled_question,
         )  # fmt: skip
     except (TypeError, ValueError) as exc:
         raise PolicyError(f"orders.context_turns: {exc}") from exc

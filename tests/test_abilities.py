@@ -485,3 +485,16 @@ def test_a_follow_up_intent_yields_to_an_faq_entry_it_does_not_cover(shop):
     # A return question about it stays about the order.
     ret = talk(shop, [("where is 10021", ann()), ("can I return it?", ann("check_refund_policy"))])[1]
     assert ret.action == "order:get_refund"
+
+
+def test_asking_whether_an_order_was_cancelled_asks_its_status_and_cancels_nothing(shop):
+    for text, lang in [("has my order 10024 been cancelled?", "en"), ("订单10024取消了吗", "zh")]:
+        r = talk(shop, [(text, ann("cancel_order", lang, conf=1.0))])[0]
+        assert r.action == "order:track_order" and "10024" in r.replies[0].text, (text, r.action)
+    for text, lang in [
+        ("please cancel order 10024", "en"),
+        ("订单10024还能取消吗", "zh"),
+        ("can 10024 still be cancelled?", "en"),
+    ]:
+        r = talk(shop, [(text, ann("cancel_order", lang, conf=1.0))])[0]
+        assert r.action == "order:cancel_order", (text, r.action)
