@@ -813,6 +813,14 @@ def test_a_long_conversation_keeps_its_newest_messages_and_nothing_not_yet_handl
     assert store.messages_after(tg)[-1].text == "a70"
 
 
+def _queued_slack_conversation(r: redis.Redis, cid: str, sender: str) -> None:
+    """A Slack shopper's conversation waiting in the human queue, as the dialogue worker leaves it."""
+    state = {"status": "queued", "priority": 3, "handoff_reason": "refund_dispute", "queued_at": time.time() - 30}
+    r.set(f"sb:conv:{{{cid}}}:state", json.dumps(state))
+    r.hset(f"sb:conv:{{{cid}}}:meta", mapping={"channel": "slack", "sender": sender})
+    r.zadd("sb:handoff:queue", {cid: 1.0})
+
+
 async def test_a_slack_app_learns_its_workspace_and_the_desk_refuses_every_other(admin_gw, platforms):
     """A Slack app saved without a team_id learns it from auth.test; then a desk action whose payload names
     another workspace (slash command, button, note modal, reply in a card's thread) is refused politely and
@@ -821,10 +829,7 @@ async def test_a_slack_app_learns_its_workspace_and_the_desk_refuses_every_other
     url, env, admin = admin_gw["url"], admin_gw["env"], admin_gw["admin"]
     r = redis.Redis.from_url(env["SHOPBOT_REDIS_URL"], decode_responses=True)
     cid, card_ts = "slack:T0SHOP:D0WORKSPACE1", "1700000001.000100"
-    state = {"status": "queued", "priority": 3, "handoff_reason": "refund_dispute", "queued_at": time.time() - 30}
-    r.set(f"sb:conv:{{{cid}}}:state", json.dumps(state))
-    r.hset(f"sb:conv:{{{cid}}}:meta", mapping={"channel": "slack", "sender": "U0SHOPPER5"})
-    r.zadd("sb:handoff:queue", {cid: 1.0})
+    _queued_slack_conversation(r, cid, "U0SHOPPER5")
     r.set(f"sb:desk:thread:{card_ts}", cid)  # the card's thread is this conversation (as the worker records it)
 
     def status_of() -> str:
@@ -884,10 +889,7 @@ async def test_with_no_desk_agents_listed_only_the_agents_channel_members_work_t
     slack_api = platforms["slack"]
     r = redis.Redis.from_url(env["SHOPBOT_REDIS_URL"], decode_responses=True)
     cid, card_ts = "slack:T0SHOP:D0MEMBERS1", "1700000002.000100"
-    state = {"status": "queued", "priority": 3, "handoff_reason": "refund_dispute", "queued_at": time.time() - 30}
-    r.set(f"sb:conv:{{{cid}}}:state", json.dumps(state))
-    r.hset(f"sb:conv:{{{cid}}}:meta", mapping={"channel": "slack", "sender": "U0SHOPPER6"})
-    r.zadd("sb:handoff:queue", {cid: 1.0})
+    _queued_slack_conversation(r, cid, "U0SHOPPER6")
     for k in r.scan_iter("sb:slack:members:*"):
         r.delete(k)  # nothing cached from another test: the first click asks Slack
 
