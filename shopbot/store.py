@@ -97,8 +97,8 @@ return 1
 # Keep a conversation's log to its newest ARGV[1] entries, once it has ARGV[2] more than that
 # (so the trim is paid for once per ARGV[2] messages). Never past what is not done with yet:
 # the oldest message still in the inbox, what the shopper's platform (ARGV[3] == '1': Telegram,
-# Slack) and the agents' thread have not been sent. Annotations and dedup entries of the
-# trimmed messages go with them.
+# Slack) and the agents' thread (while its card is queued or taken, handoff.slack_desk) have not
+# been sent. Annotations and dedup entries of the trimmed messages go with them.
 _TRIM = """
 local cap, step = tonumber(ARGV[1]), tonumber(ARGV[2])
 if redis.call('XLEN', KEYS[1]) <= cap + step then return 0 end
@@ -118,10 +118,11 @@ if ARGV[3] == '1' then
   if not sent then return 0 end
   if older(sent, floor) then floor = sent end
 end
-local desk = redis.call('HGET', KEYS[4], 'cursor')
-if desk then
-  if not string.match(desk, '^%d+%-%d+$') then return 0 end
-  if older(desk, floor) then floor = desk end
+local desk = redis.call('HMGET', KEYS[4], 'cursor', 'shown')
+local mirroring = desk[2] and (string.sub(desk[2], 1, 7) == 'queued|' or string.sub(desk[2], 1, 6) == 'agent|')
+if desk[1] and mirroring then
+  if not string.match(desk[1], '^%d+%-%d+$') then return 0 end
+  if older(desk[1], floor) then floor = desk[1] end
 end
 local gone = redis.call('XRANGE', KEYS[1], '-', '(' .. floor)
 for _, entry in ipairs(gone) do

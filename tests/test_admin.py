@@ -812,6 +812,23 @@ def test_a_long_conversation_keeps_its_newest_messages_and_nothing_not_yet_handl
     assert store.r.xlen(key(tg, "log")) <= 55
     assert store.messages_after(tg)[-1].text == "a70"
 
+    # The agents' thread: while the card is queued or taken, what it has not mirrored stays; once the
+    # conversation is resolved, its card's cursor holds nothing back.
+    desk = "web:default:cap-desk"
+    first = store.record_inbound(desk, "help")[0]
+    store.save_desk_card(desk, {"ts": "1.2", "channel": "C1", "shown": "agent|alice|None/0|1", "cursor": first})
+    for i in range(70):
+        store.record_inbound(desk, f"s{i}", client_message_id=f"d{i}")
+    assert store.r.xlen(key(desk, "log")) == 71  # all unhandled anyway: the inbox holds them
+    with store.lock(desk) as token:
+        for mid in store.inbox(desk):
+            store.commit(desk, token, {}, consume=mid)
+    store.record_reply(desk, "agent-1", Outgoing("agent", "hello"), {"channel": "web"})
+    assert store.r.xlen(key(desk, "log")) == 72  # the thread has not had them: they stay
+    store.save_desk_card(desk, {"shown": "resolved|alice|None/0|1"})
+    store.record_reply(desk, "agent-2", Outgoing("agent", "bye"), {"channel": "web"})
+    assert store.r.xlen(key(desk, "log")) <= 55
+
 
 def _queued_slack_conversation(r: redis.Redis, cid: str, sender: str) -> None:
     """A Slack shopper's conversation waiting in the human queue, as the dialogue worker leaves it."""
