@@ -33,6 +33,7 @@ from .context import (
     credentials_key,
     engine_key,
     json_error,
+    queue_key,
     read_json,
     settings_key,
     store_key,
@@ -270,7 +271,7 @@ def _analytics(app: web.Application) -> dict[str, Any]:
         "messages_by_sender": by_sender,
         "top_intents": [{"intent": i, "messages": n} for i, n in intents],
         "mean_sentiment": round(mood, 3) if mood is not None else None,
-        "waiting_for_agent": len(app[store_key].queue()),
+        "waiting_for_agent": len(app[queue_key].waiting(last_messages=0)),
     }
 
 

@@ -56,7 +56,11 @@ class HandoffQueue:
         now = time.time()
         out = []
         for cid, _score in self.store.queue():
-            state = ConversationState.from_dict(self.store.state(cid))
+            raw = self.store.state(cid)
+            if raw is None:
+                self.store.drop_expired_from_queue(cid)  # expired (TTL) while it waited: nobody to serve
+                continue
+            state = ConversationState.from_dict(raw)
             if state.status != "queued":
                 continue
             out.append(self._item(cid, state, now, last_messages))

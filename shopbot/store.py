@@ -443,3 +443,9 @@ class ConversationStore:
 
     def queue(self) -> list[tuple[str, float]]:
         return self.r.zrange(HANDOFF_QUEUE, 0, -1, withscores=True)
+
+    def drop_expired_from_queue(self, cid: str) -> bool:
+        """Take a conversation out of the human queue if its state expired while it waited; True if so."""
+        if self.r.exists(key(cid, "state")):
+            return False
+        return bool(self.r.zrem(HANDOFF_QUEUE, cid))

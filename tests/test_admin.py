@@ -949,6 +949,26 @@ async def test_with_no_desk_agents_listed_only_the_agents_channel_members_work_t
     assert "the agents' channel's members are unknown" in log and SLACK_TOKEN not in log
 
 
+def test_a_conversation_that_expired_while_queued_leaves_the_queue(redis_server):
+    import json
+
+    from dialogue import load_policy
+    from handoff.queue import HandoffQueue
+    from shopbot.store import HANDOFF_QUEUE, ConversationStore, key
+
+    store = ConversationStore.from_url(redis_server.url)
+    queue = HandoffQueue(store, load_policy())
+    live, gone = "web:default:q-live", "web:default:q-gone"
+    state = {"status": "queued", "priority": 3, "handoff_reason": "requested", "queued_at": 1.0}
+    for cid in (live, gone):
+        store.r.set(key(cid, "state"), json.dumps(state))
+        store.r.zadd(HANDOFF_QUEUE, {cid: 1.0})
+    store.r.delete(key(gone, "state"))  # its TTL ran out while it waited
+    assert [i.conversation_id for i in queue.waiting(last_messages=0)] == [live]
+    assert store.r.zscore(HANDOFF_QUEUE, gone) is None and store.r.zscore(HANDOFF_QUEUE, live) is not None
+    store.r.zrem(HANDOFF_QUEUE, live)
+
+
 def test_the_desk_takes_only_its_agents_from_the_agents_channel(tmp_path):
     from gateway.slack_routes import NOT_DESK_AGENT, OTHER_WORKSPACE, _desk_refusal
     from shopbot import db
