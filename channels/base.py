@@ -51,12 +51,3 @@ class InboundMessage:
         if self.via:
             m["via"] = self.via
         return m
-
-
-@dataclass(frozen=True)
-class OutboundMessage:
-    conversation_id: str
-    text: str
-    sender: str  # bot | agent | system
-    quick_replies: tuple[str, ...] = ()
-    idempotency_key: str = ""

@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     if not ((models / "intent").is_dir() and (models / "sentiment").is_dir()):
         if args.no_train:
             sys.exit(f"no models in {models}: run python -m nlu.build_default")
-        _say(f"training the default models into {models} (about 20 minutes on 2 CPU cores; once only)")
+        _say(f"training the default models into {models} (15-20 minutes on 2 CPU cores; once only)")
         subprocess.run([sys.executable, "-m", "nlu.build_default", "--models-dir", str(models)], env=env, check=True)
 
     if not (env.get("SHOPBOT_SECRET_KEY") or env.get("SHOPBOT_SECRET_KEY_FILE")):
