@@ -274,7 +274,7 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
     if confident and ann.intent in policy.order_intents and ann.intent in policy.intents:
         s.misunderstood = 0
         no_order = not number and not _current_order(turn)
-        if shop is not None and not number and (other := _other_entry(turn, ann.intent)) is not None:
+        if not number and (other := _other_entry(turn, ann.intent)) is not None:
             return other  # "my watch stopped working, is it under warranty?": not an order matter after all
         if shop is not None and no_order:
             # No order to look up: a question about products, or a general one the FAQ answers.
@@ -287,7 +287,7 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
     if confident and (follow := policy.orders.follow_ups.get(ann.intent)) and (number or _current_order(turn)):
         # "Can I return it?" about the order just shown (or named in the message).
         s.misunderstood = 0
-        if shop is not None and not number and (other := _other_entry(turn, ann.intent)) is not None:
+        if not number and (other := _other_entry(turn, ann.intent)) is not None:
             return other  # "is the speaker under warranty?" after an order: the FAQ is sure, and it is no return
         return _with_slots(turn, _complaint_topic(turn, follow), follow_up=True)
     if not number and _current_order(turn) and turn.near and turn.near[0].score >= policy.faq.suggest_score:
@@ -453,7 +453,7 @@ def _other_entry(turn: _Turn, intent: str) -> StepResult | None:
     With an order in the conversation, an entry that is a question about it (orders.faq_follow_ups) is
     asked of that order."""
     ip = turn.policy.intents[intent]
-    faq = turn.faq
+    faq = turn.faq  # None without a shop
     if faq is None or faq.action != "answer" or faq.hits[0].entry.id in (*ip.faq, *ip.related_faq):
         return None
     follow = turn.policy.orders.faq_follow_ups.get(faq.hits[0].entry.id)
