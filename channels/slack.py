@@ -1,5 +1,7 @@
 """Slack: Events API, interactivity and slash commands in; Web API calls out (slack-sdk).
 
+The gateway's slack-bolt app (``gateway/slack_routes.py``) receives and dispatches;
+what a payload means is decided here, so it stays testable on recorded payloads.
 Inbound: ``verify`` checks the request signature (v0 HMAC-SHA256 over
 ``v0:timestamp:body``, 5-minute window) with slack-sdk's ``SignatureVerifier``;
 ``parse_event`` tells a shopper's message (a DM to the bot, or a mention) from
@@ -71,11 +73,6 @@ def form_payload(body: bytes) -> dict[str, Any]:
     if not isinstance(payload, dict) or "type" not in payload:
         raise ChannelError("interaction payload must be a JSON object with a type")
     return payload
-
-
-def form_fields(body: bytes) -> dict[str, str]:
-    """Slash commands post plain form fields."""
-    return {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
 
 
 @dataclass(frozen=True)

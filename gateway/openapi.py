@@ -134,6 +134,22 @@ def describe() -> dict[str, Any]:
                 tag="platforms",
             )
         },
+        "/channels/slack/install": {
+            "get": _op(
+                '"Add to Slack": a 302 to Slack\'s authorize page with a one-time state (404 when not set up)',
+                params=[_query("team")],
+                ok="302",
+                tag="platforms",
+            )
+        },
+        "/channels/slack/oauth_redirect": {
+            "get": _op(
+                "where Slack sends the installing admin back: the code is exchanged, the workspace stored (a page)",
+                params=[_query("code"), _query("state"), _query("error")],
+                content="text/html",
+                tag="platforms",
+            )
+        },
         "/admin/api/me": {"get": _op("who the token belongs to", auth="viewer", tag="admin")},
         "/admin/api/channels": {
             "get": _op("channel credentials, secrets as their last 4 characters", auth="admin", tag="admin")

@@ -1,16 +1,27 @@
-"""Slack: ``/channels/slack/events``, ``/interactions`` and ``/commands``.
+"""Slack on slack-bolt: ``/channels/slack/events``, ``/interactions``, ``/commands``, and "Add to Slack".
 
-Every request must carry a valid Slack signature from the last 5 minutes; with
-no signing secret configured all are refused. The gateway only records and
-queues (Slack wants an answer within 3 seconds); workers make the Web API calls.
+One bolt ``AsyncApp`` per gateway, mounted on the aiohttp app through bolt's
+aiohttp adapter (``slack_bolt.adapter.aiohttp``): shoppers write to the bot in
+a DM (or mention it); agents work the hand-off cards in the agents' channel
+(Claim / Add note / Resolve buttons, the note modal, replies in a card's
+thread) and ``/handoff queue|claim|resolve|note``. The gateway only records and
+queues (Slack wants an answer within 3 seconds, so bolt runs the listeners
+before answering, ``process_before_response``); workers make the Web API calls.
 
-Shoppers write to the bot in a DM (or mention it); agents work the hand-off
-cards in the agents' channel: Claim / Add note / Resolve buttons, replies in a
-card's thread go to the shopper, and ``/handoff queue|claim|resolve|note``.
+Before bolt sees a request, ``_verified`` checks it: a valid signature from the
+last 5 minutes by one of the configured apps' signing secrets (several apps,
+and so several secrets, share these URLs: the one that verifies says which app
+it came through), never seen before (a replay), unless Slack says it retries an
+event. bolt's own single-secret check is off for that reason; the refusals are
+the same (503 with no secret, 401 without headers, 403 wrong, stale, replayed).
+bolt's ``authorize`` then gives the workspace's bot token: the one pasted for
+it, else its "Add to Slack" installation (``gateway.slack_oauth``), else the
+app's.
 
-The desk is for agents only: a signed request proves it comes from the app,
-not from which workspace (the app may be installed in several) nor who sent it
-(shoppers talk to the same app). Desk actions are accepted only
+The desk is for agents only (``agents_only``, bolt listener middleware on every
+desk listener): a signed request proves it comes from the app, not from which
+workspace (the app may be installed in several) nor who sent it (shoppers talk
+to the same app). Desk actions are accepted only
 
 - from the desk's workspace, where the app has a ``team_id`` (the payload's
   team id must be it),
@@ -21,7 +32,7 @@ not from which workspace (the app may be installed in several) nor who sent it
   ``MEMBERS_TTL_S``; when Slack cannot be asked, the action is refused).
 
 Anyone else gets a polite refusal. Every desk action, done or refused, is in
-the audit log with the Slack user id.
+the audit log with the Slack user id (the verified payload's, never a text).
 """
 
 from __future__ import annotations
@@ -31,11 +42,18 @@ import dataclasses
 import hashlib
 import json
 import logging
-from typing import NamedTuple
+import re
+from typing import Any, NamedTuple
 
 import aiohttp
 from aiohttp import web
 from redis.exceptions import RedisError
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.authorization.async_authorize import AsyncAuthorize
+from slack_bolt.error import BoltUnhandledRequestError
+from slack_bolt.response import BoltResponse
 
 from channels import slack
 from channels.base import ChannelError
@@ -43,16 +61,19 @@ from handoff.queue import HandoffError
 from handoff.slack_desk import CLAIM, NOTE, NOTE_VIEW, RESOLVE, note_modal, note_text
 from shopbot.credentials import Channels, SlackApp
 
+from . import limits, slack_oauth
 from .context import (
     accept,
     aredis_key,
     audit_key,
+    credentials_key,
     current_channels,
     enqueue_slack_call,
     enqueue_sync,
     http_key,
     json_error,
     queue_key,
+    settings_key,
     store_key,
 )
 
@@ -63,13 +84,21 @@ MEMBERS_TTL_S = 60  # how long the agents' channel's member list is trusted
 MEMBERS_TIMEOUT_S = 2.0  # for every page together: Slack wants its answer within 3 seconds
 MEMBERS_PAGE = 200  # what Slack recommends per page of conversations.members
 MEMBERS_MAX_PAGES = 50
+# What the gateway puts in each request's bolt context before dispatching it.
+ENTRY, CHANNELS, DESK = "shopbot_app", "shopbot_channels", "shopbot_desk"
+bolt_key = web.AppKey("slack_bolt", AsyncApp)
+TEAM_ID = re.compile(r"[TE][A-Z0-9]{2,40}")
 
 
-async def _verified_body(request: web.Request, retries_allowed: bool = False) -> tuple[bytes, SlackApp]:
+# -- before bolt: signature, replay, shape ---------------------------------------------------
+
+
+async def _verified(request: web.Request, retries_allowed: bool) -> tuple[bytes, SlackApp, Channels]:
     """The raw body of a request Slack signed, seen for the first time, and the app whose signing
     secret it was signed with (several workspaces may share these URLs); else an HTTP error."""
     body = await request.read()
-    app = _signer(await current_channels(request.app), request.headers, body)
+    chans = await current_channels(request.app)
+    app = _signer(chans, request.headers, body)
     # The same signed request twice is a replay, unless it is an event Slack says it
     # is retrying (then the event id makes sure it is handled once). Slack does not
     # retry interactions or commands.
@@ -80,7 +109,7 @@ async def _verified_body(request: web.Request, retries_allowed: bool = False) ->
         )
         if not fresh:
             raise _error(403, "replayed request: this signature was already used")
-    return body, app
+    return body, app, chans
 
 
 def _signer(chans: Channels, headers, body: bytes) -> SlackApp:
@@ -106,35 +135,79 @@ def _error(status: int, reason: str) -> web.HTTPException:
     return cls(text=json.dumps({"error": reason}), content_type="application/json")
 
 
-async def events(request: web.Request) -> web.Response:
-    body, app = await _verified_body(request, retries_allowed=True)
+def _malformed(kind: str, body: bytes) -> str | None:
+    """Why a verified body cannot go to bolt (which expects well-formed Slack payloads), if it cannot."""
     try:
-        payload = json.loads(body)
-        parsed = slack.parse_event(payload, app.agent_channel)
-    except (json.JSONDecodeError, RecursionError):
-        return json_error(400, "body is not valid JSON (or nested too deeply)")
-    except ChannelError as exc:
-        return json_error(exc.status, exc.reason)
-    if parsed.kind == "challenge":
-        return web.json_response({"challenge": parsed.challenge})
-    if parsed.kind == "ignored":
-        return web.json_response({"ok": True})
-    assert parsed.message is not None
-    msg = dataclasses.replace(parsed.message, via=app.name)
-    if parsed.kind == "shopper":
-        await accept(request.app, msg)  # the event id is the dedup key: Slack's retries collapse
-        return web.json_response({"ok": True})
-    # An agent's reply in a card's thread.
-    store = request.app[store_key]
-    if not await asyncio.to_thread(store.first_time, f"slack-event:{parsed.event_id}", 24 * 3600):
-        return web.json_response({"ok": True, "duplicate": True})
-    cid = await asyncio.to_thread(store.conversation_of_thread, parsed.thread_ts)
-    if cid is None:
-        return web.json_response({"ok": True})  # a thread that is not a hand-off card
-    team = str(payload.get("team_id") or "")
-    await _desk_action(request, app, msg.sender_id, msg.chat_id, parsed.thread_ts, "reply", cid, msg.text, team=team)
-    return web.json_response({"ok": True})
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "body is not UTF-8"
+    if kind == "events":
+        try:
+            payload = json.loads(text)
+        except (json.JSONDecodeError, RecursionError):
+            return "body is not valid JSON (or nested too deeply)"
+        return None if isinstance(payload, dict) else "an Events API request must be a JSON object"
+    if kind == "interactions":
+        try:
+            slack.form_payload(body)
+        except ChannelError as exc:
+            return exc.reason
+    return None
 
+
+async def slack_request(request: web.Request) -> web.StreamResponse:
+    """The three Slack URLs: verified here, then dispatched to the bolt app with the app it came through."""
+    kind = request.path.rsplit("/", 1)[-1]
+    body, app, chans = await _verified(request, retries_allowed=kind == "events")
+    if (why := _malformed(kind, body)) is not None:
+        return json_error(400, why)
+    bolt_req = await to_bolt_request(request)
+    bolt_req.context[ENTRY] = app
+    bolt_req.context[CHANNELS] = chans
+    return await to_aiohttp_response(await request.app[bolt_key].async_dispatch(bolt_req))
+
+
+# -- bolt: authorize, errors ---------------------------------------------------------------------
+
+
+class WorkspaceToken(AsyncAuthorize):
+    """The bot token for the request's workspace, from the credentials in force (no Slack call, no SQL
+    query per request): a pasted token bound to that workspace, its "Add to Slack" installation, or the
+    app's pasted token (``Channels.slack_token``). None: nothing to answer that workspace with."""
+
+    async def __call__(self, *, context, enterprise_id, team_id, user_id, **_: Any) -> AuthorizeResult | None:
+        chans: Channels | None = context.get(CHANNELS)
+        if chans is None:
+            return None
+        token = chans.slack_token(team_id, context.get(ENTRY), enterprise_id)
+        if not token:
+            log.warning("a Slack request from a workspace with no bot token (not installed)")
+            return None
+        inst = chans.installation(team_id, enterprise_id)
+        mine = inst is not None and inst.bot_token == token
+        return AuthorizeResult(
+            enterprise_id=enterprise_id,
+            team_id=team_id,
+            bot_token=token,
+            bot_user_id=inst.bot_user_id if mine and inst else None,
+            bot_id=inst.bot_id if mine and inst else None,
+            user_id=user_id,
+        )
+
+
+async def _on_error(error: Exception) -> BoltResponse:
+    """bolt's error handler: what nothing here listens for is acknowledged (Slack would only resend it);
+    a backend that is down is a 503 (Slack retries events); anything else a 500, logged."""
+    if isinstance(error, BoltUnhandledRequestError):
+        return BoltResponse(status=200, body="")
+    if isinstance(error, RedisError | ConnectionError | TimeoutError | OSError):
+        log.error("backend unavailable: %s", type(error).__name__)
+        return BoltResponse(status=503, body={"error": "a backend service is unavailable; try again shortly"})
+    log.error("a Slack request failed: %s", type(error).__name__, exc_info=error)
+    return BoltResponse(status=500, body={"error": "internal error"})
+
+
+# -- the desk's rule: agents only -----------------------------------------------------------------
 
 NOT_AN_AGENT = "Only the shop's agents can work the queue, from the agents' channel."
 NOT_CHECKED = (
@@ -153,10 +226,57 @@ OTHER_WORKSPACE = Refusal(NOT_AN_AGENT, "refused: another workspace")
 MEMBERSHIP_UNKNOWN = Refusal(NOT_CHECKED, "refused: membership not checked")
 
 
+@dataclasses.dataclass(frozen=True)
+class DeskRequest:
+    """A desk action as the verified payload states it. ``kind``: how the user is answered
+    (``command``: in the response; ``view``: as the modal's errors; ``action``/``event``: ephemerally)."""
+
+    kind: str
+    action: str  # claim, resolve, note, reply, queue (or a command's unknown verb)
+    user: str
+    channel: str | None  # None: no channel to check (a modal opened from a card's button, which was checked)
+    team: str | None
+    cid: str | None
+    thread: str | None = None
+    text: str = ""
+    words: tuple[str, ...] = ()
+
+
+ACTIONS = {CLAIM: "claim", RESOLVE: "resolve", NOTE: "note"}
+
+
+def desk_request(body: dict[str, Any], context: dict[str, Any]) -> DeskRequest:
+    if body.get("type") == "event_callback":  # a reply in a card's thread
+        event = body["event"]
+        return DeskRequest(
+            "event", "reply", str(event.get("user") or ""), str(event.get("channel") or ""),
+            str(body.get("team_id") or ""), context.get("desk_cid"), str(event.get("thread_ts") or ""),
+            context.get("desk_text", ""),
+        )  # fmt: skip
+    user = (body.get("user") or {}).get("id", "")
+    team = (body.get("team") or {}).get("id")  # the workspace it happened in (the user's may differ)
+    if body.get("type") == "block_actions":
+        action = body["actions"][0]
+        return DeskRequest(
+            "action", ACTIONS.get(action.get("action_id"), "?"), user, (body.get("channel") or {}).get("id", ""),
+            team, str(action.get("value", "")), ((body.get("message") or {}).get("ts")) or None,
+        )  # fmt: skip
+    if body.get("type") == "view_submission":
+        view = body["view"]
+        text = (((view.get("state") or {}).get("values") or {}).get("note") or {}).get("text", {}).get("value") or ""
+        return DeskRequest("view", "note", user, None, team, str(view.get("private_metadata", "")), text=text)
+    # a slash command: plain form fields
+    words = tuple(str(body.get("text", "")).split(maxsplit=2))
+    verb = words[0].lower() if words else "queue"
+    return DeskRequest(
+        "command", verb[:20], str(body.get("user_id", "")), str(body.get("channel_id", "")), body.get("team_id"),
+        words[1] if len(words) > 1 else None, words=words,
+    )  # fmt: skip
+
+
 def _desk_refusal(app: SlackApp, user: str, channel: str | None, team: str | None = None) -> Refusal | None:
     """Why ``user`` may not work the desk from ``channel`` of workspace ``team``, as far as the app's
-    settings say (None: they may, if they are in the agents' channel; see ``_desk_check``). ``channel``
-    None: no channel to check (a modal opened from a card's button, which was checked)."""
+    settings say (None: they may, if they are in the agents' channel; see ``_desk_check``)."""
     if app.team_id and team != app.team_id:
         return OTHER_WORKSPACE
     if not app.agent_channel or (channel is not None and channel != app.agent_channel):
@@ -167,7 +287,7 @@ def _desk_refusal(app: SlackApp, user: str, channel: str | None, team: str | Non
 
 
 async def _desk_check(
-    request: web.Request, app: SlackApp, user: str, channel: str | None, team: str | None
+    web_app: web.Application, chans: Channels, app: SlackApp, user: str, channel: str | None, team: str | None
 ) -> Refusal | None:
     """``_desk_refusal``, and where the app lists no ``desk_agents``: is ``user`` a member of the agents'
     channel? Asked from Slack (cached); when Slack cannot say, refused."""
@@ -177,7 +297,8 @@ async def _desk_check(
         return None
     assert app.agent_channel is not None
     try:
-        members = await channel_members(request.app, app, app.agent_channel)
+        token = chans.slack_token(app.team_id or team, app)
+        members = await channel_members(web_app, app, app.agent_channel, token)
     except MembershipUnknown as exc:
         log.warning("desk action refused: the agents' channel's members are unknown (%s)", exc)
         return MEMBERSHIP_UNKNOWN
@@ -192,7 +313,7 @@ def members_key(app: SlackApp, channel: str) -> str:
     return f"sb:slack:members:{app.name}:{app.team_id or '-'}:{channel}"
 
 
-async def channel_members(web_app: web.Application, app: SlackApp, channel: str) -> frozenset[str]:
+async def channel_members(web_app: web.Application, app: SlackApp, channel: str, token: str) -> frozenset[str]:
     """Who is in ``channel``: from Redis if asked in the last ``MEMBERS_TTL_S``, else from Slack."""
     r, key = web_app[aredis_key], members_key(app, channel)
     try:
@@ -201,8 +322,10 @@ async def channel_members(web_app: web.Application, app: SlackApp, channel: str)
         raise MembershipUnknown(f"Redis: {type(exc).__name__}") from None
     if cached is not None:
         return frozenset(json.loads(cached))
+    if not token:
+        raise MembershipUnknown("no bot token for the desk's workspace")
     try:
-        members = await asyncio.wait_for(_fetch_members(web_app[http_key], app, channel), MEMBERS_TIMEOUT_S)
+        members = await asyncio.wait_for(_fetch_members(web_app[http_key], app, channel, token), MEMBERS_TIMEOUT_S)
     except TimeoutError:
         raise MembershipUnknown(f"conversations.members took over {MEMBERS_TIMEOUT_S} s") from None
     except (aiohttp.ClientError, OSError, ValueError) as exc:
@@ -214,10 +337,10 @@ async def channel_members(web_app: web.Application, app: SlackApp, channel: str)
     return members
 
 
-async def _fetch_members(http: aiohttp.ClientSession, app: SlackApp, channel: str) -> frozenset[str]:
-    """Every page of ``conversations.members`` (cursor pagination), with the app's bot token."""
+async def _fetch_members(http: aiohttp.ClientSession, app: SlackApp, channel: str, token: str) -> frozenset[str]:
+    """Every page of ``conversations.members`` (cursor pagination), with the workspace's bot token."""
     url = app.api_base_url.rstrip("/") + "/conversations.members"
-    headers = {"Authorization": f"Bearer {app.bot_token}"}
+    headers = {"Authorization": f"Bearer {token}"}
     members: set[str] = set()
     cursor = ""
     for _ in range(MEMBERS_MAX_PAGES):
@@ -236,118 +359,81 @@ async def _fetch_members(http: aiohttp.ClientSession, app: SlackApp, channel: st
     raise MembershipUnknown(f"conversations.members: more than {MEMBERS_MAX_PAGES} pages")
 
 
-async def _audit(request: web.Request, user: str, action: str, target: str | None, outcome: str) -> None:
+async def _audit(web_app: web.Application, user: str, action: str, target: str | None, outcome: str) -> None:
     """A desk action in the audit log: the Slack user id is the actor."""
     await asyncio.to_thread(
-        request.app[audit_key].record, f"slack:{user or '?'}", "agent" if outcome == "ok" else None,
+        web_app[audit_key].record, f"slack:{user or '?'}", "agent" if outcome == "ok" else None,
         f"desk.{action}", target, outcome, "slack",
     )  # fmt: skip
 
 
-async def _refuse(
-    request: web.Request,
-    user: str,
-    action: str,
-    cid: str | None,
-    channel: str | None,
-    thread: str | None,
-    why: Refusal,
-) -> None:
-    """Audit a refused desk action and tell the user (ephemerally, where there is a channel)."""
-    await _audit(request, user, action, cid, why.outcome)
-    if channel:
-        params = {"channel": channel, "user": user, "text": why.text}
-        if thread:
-            params["thread_ts"] = thread
-        await asyncio.to_thread(enqueue_slack_call, request.app, "chat.postEphemeral", **params)
+async def _tell(web_app: web.Application, desk: DeskRequest, text: str) -> None:
+    """An ephemeral message to the user where the action happened (a worker posts it)."""
+    if not desk.channel:
+        return
+    params = {"channel": desk.channel, "user": desk.user, "text": text}
+    if desk.thread:
+        params["thread_ts"] = desk.thread
+    await asyncio.to_thread(enqueue_slack_call, web_app, "chat.postEphemeral", **params)
 
 
-async def _desk_action(
-    request: web.Request,
-    app: SlackApp,
-    agent: str,
-    channel: str | None,
-    thread_ts: str | None,
-    action: str,
-    cid: str,
-    text: str = "",
-    tell: bool = True,
-    team: str | None = None,
-) -> str | None:
-    """Claim, reply, resolve or note as ``agent``, a desk agent (``_desk_check``) of workspace ``team``;
-    returns the refusal, if any, which the agent is also told in an ephemeral message when ``tell``.
-    Audited, done or refused."""
-    if (refused := await _desk_check(request, app, agent, channel, team)) is not None:
-        await _refuse(request, agent, action, cid, channel if tell else None, thread_ts, refused)
-        return refused.text
+def _answer(desk: DeskRequest, text: str) -> BoltResponse:
+    """The HTTP answer to a desk request that did not go through: the command's own reply, the modal's
+    errors, or a plain acknowledgement (an action or an event is answered ephemerally)."""
+    if desk.kind == "command":
+        return BoltResponse(status=200, body={"response_type": "ephemeral", "text": text})
+    if desk.kind == "view":
+        return BoltResponse(status=200, body={"response_action": "errors", "errors": {"note": text}})
+    return BoltResponse(status=200, body="")
+
+
+def agents_only(web_app: web.Application):
+    """bolt listener middleware for every desk listener: the desk's workspace, the agents' channel, a
+    desk agent (finding 1). A refusal is audited, the user is told politely, and the listener never runs."""
+
+    async def agents_only(body: dict[str, Any], context, next) -> BoltResponse | None:
+        desk = desk_request(body, context)
+        refused = await _desk_check(web_app, context[CHANNELS], context[ENTRY], desk.user, desk.channel, desk.team)
+        if refused is None:
+            context[DESK] = desk
+            await next()
+            return None
+        await _audit(web_app, desk.user, desk.action, desk.cid, refused.outcome)
+        if desk.kind in ("action", "event"):
+            await _tell(web_app, desk, refused.text)
+        return _answer(desk, refused.text)
+
+    return agents_only
+
+
+async def _perform(web_app: web.Application, desk: DeskRequest, action: str, text: str = "") -> str | None:
+    """Claim, reply, resolve or note as the desk agent the middleware let through; returns the reason it
+    could not be done, if any, which the agent is also told ephemerally for actions and events. Audited."""
+    cid, agent = desk.cid or "", desk.user
     args = (cid, agent, text) if action in ("reply", "note") else (cid, agent)
     try:
-        await asyncio.to_thread(getattr(request.app[queue_key], action), *args)
+        await asyncio.to_thread(getattr(web_app[queue_key], action), *args)
     except HandoffError as exc:
-        await _audit(request, agent, action, cid, f"refused: {exc.reason}")
-        if not tell or not channel:
-            return exc.reason
-        params = {"channel": channel, "user": agent, "text": f"Could not {action}: {exc.reason}"}
-        if thread_ts:
-            params["thread_ts"] = thread_ts
-        await asyncio.to_thread(enqueue_slack_call, request.app, "chat.postEphemeral", **params)
+        await _audit(web_app, agent, action, cid, f"refused: {exc.reason}")
+        if desk.kind in ("action", "event"):
+            await _tell(web_app, desk, f"Could not {action}: {exc.reason}")
         return exc.reason
     if action == "note":
-        card = await asyncio.to_thread(request.app[store_key].desk_card, cid)
+        card = await asyncio.to_thread(web_app[store_key].desk_card, cid)
         if card:
             await asyncio.to_thread(
                 enqueue_slack_call,
-                request.app,
+                web_app,
                 "chat.postMessage",
                 channel=card["channel"],
                 thread_ts=card["ts"],
                 text=note_text(agent, text),
             )
     else:
-        await asyncio.to_thread(enqueue_sync, request.app, cid)
-    await _audit(request, agent, action, cid, "ok")
+        await asyncio.to_thread(enqueue_sync, web_app, cid)
+    await _audit(web_app, agent, action, cid, "ok")
     log.info("agent action", extra={"conversation_id": cid, "action": action})
     return None
-
-
-async def interactions(request: web.Request) -> web.Response:
-    body, app = await _verified_body(request)
-    try:
-        payload = slack.form_payload(body)
-    except ChannelError as exc:
-        return json_error(exc.status, exc.reason)
-    user = (payload.get("user") or {}).get("id", "")
-    team = (payload.get("team") or {}).get("id")  # the workspace it happened in (the user's may differ)
-    if payload["type"] == "view_submission" and (payload.get("view") or {}).get("callback_id") == NOTE_VIEW:
-        view = payload["view"]
-        text = (((view.get("state") or {}).get("values") or {}).get("note") or {}).get("text", {}).get("value") or ""
-        cid = str(view.get("private_metadata", ""))
-        refused = await _desk_action(request, app, user, None, None, "note", cid, text, tell=False, team=team)
-        if refused:
-            return web.json_response({"response_action": "errors", "errors": {"note": refused}})
-        return web.Response(status=200)
-    if payload["type"] != "block_actions" or not payload.get("actions"):
-        return web.Response(status=200)
-    if (msg := slack.quick_reply_message(payload)) is not None:
-        await accept(request.app, dataclasses.replace(msg, via=app.name))
-        return web.Response(status=200)
-    action = payload["actions"][0]
-    action_id, cid = action.get("action_id"), str(action.get("value", ""))
-    channel = (payload.get("channel") or {}).get("id", "")
-    thread = ((payload.get("message") or {}).get("ts")) or None
-    if action_id == CLAIM:
-        await _desk_action(request, app, user, channel, thread, "claim", cid, team=team)
-    elif action_id == RESOLVE:
-        await _desk_action(request, app, user, channel, thread, "resolve", cid, team=team)
-    elif action_id == NOTE and payload.get("trigger_id"):
-        if (refused := await _desk_check(request, app, user, channel, team)) is not None:
-            await _refuse(request, user, "note", cid, channel, thread, refused)
-            return web.Response(status=200)
-        # The modal must open within 3 seconds of the click: a worker does it at once.
-        await asyncio.to_thread(
-            enqueue_slack_call, request.app, "views.open", trigger_id=payload["trigger_id"], view=note_modal(cid)
-        )
-    return web.Response(status=200)
 
 
 HELP = (
@@ -356,39 +442,164 @@ HELP = (
 )
 
 
-async def commands(request: web.Request) -> web.Response:
-    body, app = await _verified_body(request)
-    f = slack.form_fields(body)
-    words = f.get("text", "").split(maxsplit=2)
-    verb = words[0].lower() if words else "queue"
-    user, channel, team = f.get("user_id", ""), f.get("channel_id", ""), f.get("team_id")
+# -- the bolt app ----------------------------------------------------------------------------------
 
-    def say(text: str) -> web.Response:
-        return web.json_response({"response_type": "ephemeral", "text": text})
 
-    if (refused := await _desk_check(request, app, user, channel, team)) is not None:
-        await _refuse(request, user, verb[:20], words[1] if len(words) > 1 else None, None, None, refused)
-        return say(refused.text)
+def build(web_app: web.Application) -> AsyncApp:
+    """The bolt app of one gateway: its listeners close over the gateway's resources (looked up per call)."""
+    settings = web_app[settings_key]
+    bolt = AsyncApp(
+        name="shopbot",
+        logger=logging.getLogger("slack_bolt.shopbot"),
+        # Record and queue before answering: an acknowledged message is never lost; still well within 3 s.
+        process_before_response=True,
+        raise_error_for_unhandled_request=True,  # answered by _on_error: acknowledged, nothing done
+        request_verification_enabled=False,  # done before dispatch (_verified): several apps, replays, 401/403
+        authorize=WorkspaceToken(),
+        ignoring_self_events_enabled=False,  # parse_event drops every bot's message, ours included
+        oauth_flow=slack_oauth.flow(web_app, settings),
+    )
+    bolt.error(_on_error)
+    desk_only = agents_only(web_app)
 
-    if verb == "queue":
-        await _audit(request, user, "queue", None, "ok")
-        items = await asyncio.to_thread(request.app[queue_key].waiting, 0)
-        if not items:
-            return say("Nobody is waiting.")
-        lines = [
-            f"{n}. `{i.conversation_id}` {i.channel}, {i.reason or '-'} (priority {i.priority}), "
-            f"waiting {int(i.waiting_s // 60)} min {int(i.waiting_s % 60)} s"
-            for n, i in enumerate(items, 1)
-        ]
-        return say(f"{len(items)} waiting, first to serve first:\n" + "\n".join(lines))
-    if verb in ("claim", "resolve", "note") and len(words) >= 2 and (verb != "note" or len(words) == 3):
-        note = words[2] if verb == "note" else ""
-        refused = await _desk_action(request, app, user, channel, None, verb, words[1], note, tell=False, team=team)
-        return say(f"Could not {verb}: {refused}" if refused else f"Done: {verb} `{words[1]}`.")
-    return say(HELP)
+    async def card_reply(body: dict[str, Any], context) -> bool:
+        """Matcher: a person's message in a hand-off card's thread in the agents' channel."""
+        parsed = slack.parse_event(body, context[ENTRY].agent_channel)
+        if parsed.kind != "agent_reply" or parsed.message is None:
+            return False
+        cid = await asyncio.to_thread(web_app[store_key].conversation_of_thread, parsed.thread_ts)
+        context["desk_cid"], context["desk_text"], context["desk_event"] = cid, parsed.message.text, parsed.event_id
+        return cid is not None  # a thread that is not a hand-off card: nothing to do
+
+    async def once_per_event(context, next) -> BoltResponse | None:
+        """Slack resends an event it thinks we missed: an agent's reply is handled once."""
+        fresh = await asyncio.to_thread(
+            web_app[store_key].first_time, f"slack-event:{context['desk_event']}", 24 * 3600
+        )  # fmt: skip
+        if not fresh:
+            return BoltResponse(status=200, body={"ok": True, "duplicate": True})
+        await next()
+        return None
+
+    @bolt.event("message", matchers=[card_reply], middleware=[once_per_event, desk_only])
+    async def agent_reply(context, ack) -> None:
+        await _perform(web_app, context[DESK], "reply", context[DESK].text)
+        await ack()
+
+    async def shopper_message(body: dict[str, Any], context, ack) -> None:
+        """A DM to the bot or a mention: recorded and queued (the event id is the dedup key: Slack's retries
+        collapse); everything else (bots, edits, other channels' chatter) acknowledged and dropped."""
+        parsed = slack.parse_event(body, context[ENTRY].agent_channel)
+        if parsed.kind == "shopper" and parsed.message is not None:
+            await accept(web_app, dataclasses.replace(parsed.message, via=context[ENTRY].name))
+        await ack()
+
+    bolt.event("message")(shopper_message)
+    bolt.event("app_mention")(shopper_message)
+
+    @bolt.event("app_uninstalled")
+    async def uninstalled(body: dict[str, Any], ack) -> None:
+        """The workspace removed the app: its "Add to Slack" token is forgotten."""
+        enterprise, team = body.get("enterprise_id"), body.get("team_id")
+        await asyncio.to_thread(web_app[credentials_key].delete_installation, enterprise, team)
+        await ack()
+
+    @bolt.action(re.compile(f"^{slack.QUICK_REPLY_ACTION}"))
+    async def quick_reply(body: dict[str, Any], context, ack) -> None:
+        """A shopper's press on a quick-reply button is the message it stands for."""
+        if (msg := slack.quick_reply_message(body)) is not None:
+            await accept(web_app, dataclasses.replace(msg, via=context[ENTRY].name))
+        await ack()
+
+    @bolt.action(CLAIM, middleware=[desk_only])
+    async def claim(context, ack) -> None:
+        await _perform(web_app, context[DESK], "claim")
+        await ack()
+
+    @bolt.action(RESOLVE, middleware=[desk_only])
+    async def resolve(context, ack) -> None:
+        await _perform(web_app, context[DESK], "resolve")
+        await ack()
+
+    @bolt.action(NOTE, middleware=[desk_only])
+    async def open_note(body: dict[str, Any], context, ack) -> None:
+        # The modal must open within 3 seconds of the click: a worker does it at once.
+        if body.get("trigger_id"):
+            view = note_modal(context[DESK].cid or "")
+            await asyncio.to_thread(enqueue_slack_call, web_app, "views.open", trigger_id=body["trigger_id"], view=view)
+        await ack()
+
+    @bolt.view(NOTE_VIEW, middleware=[desk_only])
+    async def note_submitted(context, ack) -> None:
+        desk: DeskRequest = context[DESK]
+        refused = await _perform(web_app, desk, "note", desk.text)
+        if refused:
+            await ack(response_action="errors", errors={"note": refused})
+        else:
+            await ack()
+
+    # Any command name: the command URL is what Slack calls (an installed app may have renamed /handoff).
+    @bolt.command(re.compile(r"^/"), middleware=[desk_only])
+    async def handoff_command(context, ack) -> None:
+        desk: DeskRequest = context[DESK]
+        words = desk.words
+
+        async def say(text: str) -> None:
+            await ack(response_type="ephemeral", text=text)
+
+        if desk.action == "queue":
+            await _audit(web_app, desk.user, "queue", None, "ok")
+            items = await asyncio.to_thread(web_app[queue_key].waiting, 0)
+            if not items:
+                return await say("Nobody is waiting.")
+            lines = [
+                f"{n}. `{i.conversation_id}` {i.channel}, {i.reason or '-'} (priority {i.priority}), "
+                f"waiting {int(i.waiting_s // 60)} min {int(i.waiting_s % 60)} s"
+                for n, i in enumerate(items, 1)
+            ]
+            return await say(f"{len(items)} waiting, first to serve first:\n" + "\n".join(lines))
+        verb = desk.action
+        if verb in ("claim", "resolve", "note") and len(words) >= 2 and (verb != "note" or len(words) == 3):
+            refused = await _perform(web_app, desk, verb, words[2] if verb == "note" else "")
+            return await say(f"Could not {verb}: {refused}" if refused else f"Done: {verb} `{words[1]}`.")
+        return await say(HELP)
+
+    return bolt
+
+
+# -- "Add to Slack" --------------------------------------------------------------------------------
+
+
+async def _oauth(request: web.Request, step: str) -> web.StreamResponse:
+    """The install link and Slack's redirect back, through bolt's OAuth flow (limited per client IP)."""
+    flow = request.app[bolt_key].oauth_flow
+    if flow is None:
+        return json_error(
+            404, "Add to Slack is not set up: set SHOPBOT_SLACK_CLIENT_ID and SHOPBOT_SLACK_CLIENT_SECRET"
+        )  # fmt: skip
+    try:
+        await limits.per_ip(request)
+    except limits.Limited as exc:
+        return limits.answer_429(exc)
+    team = request.query.get("team")
+    if step == "install" and team is not None and not TEAM_ID.fullmatch(team):
+        return json_error(400, "team must be a workspace id like T0123ABCD")  # it goes into Slack's URL
+    bolt_req = await to_bolt_request(request)
+    handle = flow.handle_installation if step == "install" else flow.handle_callback
+    return await to_aiohttp_response(await handle(bolt_req))
+
+
+async def install(request: web.Request) -> web.StreamResponse:
+    return await _oauth(request, "install")
+
+
+async def oauth_redirect(request: web.Request) -> web.StreamResponse:
+    return await _oauth(request, "callback")
 
 
 def setup(app: web.Application) -> None:
-    app.router.add_post(f"{PREFIX}/events", events)
-    app.router.add_post(f"{PREFIX}/interactions", interactions)
-    app.router.add_post(f"{PREFIX}/commands", commands)
+    app[bolt_key] = build(app)
+    for path in ("events", "interactions", "commands"):
+        app.router.add_post(f"{PREFIX}/{path}", slack_request)
+    app.router.add_get(slack_oauth.INSTALL_PATH, install)
+    app.router.add_get(slack_oauth.REDIRECT_PATH, oauth_redirect)

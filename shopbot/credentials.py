@@ -34,6 +34,7 @@ from sqlalchemy.engine import Engine
 from .crypto import SecretBox, SecretKeyError
 from .db import metadata
 from .errors import Refused
+from .slack_installs import InstallationTable, SlackInstallation
 
 log = logging.getLogger(__name__)
 VERSION_KEY = "sb:config:channels"
@@ -182,6 +183,8 @@ class Channels:
     slack: tuple[SlackApp, ...] = ()
     web_origins: tuple[str, ...] = ()
     version: str = "0"
+    # Workspaces connected by "Add to Slack" (OAuth), newest first (shopbot.slack_installs).
+    installations: tuple[SlackInstallation, ...] = ()
 
     def telegram_by_secret(self, header: str) -> TelegramBot | None:
         """The bot whose webhook secret Telegram sent (every bot's is compared, in constant time)."""
@@ -206,6 +209,28 @@ class Channels:
         """The workspace whose agents' channel gets the hand-off cards (the first one with a channel)."""
         return next((a for a in self.slack if a.agent_channel), None)
 
+    def installation(self, team_id: str | None, enterprise_id: str | None = None) -> SlackInstallation | None:
+        """The OAuth installation of a workspace (or of its Enterprise Grid org, installed org-wide)."""
+        for inst in self.installations:
+            if team_id and inst.team_id == team_id:
+                return inst
+        if enterprise_id:
+            return next(
+                (i for i in self.installations if i.is_enterprise_install and i.enterprise_id == enterprise_id), None
+            )
+        return None
+
+    def slack_token(self, team_id: str | None, app: SlackApp | None, enterprise_id: str | None = None) -> str:
+        """The bot token for a workspace reached through ``app`` (the entry whose signing secret verified,
+        or the conversation's ``via``): a pasted token of an entry bound to that very workspace first, then
+        the workspace's "Add to Slack" installation, then the entry's pasted token; "" when none."""
+        if app is not None and app.bot_token and app.team_id and app.team_id == team_id:
+            return app.bot_token
+        inst = self.installation(team_id, enterprise_id)
+        if inst is not None and inst.bot_token:
+            return inst.bot_token
+        return app.bot_token if app is not None else ""
+
 
 def from_environment(settings) -> Channels:
     def sv(s) -> str:
@@ -221,7 +246,8 @@ def from_environment(settings) -> Channels:
                 settings.telegram_api_base_url,
             ),
         )
-    if settings.slack_bot_token:
+    if settings.slack_bot_token or (settings.slack_signing_secret and settings.slack_client_id):
+        # With "Add to Slack" (a client id), the app may have no pasted token: the workspaces' come by OAuth.
         sl = (
             SlackApp(
                 ENV,
@@ -290,6 +316,20 @@ class CredentialStore:
             q = select(credentials).where(credentials.c.platform == platform, credentials.c.name == name)
             row = conn.execute(q).first()
             return dict(row._mapping) if row else None
+
+    def installations(self) -> InstallationTable:
+        return InstallationTable(self.engine, self.box)
+
+    def save_installation(self, values: dict[str, Any]) -> None:
+        """Keep a workspace's "Add to Slack" installation (sealed) and tell every process."""
+        self.installations().save(values)
+        self._bump()
+
+    def delete_installation(self, enterprise_id: str | None, team_id: str | None, client_id: str | None = None) -> int:
+        n = self.installations().delete(enterprise_id, team_id, client_id)
+        if n:
+            self._bump()
+        return n
 
     def _bump(self) -> None:
         if self.r is not None:
@@ -485,6 +525,7 @@ class CredentialStore:
                     .values(sealed=box.seal(plain, where))
                 )
                 n += 1
+        n += self.installations().reseal()
         if n:
             self._bump()
         return n
@@ -525,11 +566,17 @@ class CredentialStore:
                         conf.get("team_id"),
                     )
                 )  # fmt: skip
+        try:
+            installs = tuple(self.installations().all())
+        except SecretKeyError as exc:
+            log.error("Slack installations cannot be used: %s", exc)
+            installs = ()
         return Channels(
             tuple(tg) if "telegram" in stored else env.telegram,
             tuple(sl) if "slack" in stored else env.slack,
             tuple(sorted(set(origins))) if "web" in stored else env.web_origins,
             version,
+            installs,
         )
 
 

@@ -80,6 +80,16 @@ class Settings(BaseSettings):
     slack_team_id: str | None = Field(
         None, description="the desk's workspace (T0123ABCD): desk actions from another workspace are refused"
     )
+    # "Add to Slack" (OAuth install): the Slack app's client id and secret (Basic Information > App Credentials)
+    slack_client_id: str | None = Field(None, description="the Slack app's client id; set: /channels/slack/install")
+    slack_client_secret: SecretStr | None = Field(None, description="the Slack app's client secret")
+    slack_scopes: str = Field(
+        "app_mentions:read,channels:history,channels:read,chat:write,commands,groups:read,im:history",
+        description="bot scopes asked for at install, comma-separated",
+    )
+    slack_authorize_url: str = Field(
+        "https://slack.com/oauth/v2/authorize", description="where the install link sends the admin"
+    )
     # Where orders are read from: the shop data tables, or the shop's own JSON API
     order_source: Literal["sql", "http"] = "sql"
     order_api_url: str | None = Field(None, description="URL template with {order_number}")
@@ -106,6 +116,7 @@ class Settings(BaseSettings):
         "public_url", "device", "policies_file", "agent_token", "secret_key", "secret_key_file",
         "previous_secret_keys", "web_allowed_origins", "telegram_bot_token", "telegram_webhook_secret",
         "slack_bot_token", "slack_signing_secret", "slack_agent_channel", "slack_desk_agents", "slack_team_id",
+        "slack_client_id", "slack_client_secret",
         "order_api_url",
         "order_api_token", "llm_base_url", "llm_model", "llm_api_key", mode="before",
     )  # fmt: skip

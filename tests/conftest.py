@@ -193,9 +193,10 @@ def pipeline_models(tmp_path_factory, data_dir) -> Path:
 def platforms():
     """Local Telegram Bot API and Slack Web API servers (tests/platforms.py), for the product to call."""
     from platforms import FakeSlack, FakeTelegram, Servers
-    from services import AGENT_CHANNEL, SLACK_TOKEN, TELEGRAM_TOKEN, free_port
+    from services import AGENT_CHANNEL, SLACK_CLIENT_ID, SLACK_CLIENT_SECRET, SLACK_TOKEN, TELEGRAM_TOKEN, free_port
 
     tg, sl = FakeTelegram(TELEGRAM_TOKEN), FakeSlack(SLACK_TOKEN)
+    sl.apps[SLACK_CLIENT_ID] = SLACK_CLIENT_SECRET  # the Slack app, for "Add to Slack"
     sl.members[AGENT_CHANNEL] = ["UBOT", "U0AGENT1", "U0AGENT2"]  # the agents; shoppers are not in it
     ports = {"telegram": free_port(), "slack": free_port()}
     servers = Servers({ports["telegram"]: tg.app(), ports["slack"]: sl.app()}).start()

@@ -136,14 +136,59 @@ class FakeTelegram(FakePlatform):
 class FakeSlack(FakePlatform):
     """The Web API at ``/api/<method>``. ``members``: channel id -> its members' user ids, for
     ``conversations.members``, which gives at most ``members_page`` of them a page (Slack may give fewer
-    than the ``limit`` asked for) with a ``next_cursor`` for the rest."""
+    than the ``limit`` asked for) with a ``next_cursor`` for the rest. ``tokens``: the bot tokens it
+    knows and their workspaces. OAuth: ``apps`` (client id -> secret) and ``grant``, what Slack's
+    authorize page does when an admin clicks Allow: a one-time code that ``oauth.v2.access`` exchanges
+    for a new bot token."""
 
-    def __init__(self, token: str):
+    def __init__(self, token: str, team: str = "T0SHOP"):
         super().__init__()
         self.token = token
+        self.tokens: dict[str, str] = {token: team}
+        self.apps: dict[str, str] = {}
+        self._codes: dict[str, dict[str, Any]] = {}
         self._ts = itertools.count(1)
         self.members: dict[str, list[str]] = {}
         self.members_page = 1000
+
+    def grant(self, client_id: str, redirect_uri: str, team: str, team_name: str, user: str, scope: str) -> str:
+        """The admin allowed the install of ``client_id`` in workspace ``team``: the code Slack redirects with."""
+        code = f"{int(time.time())}.{next(self._ts)}.{base64.b16encode(team.encode()).decode().lower()}"
+        self._codes[code] = {
+            "client_id": client_id, "redirect_uri": redirect_uri, "team": team, "team_name": team_name,
+            "user": user, "scope": scope,
+        }  # fmt: skip
+        return code
+
+    def _oauth_v2_access(self, request: web.Request, params: dict[str, Any]) -> dict[str, Any]:
+        """oauth.v2.access as Slack answers it: client credentials by HTTP Basic auth (or in the form)."""
+        client_id, secret = params.get("client_id"), params.get("client_secret")
+        auth = request.headers.get("Authorization", "")
+        if auth.startswith("Basic "):
+            client_id, _, secret = base64.b64decode(auth[6:]).decode().partition(":")
+        if client_id not in self.apps:
+            return {"ok": False, "error": "invalid_client_id"}
+        if not hmac.compare_digest(str(secret or ""), self.apps[client_id]):
+            return {"ok": False, "error": "bad_client_secret"}
+        grant = self._codes.pop(str(params.get("code", "")), None)
+        if grant is None or grant["client_id"] != client_id:
+            return {"ok": False, "error": "invalid_code"}
+        if params.get("redirect_uri") and params["redirect_uri"] != grant["redirect_uri"]:
+            return {"ok": False, "error": "bad_redirect_uri"}
+        token = f"xoxb-{next(self._ts)}-{grant['team'].lower()}-installed"
+        self.tokens[token] = grant["team"]
+        return {
+            "ok": True,
+            "access_token": token,
+            "token_type": "bot",
+            "scope": grant["scope"],
+            "bot_user_id": "U0BOTNEW",
+            "app_id": "A0SHOPBOT",
+            "team": {"name": grant["team_name"], "id": grant["team"]},
+            "enterprise": None,
+            "authed_user": {"id": grant["user"]},
+            "is_enterprise_install": False,
+        }
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -152,7 +197,13 @@ class FakeSlack(FakePlatform):
 
     async def handle(self, request: web.Request) -> web.Response:
         method, params = request.match_info["method"], await _params(request)
-        if request.headers.get("Authorization") != f"Bearer {self.token}":
+        if method == "oauth.v2.access":
+            answer = self._oauth_v2_access(request, params)
+            shown = {k: v for k, v in params.items() if k != "client_secret"}
+            self.calls.append(Call(method, shown, time.time(), 200, result=answer))
+            return web.json_response(answer)
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if token not in self.tokens:
             self.calls.append(Call(method, params, time.time(), 200))
             return web.json_response({"ok": False, "error": "invalid_auth"})
         if self._rate_limited(method):
@@ -160,7 +211,7 @@ class FakeSlack(FakePlatform):
             return web.json_response(
                 {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": str(self.retry_after)}
             )
-        call = Call(method, params, time.time(), 200)
+        call = Call(method, params, time.time(), 200, token=token)
         self.calls.append(call)
         if method in ("chat.postMessage", "chat.update"):
             ts = params.get("ts") or f"{int(time.time())}.{next(self._ts):06d}"
@@ -169,7 +220,7 @@ class FakeSlack(FakePlatform):
         if method == "chat.postEphemeral":
             return web.json_response({"ok": True, "message_ts": f"{int(time.time())}.000001"})
         if method in ("views.open", "auth.test"):
-            return web.json_response({"ok": True, "team_id": "T0SHOP", "user_id": "UBOT"})
+            return web.json_response({"ok": True, "team_id": self.tokens[token], "user_id": "UBOT", "bot_id": "B0BOT"})
         if method == "conversations.members":
             return web.json_response(self._members(params))
         return web.json_response({"ok": False, "error": "unknown_method"})

@@ -108,6 +108,8 @@ SLACK_TOKEN = "xoxb-test-token"
 SLACK_SECRET = "test-signing-secret"
 AGENT_CHANNEL = "C0AGENTS"
 SLACK_TEAM = "T0SHOP"
+SLACK_CLIENT_ID = "5012340000.7001"  # the Slack app's OAuth client ("Add to Slack")
+SLACK_CLIENT_SECRET = "test-client-secret-0001"
 
 
 def platform_env(platforms: dict) -> dict[str, str]:
@@ -121,6 +123,10 @@ def platform_env(platforms: dict) -> dict[str, str]:
         "SHOPBOT_SLACK_API_BASE_URL": platforms["slack_url"],
         "SHOPBOT_SLACK_AGENT_CHANNEL": AGENT_CHANNEL,
         "SHOPBOT_SLACK_TEAM_ID": SLACK_TEAM,  # the workspace of the recorded payloads in tests/fixtures/slack
+        "SHOPBOT_SLACK_CLIENT_ID": SLACK_CLIENT_ID,
+        "SHOPBOT_SLACK_CLIENT_SECRET": SLACK_CLIENT_SECRET,
+        # Slack's authorize page, as the local Slack server would have it (the test plays the admin there)
+        "SHOPBOT_SLACK_AUTHORIZE_URL": platforms["slack_url"].rstrip("/").removesuffix("/api") + "/oauth/v2/authorize",
     }
 
 

@@ -13,16 +13,18 @@ import copy
 import itertools
 import json
 import time
+from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
 from platforms import form_body, slack_headers
-from services import AGENT_CHANNEL, SLACK_SECRET, TELEGRAM_SECRET
+from services import AGENT_CHANNEL, SLACK_CLIENT_ID, SLACK_SECRET, TELEGRAM_SECRET
 from test_channels import fixture
 
 pytestmark = pytest.mark.slow
 _update_ids = itertools.count(900_000_000)
 _event_ids = itertools.count(1)
+STATE_COOKIE = "slack-app-oauth-state"  # bolt's: the browser that started an install must finish it
 
 
 class TelegramShopper:
@@ -95,6 +97,23 @@ def action(name: str, cid: str, card_ts: str, user: str = "U0AGENT1", action_id:
 
 def command(text: str, user: str = "U0AGENT1") -> dict:
     return {**fixture("slack", "slash_command")["form"], "text": text, "user_id": user}
+
+
+async def start_install(http: aiohttp.ClientSession, url: str) -> tuple[str, dict[str, list[str]], str]:
+    """An admin's click on "Add to Slack": the redirect to Slack's authorize page, its query, and the
+    state cookie the browser keeps."""
+    async with http.get(f"{url}/channels/slack/install", allow_redirects=False) as r:
+        assert r.status == 302, await r.text()
+        location = r.headers["Location"]
+        cookie = r.cookies[STATE_COOKIE].value
+    return location, parse_qs(urlsplit(location).query), cookie
+
+
+async def callback(http: aiohttp.ClientSession, url: str, state: str | None, code: str | None, cookie: str | None):
+    query = {k: v for k, v in (("state", state), ("code", code)) if v is not None}
+    headers = {"Cookie": f"{STATE_COOKIE}={cookie}"} if cookie else {}
+    async with http.get(f"{url}/channels/slack/oauth_redirect", params=query, headers=headers) as r:
+        return r.status, await r.text()
 
 
 async def card_of(slack_api, cid: str) -> str:
@@ -452,3 +471,24 @@ async def test_malformed_bodies_get_a_4xx_with_a_reason(product, platforms):
         for update in broken_updates:
             async with http.post(f"{url}/channels/telegram/webhook", json=update, headers=tg) as resp:
                 assert resp.status == 400 and "malformed Telegram update" in await resp.text(), update
+
+
+async def test_a_workspace_connected_by_add_to_slack_is_answered_with_its_own_token(product, platforms):
+    """An admin connects a second workspace by clicking "Add to Slack" (bolt's OAuth flow; the token exchange
+    at the local Slack server): a shopper's DM from there is answered with the token that install gave."""
+    slack_api, url = platforms["slack"], product["url"]
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+        _, query, cookie = await start_install(http, url)
+        redirect_uri = query["redirect_uri"][0]
+        code = slack_api.grant(SLACK_CLIENT_ID, redirect_uri, "T0ADDED", "Added Shop", "U0OWNER", "chat:write")
+        status, page = await callback(http, url, query["state"][0], code, cookie)
+        assert status == 200 and "Added Shop" in page, page
+        token = slack_api.of("oauth.v2.access")[-1].result["access_token"]
+        dm = "D0ADDEDSHOP"
+        event = slack_event("message_im", channel=dm, user="U0ADDED1", text="where is my order")
+        event["team_id"] = event["event"]["team"] = event["authorizations"][0]["team_id"] = "T0ADDED"
+        status, _ = await slack_post(http, url, "events", json_body=event)
+        assert status == 200
+        reply = await slack_api.wait_for("chat.postMessage", lambda c: c.params.get("channel") == dm)
+    assert reply.token == token and token != platforms["slack"].token
+    assert "order number" in reply.params["text"].lower()

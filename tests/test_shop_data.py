@@ -18,7 +18,7 @@ from .conftest import ROOT
 
 DEMO = ROOT / "dialogue" / "demo"
 SHOP_TABLES = {"orders", "order_items", "tracking_events", "products", "faq"}
-ADMIN_TABLES = {"channel_credentials", "api_tokens", "audit_log"}
+ADMIN_TABLES = {"channel_credentials", "api_tokens", "audit_log", "slack_installations"}
 
 
 def head_revision() -> str:
@@ -44,7 +44,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_migrations_create_the_schema_and_carry_a_database_made_before_them(tmp_path):
     fresh = db.engine_for(f"sqlite:///{tmp_path / 'fresh.db'}")
     assert db.current(fresh) == HEAD
-    assert HEAD == "0005"  # transcripts, shop data, admin, FAQ phrasings, transcripts' shopper
+    assert HEAD == "0006"  # transcripts, shop data, admin, FAQ phrasings, transcripts' shopper, Slack installs
     assert SHOP_TABLES | ADMIN_TABLES | {"transcript_messages"} <= set(inspect(fresh).get_table_names())
     # A database from before migrations: the transcripts table made by create_all, with a row in it.
     legacy_url = f"sqlite:///{tmp_path / 'legacy.db'}"

@@ -41,16 +41,30 @@ def sender_for(channel: str, meta: dict[str, str], chans: Channels):
         bot = chans.telegram_bot(meta.get("account", ""))
         return telegram_sender(bot.token, bot.api_base_url) if bot else None
     if channel == slack_channel.NAME:
+        # The workspace's token: pasted for it, or from its "Add to Slack" installation, or the app's.
         app = chans.slack_app(meta.get("via"))
-        return slack_sender(app.bot_token, app.api_base_url) if app else None
+        token = chans.slack_token(meta.get("account"), app)
+        base = (app or chans.slack_app()).api_base_url if (app or chans.slack_app()) else None
+        return slack_sender(token, base or slack_channel.DEFAULT_API_BASE_URL) if token else None
     return None
 
 
-def desk_for(store: ConversationStore, queue: HandoffQueue, chans: Channels) -> SlackDesk | None:
+def desk_sender(chans: Channels) -> tuple[slack_channel.SlackSender, str] | None:
+    """The sender for the agents' desk (the desk's workspace token) and its agents' channel."""
     app = chans.desk()
-    if app is None:
+    if app is None or not app.agent_channel:
         return None
-    return SlackDesk(store, queue, slack_sender(app.bot_token, app.api_base_url), app.agent_channel)
+    token = chans.slack_token(app.team_id, app)
+    if not token and not app.team_id and len(chans.installations) == 1:
+        token = chans.installations[0].bot_token  # "Add to Slack" only, one workspace: the desk is there
+    return (slack_sender(token, app.api_base_url), app.agent_channel) if token else None
+
+
+def desk_for(store: ConversationStore, queue: HandoffQueue, chans: Channels) -> SlackDesk | None:
+    found = desk_sender(chans)
+    if found is None:
+        return None
+    return SlackDesk(store, queue, found[0], found[1])
 
 
 def deliver_to_shopper(store: ConversationStore, chans: Channels, cid: str) -> int:

@@ -207,10 +207,10 @@ def sync_conversation(self, conversation_id: str) -> None:
 @app.task(bind=True, max_retries=5)
 def slack_call(self, method: str, params: dict) -> None:
     """One Web API call for the desk (an ephemeral answer to an agent, a note in a thread)."""
-    app_ = channels().desk()
-    if app_ is None:
+    found = outbound.desk_sender(channels())
+    if found is None:
         return
-    sender = outbound.slack_sender(app_.bot_token, app_.api_base_url)
+    sender = found[0]
     try:
         sender.call(method, **params)
     except (RateLimited, ConnectionError) as exc:

@@ -6,6 +6,7 @@ from dialogue import shop_data  # noqa: F401 - registers its tables
 from shopbot import (  # noqa: F401
     access,
     credentials,
+    slack_installs,
     transcripts,  # noqa: F401
 )
 from shopbot.db import metadata
