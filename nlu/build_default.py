@@ -87,6 +87,7 @@ DEFAULTS: dict[str, dict] = {
             SEED_DIR / "sentiment-chat-zh.csv",
             SEED_DIR / "sentiment-chat-more.csv",
             SEED_DIR / "sentiment-chat-third.csv",
+            SEED_DIR / "sentiment-chat-fourth.csv",
             CALM_REQUESTS,
         ],
         "epochs": 1,
@@ -96,6 +97,7 @@ DEFAULTS: dict[str, dict] = {
             "sentiment-chat-zh.csv": 5,
             "sentiment-chat-more.csv": 5,
             "sentiment-chat-third.csv": 5,
+            "sentiment-chat-fourth.csv": 5,
         },
         "partial_labels": ["sentiment-shopping-reviews-zh.csv"],
         "calibrate_on": [
@@ -103,6 +105,7 @@ DEFAULTS: dict[str, dict] = {
             "sentiment-chat-zh.csv",
             "sentiment-chat-more.csv",
             "sentiment-chat-third.csv",
+            "sentiment-chat-fourth.csv",
         ],
         # Written into the models folder before training (calm_requests()).
         "calm_requests": {
