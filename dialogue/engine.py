@@ -243,7 +243,7 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
     if _says_nothing(turn):
         return _not_understood(turn)
 
-    if angry and s.angry >= policy.angry_handoff_after:
+    if angry and s.angry >= policy.angry_handoff_after and not _order_question(turn, confident):
         return _hand_off(policy, s, "angry", now)
     if falling and not s.mood_boost:
         s.mood_boost = 1
@@ -291,8 +291,11 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
             return other  # "is the speaker under warranty?" after an order: the FAQ is sure, and it is no return
         return _with_slots(turn, _complaint_topic(turn, follow), follow_up=True)
     if not number and _current_order(turn) and turn.near and turn.near[0].score >= policy.faq.suggest_score:
-        if (follow := policy.orders.faq_follow_ups.get(turn.near[0].entry.id)) and not confident:
-            s.misunderstood = 0  # an unsure message, closest to an order question: about the current order
+        follow = policy.orders.faq_follow_ups.get(turn.near[0].entry.id)
+        if follow and (not confident or _disagree(turn, ann.intent)):
+            # An unsure message closest to an order question (or one whose intent the knowledge base does not
+            # back: "can I return it?" read as delivery options): about the current order.
+            s.misunderstood = 0
             return _with_slots(turn, follow, follow_up=True)
     where = ann.intent in ("track_order", "delivery_period") and ann.intent_confidence >= policy.orders.unsure_where
     if not number and not confident and where and _current_order(turn) and shop is not None:
@@ -466,6 +469,17 @@ def _positive(turn: _Turn) -> bool:
     return turn.ann.sentiment == "positive" and turn.ann.sentiment_score >= turn.policy.mood.positive_score
 
 
+def _order_question(turn: _Turn, confident: bool) -> bool:
+    """A clear question about an order the shop's data answers ("so when is it supposed to get here?" about
+    the order just shown): angry or not, the shopper gets the answer rather than a wait for a person."""
+    p = turn.policy
+    if turn.shop is None or not confident or turn.ann.intent not in p.order_intents:
+        return False
+    return bool(
+        _current_order(turn) or ("order_number" in p.slot_patterns and extract_slot(p, "order_number", turn.text))
+    )
+
+
 def _current_order(turn: _Turn) -> str | None:
     """The order the conversation is about: the last one given or shown, within orders.context_turns."""
     return turn.s.slots.get("order_number")
@@ -599,6 +613,13 @@ def _intent_answer(turn: _Turn, intent: str, follow_up: bool = False) -> StepRes
             # Several entries and no sign which: offer the usual ones.
             return _did_you_mean(turn, [], *entries)
     return _answer(turn.policy, turn.s, intent)
+
+
+def _disagree(turn: _Turn, intent: str) -> bool:
+    """The intent has FAQ entries and the knowledge base ranks none of them among its three best."""
+    ip = turn.policy.intents.get(intent)
+    family = (*ip.faq, *ip.related_faq) if ip is not None else ()
+    return bool(family) and not any(h.entry.id in family for h in turn.near[:3])
 
 
 def _backed(turn: _Turn, entry) -> bool:

@@ -288,6 +288,31 @@ def test_an_order_number_without_a_clear_request_asks_what_to_do_with_that_order
     assert talk(shop, [("99999", ann(conf=0.1))])[0].action == "order_not_found"
 
 
+def test_a_misread_follow_up_is_about_the_current_order_and_an_angry_order_question_is_answered(shop):
+    # "can I return it?" read (wrongly, and surely) as delivery options: the knowledge base ranks none of that
+    # intent's entries near, and its best is an order question: about the order just shown.
+    shown, ret = talk(
+        shop, [("what's the status of 10021", ann()), ("can I return it?", ann("delivery_options", conf=0.8))]
+    )
+    assert ret.action == "order:get_refund" and "10021" in ret.replies[0].text
+    # With no order shown the same message gets no order answer.
+    assert not talk(shop, [("can I return it?", ann("delivery_options", conf=0.8))])[0].action.startswith("order:")
+    # Angry twice in a row, but the second is a clear question about the order just shown: the answer, no
+    # second apology, no hand-off; anger that asks nothing answerable still goes to a person.
+    mad = {"sentiment": "negative", "score": -0.97}
+    first, when = talk(
+        shop,
+        [("order 10024 still not here, ridiculous", ann(**mad)), ("so when is it supposed to get here?", ann(**mad))],
+    )
+    assert first.replies[0].text.startswith(POLICY.message("apology", "en")) and first.handoff is None
+    assert when.handoff is None and when.action.startswith("order:") and "10024" in when.replies[0].text
+    assert not when.replies[0].text.startswith(POLICY.message("apology", "en"))
+    _, fed_up = talk(
+        shop, [("order 10024 still not here, ridiculous", ann(**mad)), ("useless, all of you", ann("complaint", **mad))]
+    )
+    assert fed_up.handoff is not None and fed_up.handoff.reason == "angry"
+
+
 def test_follow_ups_are_about_the_current_order(shop):
     shown, ret, when = talk(
         shop,
