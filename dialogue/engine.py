@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import copy
 import re
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from functools import cached_property
+
+import numpy as np
 
 from . import answers
 from .catalog import ProductQuery, parse_query
 from .knowledge import decide
 from .orders import OrderSourceError
 from .policy import FaqTexts, Policy
+from .retrieval import decode, key, product_signal
 from .state import ConversationState
 
 # The intent model's class for what a shop's bot cannot serve (poems, weather, other
@@ -31,6 +35,9 @@ class Annotation:
     intent_confidence: float
     sentiment: str
     sentiment_score: float
+    # Retrieval vectors the NLU pass computed, by dialogue.retrieval.key of their text: the step embeds
+    # only what is not here.
+    vectors: Mapping[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> Annotation:
@@ -40,6 +47,7 @@ class Annotation:
             intent_confidence=float(d["intent_confidence"]),  # type: ignore[arg-type]
             sentiment=str(d["sentiment"]),
             sentiment_score=float(d["sentiment_score"]),  # type: ignore[arg-type]
+            vectors=decode(d.get("vectors")),
         )
 
 
@@ -94,7 +102,12 @@ class _Turn:
     def near(self) -> list:
         """The FAQ entries closest to the message, best first (embedded once, when first asked for)."""
         shop = self.shop
-        return shop.faq(shop.vector(self.text), k=5) if shop is not None else []  # type: ignore[attr-defined]
+        return shop.faq(self.vector(self.text), k=5) if shop is not None else []  # type: ignore[attr-defined]
+
+    def vector(self, text: str):
+        """The retrieval vector of ``text``: the one the NLU pass computed, or embedded here."""
+        found = self.ann.vectors.get(key(text))
+        return found if found is not None else self.shop.vector(text)  # type: ignore[union-attr]
 
     @cached_property
     def faq(self):
@@ -666,19 +679,7 @@ def _order(turn: _Turn, intent: str, number: str, follow_up: bool = False) -> St
 
 
 def _product_signal(turn: _Turn) -> str | None:
-    """ "strong" for a product question ("do you have", a price bound), "weak" for a looser sign, else None."""
-    pp = turn.policy.products
-    if pp is None:
-        return None
-    text = turn.text[:300]
-    if any(p.search(text) for p in pp.trigger.values()):
-        return "strong"
-    q = parse_query(text, pp.categories)
-    if q.min_price is not None or q.max_price is not None:
-        return "strong"
-    if any(p.search(text) for p in pp.weak_trigger.values()):
-        return "weak"
-    return None
+    return product_signal(turn.policy, turn.text)
 
 
 def _in_catalogue_currency(turn: _Turn, query: ProductQuery) -> tuple[ProductQuery, str]:
@@ -711,7 +712,7 @@ def _search_products(turn: _Turn) -> StepResult | None:
         return None
     query, note = _in_catalogue_currency(turn, parse_query(turn.text, pp.categories, pp.filler[turn.lang]))
     shop = turn.shop
-    vec = shop.vector(query.subject) if query.subject else None  # type: ignore[union-attr]
+    vec = turn.vector(query.subject) if query.subject else None
     # A category and nothing more specific ("sports stuff"): that category's products.
     by_category = query.category is not None and not _specific(turn, query)
     hits = shop.products(query, vec, pp.min_lead, pp.spread, pp.max_results, by_category)  # type: ignore[union-attr]

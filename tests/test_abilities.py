@@ -168,6 +168,29 @@ def test_the_other_ways_shoppers_ask_lead_to_their_entry(shop):
         assert without.entry.id != "newsletter" or with_phrasings.score > without.score
 
 
+def test_the_step_searches_with_the_vectors_the_nlu_pass_computed(shop):
+    """The NLU worker embeds what a step may search with; the step takes those vectors and embeds only a
+    text they lack, so the answer is the same and no model runs in the dialogue."""
+    from dialogue.retrieval import decode, encode, key, retrieval_texts
+
+    text = "how much do you charge for shipping?"
+    assert retrieval_texts(POLICY, text, "en", "delivery_options") == [text]
+    here = talk(shop, [(text, ann("delivery_options", conf=0.3))])[0].replies[0]
+    stored = decode(encode({key(text): shop.embedder.embed([text])[0]}))
+    ahead = talk(shop, [(text, Annotation("en", "delivery_options", 0.3, "neutral", 0.0, stored))])[0].replies[0]
+    assert ahead.text == here.text and "5.90 USD" in ahead.text
+    # It is the stored vector that is searched: one of another question finds that question's entry.
+    other = {key(text): shop.embedder.embed(["Can you gift wrap my order?"])[0]}
+    moved = talk(shop, [(text, Annotation("en", "delivery_options", 0.3, "neutral", 0.0, other))])[0].replies[0]
+    assert moved.kind == "faq" and "5.90 USD" not in moved.text
+    # A product question also needs its subject embedded, in the message's language (both when unknown).
+    q = "do you sell yoga mats?"
+    subject = parse_query(q, POLICY.products.categories, POLICY.products.filler["en"]).subject
+    assert retrieval_texts(POLICY, q, "en", "place_order") == [q, subject] and subject != q
+    assert len(retrieval_texts(POLICY, q, "other", "place_order")) >= 2
+    assert decode({"x": "not base64!"}) == {} and decode(None) == {}
+
+
 def test_no_confident_answer_below_the_threshold(shop):
     for text, lang in [("what's the capital of France", "en"), ("帮我写一首诗", "zh")]:
         r = talk(shop, [(text, ann("review", lang=lang, conf=0.1))])[0]

@@ -338,3 +338,30 @@ async def test_health_and_transcripts_in_sql(product):
     shopper, bot = rows
     assert shopper["sender"] == "shopper" and shopper["intent"] == "track_order" and shopper["language"] == "en"
     assert bot["sender"] == "bot" and bot["text"] == POLICY.message("ask_order_number", "en")
+
+
+async def test_the_nlu_pass_embeds_what_the_dialogue_searches_with_so_the_dialogue_runs_no_model(product):
+    """The NLU worker's batch computes the retrieval vectors (the message; a product question's subject too)
+    and stores them with the annotation; the dialogue worker answers from them without embedding anything."""
+    import numpy as np
+
+    from dialogue.retrieval import decode, key, retrieval_texts
+
+    store = ConversationStore.from_url(product["redis_url"])
+    async with aiohttp.ClientSession() as http:
+        chat = await Chat(http, product["url"]).open()
+        asked = {}
+        for text in ("How much is shipping?", "do you sell yoga mats?"):
+            asked[text] = (await chat.say(text))["message_id"]
+            reply = await chat.next_message()
+            assert reply["from"] == "bot"
+        await chat.close()
+    for text, mid in asked.items():
+        ann = store.annotation(chat.cid, mid)
+        vectors = decode(ann["vectors"])
+        wanted = retrieval_texts(POLICY, text, ann["language"], ann["intent"])
+        assert set(vectors) == {key(t) for t in wanted}
+        assert all(v.shape == (384,) and abs(float(np.linalg.norm(v)) - 1) < 1e-3 for v in vectors.values())
+    assert len(decode(store.annotation(chat.cid, asked["do you sell yoga mats?"])["vectors"])) == 2
+    dialogue_log = (product["tmp"] / "worker-dialogue.log").read_text()
+    assert chat.cid in dialogue_log and "retrieval vector computed in the dialogue step" not in dialogue_log

@@ -1,8 +1,10 @@
 """The worker's tasks and its background duties.
 
 - ``annotate`` (queue ``nlu``): batched across conversations by celery-batches;
-  runs the NLU models once per batch, stores the annotations, wakes the
-  dialogue of each conversation concerned.
+  runs the NLU models once per batch, and the retrieval encoder on the texts the
+  dialogue may search with (dialogue.retrieval), stores the annotations with
+  those vectors, wakes the dialogue of each conversation concerned. The
+  dialogue step runs no model.
 - ``dialogue_step`` (queue ``dialogue``): handles a conversation's inbox in order.
 - A housekeeping thread per worker: heartbeat (``/readyz``), re-queues
   conversations whose messages stalled (a gateway or worker died between two
@@ -76,12 +78,28 @@ def shop():
         return _load_shop()
 
 
+_embedder_lock = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def _load_embedder():
+    from nlu.embed import Embedder
+
+    return Embedder.load()
+
+
+def embedder():
+    """The e5 retrieval encoder, one per process: the NLU pass and the shop's index share it."""
+    with _embedder_lock:
+        return _load_embedder()
+
+
 @lru_cache(maxsize=1)
 def _load_shop():
     from dialogue.shop import Shop
 
     t0 = time.perf_counter()
-    s = Shop.from_settings(settings)
+    s = Shop.from_settings(settings, embedder())
     s.refresh(force=True)
     log.info(
         "shop data ready", extra={"seconds": round(time.perf_counter() - t0, 1), "order_source": settings.order_source}
@@ -141,11 +159,30 @@ def nlu():
         return _nlu
 
 
-def _annotate_texts(texts: list[str]) -> list:
+def _annotate_texts(texts: list[str]) -> list[dict]:
+    """Annotations as stored: intent and sentiment, and the retrieval vectors the dialogue step will want."""
+    from dialogue.retrieval import encode, key, retrieval_texts
+
     t0 = time.perf_counter()
     anns = nlu().annotate(texts)
-    log.info("NLU batch", extra={"size": len(texts), "ms": round((time.perf_counter() - t0) * 1000, 1)})
-    return anns
+    t1 = time.perf_counter()
+    wanted = [retrieval_texts(policy(), t, a.language, a.intent) for t, a in zip(texts, anns, strict=True)]
+    vecs = iter(embedder().embed([t for ts in wanted for t in ts]))
+    out = []
+    for a, ts in zip(anns, wanted, strict=True):
+        d = asdict(a)
+        d["vectors"] = encode({key(t): next(vecs) for t in ts})
+        out.append(d)
+    log.info(
+        "NLU batch",
+        extra={
+            "size": len(texts),
+            "ms": round((t1 - t0) * 1000, 1),
+            "retrieval_texts": sum(map(len, wanted)),
+            "retrieval_ms": round((time.perf_counter() - t1) * 1000, 1),
+        },
+    )
+    return out
 
 
 # The worker's threads run celery-batches' batches side by side; the model runs
@@ -160,7 +197,7 @@ def annotate(requests) -> None:
     todo = s.texts_to_annotate([(req.args[0], req.args[1]) for req in requests])
     if todo:
         anns = annotate_combined([text for _, _, text in todo])
-        s.save_annotations([(cid, mid, asdict(a)) for (cid, mid, _), a in zip(todo, anns, strict=True)])
+        s.save_annotations([(cid, mid, a) for (cid, mid, _), a in zip(todo, anns, strict=True)])
     for cid in dict.fromkeys(req.args[0] for req in requests):
         dialogue_step.delay(cid)
 
@@ -261,6 +298,7 @@ def _housekeeping(stop: threading.Event, name: str, queues: list[str]) -> None:
     s = store()
     if "nlu" in queues:
         nlu()  # load before saying we are alive: /readyz means "can answer"
+        embedder()
     policy()
     if "dialogue" in queues:
         shop()
