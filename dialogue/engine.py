@@ -263,7 +263,7 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
         if policy.mood.on_falling == "handoff":
             return _hand_off(policy, s, "mood", now)
 
-    if confident and ann.intent in policy.handoff_intents:
+    if confident and (ann.intent in policy.handoff_intents or _puts_through(turn)):
         s.misunderstood = 0
         return _hand_off(policy, s, "requested", now)
 
@@ -421,11 +421,19 @@ def _says_nothing(turn: _Turn) -> bool:
 
 def _bare(turn: _Turn, number: str) -> bool:
     """The message is the order number and words that ask nothing (orders.bare)."""
-    pattern = turn.policy.orders.bare.get(turn.lang)
+    bare = turn.policy.orders.bare
+    pattern = bare.get(turn.lang)
     if pattern is None:
         return False
     rest = turn.text[:200].upper().replace(number, " ").lower()
-    return bool(pattern.search(rest.strip()))
+    if pattern.search(rest.strip()):
+        return True
+    # Both languages in one message ("sorry打错了 10022"): its Latin words bare in English, the rest in Chinese.
+    latin = re.findall(r"[a-z][a-z' ]*", rest)
+    en, zh = bare.get("en"), bare.get("zh")
+    if not latin or en is None or zh is None:
+        return False
+    return all(en.search(w.strip()) for w in latin) and bool(zh.search(re.sub(r"[a-z][a-z' ]*", " ", rest).strip()))
 
 
 def _is_price(turn: _Turn, number: str) -> bool:
@@ -480,6 +488,13 @@ def _other_entry(turn: _Turn, intent: str) -> StepResult | None:
 
 def _positive(turn: _Turn) -> bool:
     return turn.ann.sentiment == "positive" and turn.ann.sentiment_score >= turn.policy.mood.positive_score
+
+
+def _puts_through(turn: _Turn) -> bool:
+    """ "connect me to customer service": read as asking how to contact the shop, but asking for a person."""
+    p = turn.policy
+    words = p.put_through.get(turn.lang)
+    return turn.ann.intent in p.put_through_intents and words is not None and bool(words.search(turn.text[:300]))
 
 
 def _order_question(turn: _Turn, confident: bool) -> bool:

@@ -146,6 +146,9 @@ class Policy:
     # Words that ask nothing ("um", "那个"): a message of only these (and keyboard mashes) is not understood,
     # whatever intent the model reads into it.
     fillers: dict[str, re.Pattern[str]] = field(default_factory=dict)
+    # Intents that are a hand-off too when the message asks to be put through (handoff.put_through).
+    put_through_intents: frozenset[str] = frozenset()
+    put_through: dict[str, re.Pattern[str]] = field(default_factory=dict)
     # What a message the intent model calls out of scope gets (default: messages.not_understood).
     out_of_scope: dict[str, str] = field(default_factory=dict)
 
@@ -328,6 +331,8 @@ def load_policy(path: str | Path | None = None) -> Policy:
             angry_sentiment_score=float(_need(th, "angry_sentiment_score", "thresholds")),
             angry_handoff_after=int(th.get("angry_handoff_after", 1)),
             handoff_intents=frozenset(_need(ho, "intents", "handoff")),
+            put_through_intents=frozenset((ho.get("put_through") or {}).get("intents") or ()),
+            put_through=_regex(ho["put_through"], "handoff.put_through") if ho.get("put_through") else {},
             angry_handoff_intents=frozenset(th.get("angry_handoff_intents") or ()),
             priority=priority,
             slot_patterns=slots,

@@ -459,6 +459,22 @@ def test_a_corrected_number_keeps_the_request_it_answers(shop):
         shop, [("订单99999到哪了", ann(lang="zh")), ("不好意思打错了 是10022", ann("cancel_order", "zh", 0.9))]
     )
     assert fixed.action == "order:track_order" and "10022" in fixed.replies[0].text
+    # Both languages in one correction: the English words and the Chinese ones each ask nothing.
+    _, mixed = talk(shop, [("订单99999到哪了", ann(lang="zh")), ("sorry打错了 10022", ann("change_order", "zh", 0.85))])
+    assert mixed.action == "order:track_order" and "10022" in mixed.replies[0].text
+    _, asks = talk(shop, [("订单99999到哪了", ann(lang="zh")), ("sorry 10022 取消吧", ann("cancel_order", "zh", 0.9))])
+    assert asks.action == "order:cancel_order"  # Chinese words that ask something: that request
+
+
+def test_asking_to_be_put_through_is_a_hand_off_whichever_contact_intent_is_read():
+    put = step(
+        ConversationState(), "connect me to customer service agent", ann("contact_customer_service"), POLICY, 1.0
+    )
+    assert put.action == "handoff" and put.handoff is not None and put.handoff.reason == "requested"
+    zh = step(ConversationState(), "帮我转接一下客服", ann("contact_customer_service", "zh"), POLICY, 1.0)
+    assert zh.handoff is not None and zh.handoff.reason == "requested"
+    how = step(ConversationState(), "how can I contact customer service?", ann("contact_customer_service"), POLICY, 1.0)
+    assert how.handoff is None  # asking how to reach the shop: the answer, and the offer of a person
 
 
 def test_an_intent_with_one_entry_answers_only_where_the_knowledge_base_has_that_entry_near(shop):
