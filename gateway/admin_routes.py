@@ -29,6 +29,7 @@ from shopbot.transcripts import messages
 
 from . import limits
 from .context import (
+    aredis_key,
     audit_key,
     credentials_key,
     engine_key,
@@ -197,6 +198,25 @@ async def test_channel(request: web.Request) -> web.Response:
     return web.json_response(result)
 
 
+@requires("admin")
+async def slack_install_link(request: web.Request) -> web.Response:
+    """A one-time "Add to Slack" link (10 minutes): ``/channels/slack/install`` starts an install only with
+    the ticket in it, so only an admin starts one (audited here, with the admin's name)."""
+    from . import slack_oauth, slack_routes
+
+    audit(request, "slack.install_link")
+    if request.app[slack_routes.oauth_flow_key] is None:
+        return json_error(
+            404, "Add to Slack is not set up: set SHOPBOT_SLACK_CLIENT_ID and SHOPBOT_SLACK_CLIENT_SECRET"
+        )
+    ticket = await slack_oauth.issue_ticket(request.app[aredis_key], _who(request).actor)
+    s = request.app[settings_key]
+    base = (s.public_url or f"http://{s.host}:{s.port}").rstrip("/")
+    return web.json_response(
+        {"url": f"{base}{slack_oauth.INSTALL_PATH}?ticket={ticket}", "expires_in_s": slack_oauth.STATE_TTL_S}
+    )
+
+
 # -- tokens -------------------------------------------------------------------------------
 
 
@@ -321,6 +341,7 @@ def setup(app: web.Application) -> None:
     r.add_put(f"{PREFIX}/channels/{{platform}}/{{name}}", set_channel)
     r.add_delete(f"{PREFIX}/channels/{{platform}}/{{name}}", remove_channel)
     r.add_post(f"{PREFIX}/channels/{{platform}}/{{name}}/test", test_channel)
+    r.add_post(f"{PREFIX}/slack/install-link", slack_install_link)
     r.add_get(f"{PREFIX}/tokens", list_tokens)
     r.add_post(f"{PREFIX}/tokens", create_token)
     r.add_delete(f"{PREFIX}/tokens/{{id}}", revoke_token)

@@ -136,8 +136,9 @@ def describe() -> dict[str, Any]:
         },
         "/channels/slack/install": {
             "get": _op(
-                '"Add to Slack": a 302 to Slack\'s authorize page with a one-time state (404 when not set up)',
-                params=[_query("team")],
+                "\"Add to Slack\": with an admin's one-time ticket, a 302 to Slack's authorize page with a "
+                "one-time state (403 without a valid ticket, 404 when not set up)",
+                params=[_query("ticket"), _query("team")],
                 ok="302",
                 tag="platforms",
             )
@@ -168,6 +169,13 @@ def describe() -> dict[str, Any]:
             "post": _op(
                 "ask the platform whether the entry works (getMe, auth.test; a Slack app without team_id learns it)",
                 params=[PLATFORM, _path("name")],
+                auth="admin",
+                tag="admin",
+            )
+        },
+        "/admin/api/slack/install-link": {
+            "post": _op(
+                'a one-time "Add to Slack" link (10 minutes): only an admin starts an install (audited)',
                 auth="admin",
                 tag="admin",
             )

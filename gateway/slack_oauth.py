@@ -6,6 +6,13 @@
 - ``SqlInstallationStore``: bolt's installation store over
   ``shopbot.slack_installs`` (SQL, tokens sealed); saving bumps the credentials
   version so every gateway and worker uses the new token at its next request.
+- ``issue_ticket`` / ``consume_ticket``: the one-time install tickets an admin
+  asks for (``POST /admin/api/slack/install-link``); ``/install`` starts an
+  install only with one.
+- ``TeamNotAllowed``: an install for a workspace outside
+  ``Settings.slack_allowed_teams`` is refused and not stored.
+- ``exchange_failed``: a callback that failed past bolt's own handling
+  (a disconnect, a timeout), audited, answered with a 502 page.
 - ``flow``: bolt's ``AsyncOAuthFlow`` with the product's settings: the install
   and redirect paths under ``/channels/slack``, the token exchange
   (``oauth.v2.access``) at ``SHOPBOT_SLACK_API_BASE_URL``, and pages that say
@@ -69,7 +76,36 @@ FAILURES = {
     "invalid_code": "Slack did not accept the code",
     "storage_error": "the workspace's token could not be stored",
     "access_denied": "the install was cancelled in Slack",
+    "team_not_allowed": "this workspace is not one the shop connects (see SHOPBOT_SLACK_INSTALL_TEAMS)",
+    "exchange_failed": "the token exchange with Slack failed",
 }
+
+
+class TeamNotAllowed(BoltError):
+    """An install for a workspace outside the allowed ones (``Settings.slack_allowed_teams``)."""
+
+    def __init__(self, team: str):
+        super().__init__(f"workspace {team} is not one this shop connects")
+        self.team = team
+
+
+TICKET_KEY = "sb:slack:install-ticket:"
+
+
+async def issue_ticket(redis: Any, actor: str, ttl_s: int = STATE_TTL_S) -> str:
+    """A one-time install ticket for an admin (``POST /admin/api/slack/install-link``): ``/install`` starts an
+    install only with one, so nobody starts one without an admin having asked for it."""
+    ticket = secrets.token_urlsafe(24)
+    await redis.set(TICKET_KEY + ticket, actor[:200], ex=ttl_s)
+    return ticket
+
+
+async def consume_ticket(redis: Any, ticket: str) -> str | None:
+    """The admin who asked for ``ticket``, once (None: unknown, expired or already used)."""
+    if not ticket or len(ticket) > 100:
+        return None
+    actor = await redis.getdel(TICKET_KEY + ticket)
+    return actor.decode() if isinstance(actor, bytes) else actor
 
 
 class RedisStateStore(AsyncOAuthStateStore):
@@ -108,14 +144,17 @@ def _installation(inst: SlackInstallation) -> Installation:
 class SqlInstallationStore(AsyncInstallationStore):
     """bolt's installation store over the product's SQL table (``shopbot.slack_installs``), tokens sealed."""
 
-    def __init__(self, web_app: web.Application, client_id: str):
-        self.web_app, self.client_id = web_app, client_id
+    def __init__(self, web_app: web.Application, client_id: str, allowed_teams: frozenset[str] | None = None):
+        self.web_app, self.client_id, self.allowed_teams = web_app, client_id, allowed_teams
 
     @property
     def logger(self) -> logging.Logger:
         return log
 
     async def async_save(self, installation: Installation):
+        if self.allowed_teams is not None and (installation.team_id or "") not in self.allowed_teams:
+            # A workspace the shop did not name (SHOPBOT_SLACK_TEAM_ID, SHOPBOT_SLACK_INSTALL_TEAMS): not kept.
+            raise TeamNotAllowed(installation.team_id or installation.enterprise_id or "?")
         values = {k: getattr(installation, k, None) for k in vars(installation)}
         values["client_id"] = self.client_id
         try:
@@ -142,10 +181,14 @@ class SqlInstallationStore(AsyncInstallationStore):
         return _installation(inst) if inst else None
 
     async def async_delete_bot(self, *, enterprise_id, team_id) -> None:
-        await asyncio.to_thread(self.web_app[credentials_key].delete_installation, enterprise_id, team_id)
+        await asyncio.to_thread(
+            self.web_app[credentials_key].delete_installation, enterprise_id, team_id, self.client_id
+        )  # fmt: skip
 
     async def async_delete_installation(self, *, enterprise_id, team_id, user_id=None) -> None:
-        await asyncio.to_thread(self.web_app[credentials_key].delete_installation, enterprise_id, team_id)
+        await asyncio.to_thread(
+            self.web_app[credentials_key].delete_installation, enterprise_id, team_id, self.client_id
+        )  # fmt: skip
 
 
 def _page(status: int, title: str, text: str) -> BoltResponse:
@@ -154,6 +197,21 @@ def _page(status: int, title: str, text: str) -> BoltResponse:
         f"<body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></body></html>"
     )
     return BoltResponse(status=status, body=body, headers={"Content-Type": "text/html; charset=utf-8"})
+
+
+async def exchange_failed(web_app: web.Application, exc: BaseException) -> BoltResponse:
+    """The callback failed past bolt's own checks (Slack disconnected or timed out, its answer lacked a
+    field): audited, and the "not completed" page with a 502 (the state was used: start again)."""
+    log.error("Slack install failed: %s", type(exc).__name__)
+    await asyncio.to_thread(
+        web_app[audit_key].record, "slack:?", None, "slack.install", None,
+        f"failed: {type(exc).__name__}"[:40], "slack",
+    )  # fmt: skip
+    return _page(
+        502,
+        "Slack install not completed",
+        f"Not installed: {FAILURES['exchange_failed']}. Start again from Add to Slack.",
+    )
 
 
 def _callbacks(web_app: web.Application) -> AsyncCallbackOptions:
@@ -173,8 +231,12 @@ def _callbacks(web_app: web.Application) -> AsyncCallbackOptions:
     async def failure(args: AsyncFailureArgs) -> BoltResponse:
         # The reason is bolt's, or the `error` Slack put in the redirect (any text: not echoed as it is).
         reason = args.reason if args.reason in FAILURES else "slack_error"
-        why = FAILURES.get(args.reason, "Slack reported an error")
+        if isinstance(args.error, TeamNotAllowed):
+            reason = "team_not_allowed"
+        why = FAILURES.get(reason, "Slack reported an error")
         status = args.suggested_status_code if 400 <= args.suggested_status_code < 600 else 400
+        if reason == "team_not_allowed":
+            status = 403
         if reason in ("invalid_state", "invalid_browser", "missing_code", "invalid_code"):
             status = 400  # the request itself is not acceptable: a client error, never a 401 challenge
         await asyncio.to_thread(
@@ -206,7 +268,7 @@ def flow(web_app: web.Application, settings: Settings) -> AsyncOAuthFlow | None:
             redirect_uri_path=REDIRECT_PATH,
             authorization_url=settings.slack_authorize_url,
             callback_options=_callbacks(web_app),
-            installation_store=SqlInstallationStore(web_app, settings.slack_client_id),
+            installation_store=SqlInstallationStore(web_app, settings.slack_client_id, settings.slack_allowed_teams),
             installation_store_bot_only=True,
             state_store=RedisStateStore(lambda: web_app[aredis_key]),
             state_expiration_seconds=STATE_TTL_S,

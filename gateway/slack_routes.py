@@ -15,8 +15,9 @@ it came through), never seen before (a replay), unless Slack says it retries an
 event. bolt's own single-secret check is off for that reason; the refusals are
 the same (503 with no secret, 401 without headers, 403 wrong, stale, replayed).
 bolt's ``authorize`` then gives the workspace's bot token: the one pasted for
-it, else its "Add to Slack" installation (``gateway.slack_oauth``), else the
-app's.
+it, else, only for requests the "Add to Slack" app signed, its installation
+(``gateway.slack_oauth``; that token only ever goes to the URL it was exchanged
+at), else the app's (``Channels.slack_auth``).
 
 The desk is for agents only (``agents_only``, bolt listener middleware on every
 desk listener): a signed request proves it comes from the app, not from which
@@ -44,6 +45,7 @@ import json
 import logging
 import re
 from typing import Any, NamedTuple
+from urllib.parse import parse_qsl
 
 import aiohttp
 from aiohttp import web
@@ -59,7 +61,7 @@ from channels import slack
 from channels.base import ChannelError
 from handoff.queue import HandoffError
 from handoff.slack_desk import CLAIM, NOTE, NOTE_VIEW, RESOLVE, note_modal, note_text
-from shopbot.credentials import Channels, SlackApp
+from shopbot.credentials import Channels, SlackApp, SlackAuth
 
 from . import limits, slack_oauth
 from .context import (
@@ -87,6 +89,7 @@ MEMBERS_MAX_PAGES = 50
 # What the gateway puts in each request's bolt context before dispatching it.
 ENTRY, CHANNELS, DESK = "shopbot_app", "shopbot_channels", "shopbot_desk"
 bolt_key = web.AppKey("slack_bolt", AsyncApp)
+oauth_flow_key = web.AppKey("slack_oauth_flow", object)  # our AsyncOAuthFlow, or None: no "Add to Slack"
 TEAM_ID = re.compile(r"[TE][A-Z0-9]{2,40}")
 
 
@@ -135,23 +138,83 @@ def _error(status: int, reason: str) -> web.HTTPException:
     return cls(text=json.dumps({"error": reason}), content_type="application/json")
 
 
-def _malformed(kind: str, body: bytes) -> str | None:
-    """Why a verified body cannot go to bolt (which expects well-formed Slack payloads), if it cannot."""
+def _bolt_body(text: str, content_type: str) -> Any:
+    """The body as bolt's ``parse_body`` will read it (JSON when it says so or starts with ``{``; a form's
+    ``payload`` field as JSON; else the form's fields), or a ``ValueError`` with the reason it cannot."""
+    if content_type == "application/json" or text.startswith("{"):
+        try:
+            return json.loads(text)
+        except (json.JSONDecodeError, RecursionError):
+            raise ValueError("body is not valid JSON (or nested too deeply)") from None
+    pairs = parse_qsl(text, keep_blank_values=True)
+    names = [k for k, _ in pairs]
+    if len(names) != len(set(names)):
+        raise ValueError("a form field is repeated")  # bolt and the checks here would read different ones
+    fields = dict(pairs)
+    if "payload" in text:  # bolt's own test: the payload field's JSON is the body
+        if "payload" not in fields:
+            return {}
+        try:
+            return json.loads(fields["payload"])
+        except (json.JSONDecodeError, RecursionError):
+            raise ValueError("interaction without a JSON payload field") from None
+    return fields
+
+
+def _typed(obj: dict[str, Any], field: str, kind: type | tuple[type, ...], what: str) -> str | None:
+    value = obj.get(field)
+    return None if value is None or isinstance(value, kind) else f"{field} must be {what}"
+
+
+def _malformed(kind: str, body: bytes, content_type: str = "") -> str | None:
+    """Why a verified body cannot go to bolt, if it cannot: read as bolt reads it (``_bolt_body``), it must
+    be the shape the listeners take (an Events API object, an interaction payload, a command's form)."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         return "body is not UTF-8"
+    try:
+        payload = _bolt_body(text, content_type.split(";")[0].strip().lower())
+    except ValueError as exc:
+        return str(exc)
+    if not isinstance(payload, dict):
+        return (
+            "an Events API request must be a JSON object"
+            if kind == "events"
+            else "interaction payload must be a JSON object"
+        )
     if kind == "events":
-        try:
-            payload = json.loads(text)
-        except (json.JSONDecodeError, RecursionError):
-            return "body is not valid JSON (or nested too deeply)"
-        return None if isinstance(payload, dict) else "an Events API request must be a JSON object"
+        if content_type.split(";")[0].strip().lower() != "application/json" and not text.startswith("{"):
+            return "an Events API request must be a JSON object"
+        if payload.get("type") == "event_callback" and not isinstance(payload.get("event"), dict):
+            return "an event_callback needs an event object"
+        auths = payload.get("authorizations")
+        if auths is not None and not (isinstance(auths, list) and all(isinstance(a, dict) for a in auths)):
+            return "authorizations must be a list of objects"
+        return (
+            _typed(payload, "type", str, "a string") or _typed(payload, "event", dict, "an object")
+            or _typed(payload, "team_id", str, "a string") or _typed(payload, "enterprise_id", str, "a string")
+            or _typed(payload, "api_app_id", str, "a string") or _typed(payload, "event_id", str, "a string")
+        )  # fmt: skip
     if kind == "interactions":
-        try:
-            slack.form_payload(body)
-        except ChannelError as exc:
-            return exc.reason
+        if not isinstance(payload.get("type"), str):
+            return "interaction payload must be a JSON object with a type"
+        for field in ("user", "team", "channel", "view", "message", "container", "enterprise"):
+            if (why := _typed(payload, field, dict, "an object")) is not None:
+                return why
+        actions = payload.get("actions")
+        if actions is not None and not (isinstance(actions, list) and all(isinstance(a, dict) for a in actions)):
+            return "actions must be a list of objects"
+        if payload["type"] == "block_actions" and not actions:
+            return "block_actions without actions"
+        if payload["type"] == "view_submission" and not isinstance(payload.get("view"), dict):
+            return "view_submission without a view"
+        return None
+    # a slash command: form fields, never JSON
+    if text.startswith("{") or "payload" in payload:
+        return "a slash command is a form (command, text, user_id, ...), not JSON"
+    if not str(payload.get("command", "")).startswith("/"):
+        return "a slash command needs a command field starting with /"
     return None
 
 
@@ -159,7 +222,7 @@ async def slack_request(request: web.Request) -> web.StreamResponse:
     """The three Slack URLs: verified here, then dispatched to the bolt app with the app it came through."""
     kind = request.path.rsplit("/", 1)[-1]
     body, app, chans = await _verified(request, retries_allowed=kind == "events")
-    if (why := _malformed(kind, body)) is not None:
+    if (why := _malformed(kind, body, request.headers.get("Content-Type", ""))) is not None:
         return json_error(400, why)
     bolt_req = await to_bolt_request(request)
     bolt_req.context[ENTRY] = app
@@ -179,18 +242,17 @@ class WorkspaceToken(AsyncAuthorize):
         chans: Channels | None = context.get(CHANNELS)
         if chans is None:
             return None
-        token = chans.slack_token(team_id, context.get(ENTRY), enterprise_id)
-        if not token:
+        auth = chans.slack_auth(team_id, context.get(ENTRY), enterprise_id)
+        if auth is None:
             log.warning("a Slack request from a workspace with no bot token (not installed)")
             return None
-        inst = chans.installation(team_id, enterprise_id)
-        mine = inst is not None and inst.bot_token == token
+        inst = auth.installation
         return AuthorizeResult(
             enterprise_id=enterprise_id,
             team_id=team_id,
-            bot_token=token,
-            bot_user_id=inst.bot_user_id if mine and inst else None,
-            bot_id=inst.bot_id if mine and inst else None,
+            bot_token=auth.token,
+            bot_user_id=inst.bot_user_id if inst else None,
+            bot_id=inst.bot_id if inst else None,
             user_id=user_id,
         )
 
@@ -297,8 +359,10 @@ async def _desk_check(
         return None
     assert app.agent_channel is not None
     try:
-        token = chans.slack_token(app.team_id or team, app)
-        members = await channel_members(web_app, app, app.agent_channel, token)
+        # The token and the URL it belongs to come together (Channels.slack_auth): an installation's token
+        # only for the "Add to Slack" app, and only to the URL it was exchanged at.
+        auth = chans.slack_auth(app.team_id or team, app)
+        members = await channel_members(web_app, app, app.agent_channel, auth)
     except MembershipUnknown as exc:
         log.warning("desk action refused: the agents' channel's members are unknown (%s)", exc)
         return MEMBERSHIP_UNKNOWN
@@ -313,7 +377,9 @@ def members_key(app: SlackApp, channel: str) -> str:
     return f"sb:slack:members:{app.name}:{app.team_id or '-'}:{channel}"
 
 
-async def channel_members(web_app: web.Application, app: SlackApp, channel: str, token: str) -> frozenset[str]:
+async def channel_members(
+    web_app: web.Application, app: SlackApp, channel: str, auth: SlackAuth | None
+) -> frozenset[str]:
     """Who is in ``channel``: from Redis if asked in the last ``MEMBERS_TTL_S``, else from Slack."""
     r, key = web_app[aredis_key], members_key(app, channel)
     try:
@@ -322,10 +388,10 @@ async def channel_members(web_app: web.Application, app: SlackApp, channel: str,
         raise MembershipUnknown(f"Redis: {type(exc).__name__}") from None
     if cached is not None:
         return frozenset(json.loads(cached))
-    if not token:
+    if auth is None:
         raise MembershipUnknown("no bot token for the desk's workspace")
     try:
-        members = await asyncio.wait_for(_fetch_members(web_app[http_key], app, channel, token), MEMBERS_TIMEOUT_S)
+        members = await asyncio.wait_for(_fetch_members(web_app[http_key], channel, auth), MEMBERS_TIMEOUT_S)
     except TimeoutError:
         raise MembershipUnknown(f"conversations.members took over {MEMBERS_TIMEOUT_S} s") from None
     except (aiohttp.ClientError, OSError, ValueError) as exc:
@@ -337,10 +403,11 @@ async def channel_members(web_app: web.Application, app: SlackApp, channel: str,
     return members
 
 
-async def _fetch_members(http: aiohttp.ClientSession, app: SlackApp, channel: str, token: str) -> frozenset[str]:
-    """Every page of ``conversations.members`` (cursor pagination), with the workspace's bot token."""
-    url = app.api_base_url.rstrip("/") + "/conversations.members"
-    headers = {"Authorization": f"Bearer {token}"}
+async def _fetch_members(http: aiohttp.ClientSession, channel: str, auth: SlackAuth) -> frozenset[str]:
+    """Every page of ``conversations.members`` (cursor pagination), with the workspace's bot token, at the
+    URL that token belongs to."""
+    url = auth.base_url.rstrip("/") + "/conversations.members"
+    headers = {"Authorization": f"Bearer {auth.token}"}
     members: set[str] = set()
     cursor = ""
     for _ in range(MEMBERS_MAX_PAGES):
@@ -445,9 +512,41 @@ HELP = (
 # -- the bolt app ----------------------------------------------------------------------------------
 
 
+async def _forget_installation(
+    web_app: web.Application, app: SlackApp, body: dict[str, Any], action: str, bot_users: list[str] | None
+) -> None:
+    """Delete this app's installation rows named by an ``app_uninstalled`` / ``tokens_revoked`` event: only
+    through the "Add to Slack" app (its signing secret), only rows of its client id and of the event's
+    ``api_app_id``; the workspace's row, and for an org-wide install (``is_enterprise_install``, or no team)
+    the org's (team ""). Audited."""
+    settings = web_app[settings_key]
+    team, enterprise = str(body.get("team_id") or ""), str(body.get("enterprise_id") or "")
+    auths = body.get("authorizations") or [{}]
+    org_wide = bool(auths[0].get("is_enterprise_install")) or not team
+    target = team or enterprise or "?"
+    if not app.oauth or not settings.slack_client_id:
+        await asyncio.to_thread(
+            web_app[audit_key].record, "slack:?", None, action, target, "refused: not the Add to Slack app", "slack"
+        )  # fmt: skip
+        return
+    where = [(enterprise, "")] if org_wide and enterprise else []
+    if team:
+        where.append((enterprise, team))
+    gone = 0
+    for ent, tm in where:
+        gone += await asyncio.to_thread(
+            web_app[credentials_key].delete_installation, ent, tm, settings.slack_client_id,
+            str(body.get("api_app_id") or "") or None, bot_users,
+        )  # fmt: skip
+    await asyncio.to_thread(
+        web_app[audit_key].record, "slack:?", None, action, target, f"ok: {gone} installation(s) removed", "slack"
+    )  # fmt: skip
+    log.info("Slack installation removed (%s)", action, extra={"team_id": team})
+
+
 def build(web_app: web.Application) -> AsyncApp:
     """The bolt app of one gateway: its listeners close over the gateway's resources (looked up per call)."""
-    settings = web_app[settings_key]
+    flow = web_app[oauth_flow_key]
     bolt = AsyncApp(
         name="shopbot",
         logger=logging.getLogger("slack_bolt.shopbot"),
@@ -457,8 +556,15 @@ def build(web_app: web.Application) -> AsyncApp:
         request_verification_enabled=False,  # done before dispatch (_verified): several apps, replays, 401/403
         authorize=WorkspaceToken(),
         ignoring_self_events_enabled=False,  # parse_event drops every bot's message, ours included
-        oauth_flow=slack_oauth.flow(web_app, settings),
+        oauth_flow=flow,
     )
+    if flow is None and bolt.oauth_flow is not None:
+        # bolt made its own flow from SLACK_CLIENT_ID / SLACK_CLIENT_SECRET in the environment (with a file
+        # installation store that keeps tokens unsealed): never used; only ours serves /install.
+        log.warning("SLACK_CLIENT_ID/SLACK_CLIENT_SECRET are ignored: Add to Slack uses SHOPBOT_SLACK_CLIENT_ID")
+        bolt._async_oauth_flow = None
+        bolt._async_installation_store = None
+        bolt._async_tokens_revocation_listeners = None
     bolt.error(_on_error)
     desk_only = agents_only(web_app)
 
@@ -478,12 +584,24 @@ def build(web_app: web.Application) -> AsyncApp:
         )  # fmt: skip
         if not fresh:
             return BoltResponse(status=200, body={"ok": True, "duplicate": True})
-        await next()
+        try:
+            await next()
+        except BaseException:
+            # Not handled after all (a backend failed: Slack gets a 5xx and retries): the retry must not be
+            # taken for a duplicate, or the agent's reply is lost.
+            await asyncio.to_thread(web_app[store_key].forget_seen, f"slack-event:{context['desk_event']}")
+            raise
         return None
 
     @bolt.event("message", matchers=[card_reply], middleware=[once_per_event, desk_only])
     async def agent_reply(context, ack) -> None:
-        await _perform(web_app, context[DESK], "reply", context[DESK].text)
+        try:
+            await _perform(web_app, context[DESK], "reply", context[DESK].text)
+        except BaseException:
+            # Not done (a backend failed: Slack gets a 5xx and retries the event): once_per_event's mark is
+            # cleared, or the retry would be taken for a duplicate and the agent's reply lost.
+            await asyncio.to_thread(web_app[store_key].forget_seen, f"slack-event:{context['desk_event']}")
+            raise
         await ack()
 
     async def shopper_message(body: dict[str, Any], context, ack) -> None:
@@ -498,10 +616,18 @@ def build(web_app: web.Application) -> AsyncApp:
     bolt.event("app_mention")(shopper_message)
 
     @bolt.event("app_uninstalled")
-    async def uninstalled(body: dict[str, Any], ack) -> None:
-        """The workspace removed the app: its "Add to Slack" token is forgotten."""
-        enterprise, team = body.get("enterprise_id"), body.get("team_id")
-        await asyncio.to_thread(web_app[credentials_key].delete_installation, enterprise, team)
+    async def uninstalled(body: dict[str, Any], context, ack) -> None:
+        """The workspace (or the Enterprise Grid org) removed the app: this app's "Add to Slack" token for it
+        is forgotten (the rows of this client id and app id only; other apps' stay)."""
+        await _forget_installation(web_app, context[ENTRY], body, "slack.uninstall", None)
+        await ack()
+
+    @bolt.event("tokens_revoked")
+    async def tokens_revoked(body: dict[str, Any], context, ack) -> None:
+        """Bot tokens of the workspace were revoked: this app's installation with that bot user is forgotten."""
+        bots = ((body.get("event") or {}).get("tokens") or {}).get("bot") or []
+        if isinstance(bots, list) and bots:
+            await _forget_installation(web_app, context[ENTRY], body, "slack.tokens_revoked", [str(b) for b in bots])
         await ack()
 
     @bolt.action(re.compile(f"^{slack.QUICK_REPLY_ACTION}"))
@@ -571,8 +697,11 @@ def build(web_app: web.Application) -> AsyncApp:
 
 
 async def _oauth(request: web.Request, step: str) -> web.StreamResponse:
-    """The install link and Slack's redirect back, through bolt's OAuth flow (limited per client IP)."""
-    flow = request.app[bolt_key].oauth_flow
+    """The install link and Slack's redirect back, through our OAuth flow only (never one bolt would make
+    from its own environment variables), limited per client IP. An install starts only with a one-time
+    ticket an admin asked for (``POST /admin/api/slack/install-link``); a callback that fails past bolt's
+    checks is audited and answered with the "not completed" page."""
+    flow = request.app[oauth_flow_key]
     if flow is None:
         return json_error(
             404, "Add to Slack is not set up: set SHOPBOT_SLACK_CLIENT_ID and SHOPBOT_SLACK_CLIENT_SECRET"
@@ -581,12 +710,27 @@ async def _oauth(request: web.Request, step: str) -> web.StreamResponse:
         await limits.per_ip(request)
     except limits.Limited as exc:
         return limits.answer_429(exc)
-    team = request.query.get("team")
-    if step == "install" and team is not None and not TEAM_ID.fullmatch(team):
-        return json_error(400, "team must be a workspace id like T0123ABCD")  # it goes into Slack's URL
     bolt_req = await to_bolt_request(request)
-    handle = flow.handle_installation if step == "install" else flow.handle_callback
-    return await to_aiohttp_response(await handle(bolt_req))
+    if step == "install":
+        team = request.query.get("team")
+        if team is not None and not TEAM_ID.fullmatch(team):
+            return json_error(400, "team must be a workspace id like T0123ABCD")  # it goes into Slack's URL
+        admin = await slack_oauth.consume_ticket(request.app[aredis_key], request.query.get("ticket", ""))
+        if admin is None:
+            await asyncio.to_thread(
+                request.app[audit_key].record, "unknown", None, "slack.install", None, "refused: no install ticket",
+                limits.client_ip(request),
+            )  # fmt: skip
+            return json_error(
+                403, "an install starts from the admin page (Add to Slack): its link works once, for 10 minutes"
+            )  # fmt: skip
+        log.info("Slack install started by an admin's link")
+        return await to_aiohttp_response(await flow.handle_installation(bolt_req))
+    try:
+        answer = await flow.handle_callback(bolt_req)
+    except Exception as exc:  # noqa: BLE001 - a disconnect, a timeout, an answer without bot_id: audited, 502
+        answer = await slack_oauth.exchange_failed(request.app, exc)
+    return await to_aiohttp_response(answer)
 
 
 async def install(request: web.Request) -> web.StreamResponse:
@@ -598,6 +742,7 @@ async def oauth_redirect(request: web.Request) -> web.StreamResponse:
 
 
 def setup(app: web.Application) -> None:
+    app[oauth_flow_key] = slack_oauth.flow(app, app[settings_key])
     app[bolt_key] = build(app)
     for path in ("events", "interactions", "commands"):
         app.router.add_post(f"{PREFIX}/{path}", slack_request)

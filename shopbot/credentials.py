@@ -25,7 +25,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from sqlalchemy import Column, Float, String, Table, Text, delete, select
@@ -173,6 +173,19 @@ class SlackApp:
     # installed in several workspaces, and a signature only proves the request came from the app).
     # None: not known (not checked).
     team_id: str | None = None
+    # The "Add to Slack" app (SHOPBOT_SLACK_CLIENT_ID is set and this entry's signing secret is
+    # SHOPBOT_SLACK_SIGNING_SECRET): only requests it signed, and conversations it carries, may use the
+    # workspaces' OAuth installations (whose tokens only ever go to SHOPBOT_SLACK_API_BASE_URL).
+    oauth: bool = False
+
+
+class SlackAuth(NamedTuple):
+    """A bot token and the one Web API URL it may be sent to; ``installation``: the OAuth installation it
+    comes from (None: a pasted token)."""
+
+    token: str
+    base_url: str
+    installation: SlackInstallation | None = None
 
 
 @dataclass(frozen=True)
@@ -185,6 +198,8 @@ class Channels:
     version: str = "0"
     # Workspaces connected by "Add to Slack" (OAuth), newest first (shopbot.slack_installs).
     installations: tuple[SlackInstallation, ...] = ()
+    # Where the installations' tokens were exchanged (SHOPBOT_SLACK_API_BASE_URL): the only URL they go to.
+    install_api_base_url: str = "https://slack.com/api/"
 
     def telegram_by_secret(self, header: str) -> TelegramBot | None:
         """The bot whose webhook secret Telegram sent (every bot's is compared, in constant time)."""
@@ -220,16 +235,34 @@ class Channels:
             )
         return None
 
-    def slack_token(self, team_id: str | None, app: SlackApp | None, enterprise_id: str | None = None) -> str:
+    def slack_auth(
+        self, team_id: str | None, app: SlackApp | None, enterprise_id: str | None = None
+    ) -> SlackAuth | None:
         """The bot token for a workspace reached through ``app`` (the entry whose signing secret verified,
-        or the conversation's ``via``): a pasted token of an entry bound to that very workspace first, then
-        the workspace's "Add to Slack" installation, then the entry's pasted token; "" when none."""
+        or the conversation's ``via``), with the URL it goes to: a pasted token of an entry bound to that
+        very workspace first; then, only through the "Add to Slack" app (``SlackApp.oauth``), the
+        workspace's installation, at the URL it was exchanged at; then the entry's pasted token. One
+        source's token never goes to another source's URL. None: no token."""
         if app is not None and app.bot_token and app.team_id and app.team_id == team_id:
-            return app.bot_token
-        inst = self.installation(team_id, enterprise_id)
-        if inst is not None and inst.bot_token:
-            return inst.bot_token
-        return app.bot_token if app is not None else ""
+            return SlackAuth(app.bot_token, app.api_base_url)
+        if app is None or app.oauth:
+            inst = self.installation(team_id, enterprise_id)
+            if inst is not None and inst.bot_token:
+                return SlackAuth(inst.bot_token, self.install_api_base_url, inst)
+        if app is not None and app.bot_token:
+            return SlackAuth(app.bot_token, app.api_base_url)
+        return None
+
+    def slack_token(self, team_id: str | None, app: SlackApp | None, enterprise_id: str | None = None) -> str:
+        """``slack_auth``'s token alone ("" when none)."""
+        auth = self.slack_auth(team_id, app, enterprise_id)
+        return auth.token if auth else ""
+
+
+def _is_oauth_app(settings, signing_secret: str) -> bool:
+    """Whether an entry with this signing secret is the "Add to Slack" app (the environment's)."""
+    env = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
+    return bool(settings.slack_client_id and env and hmac.compare_digest(signing_secret.encode(), env.encode()))
 
 
 def from_environment(settings) -> Channels:
@@ -257,10 +290,11 @@ def from_environment(settings) -> Channels:
                 settings.slack_api_base_url,
                 user_ids(settings.slack_desk_agents),
                 settings.slack_team_id,
+                _is_oauth_app(settings, sv(settings.slack_signing_secret)),
             ),
         )
     origins = tuple(o.strip() for o in (settings.web_allowed_origins or "").split(",") if o.strip())
-    return Channels(tg, sl, origins)
+    return Channels(tg, sl, origins, install_api_base_url=settings.slack_api_base_url)
 
 
 # -- the store ----------------------------------------------------------------------------
@@ -325,8 +359,15 @@ class CredentialStore:
         self.installations().save(values)
         self._bump()
 
-    def delete_installation(self, enterprise_id: str | None, team_id: str | None, client_id: str | None = None) -> int:
-        n = self.installations().delete(enterprise_id, team_id, client_id)
+    def delete_installation(
+        self,
+        enterprise_id: str | None,
+        team_id: str | None,
+        client_id: str | None = None,
+        app_id: str | None = None,
+        bot_user_ids: list[str] | None = None,
+    ) -> int:
+        n = self.installations().delete(enterprise_id, team_id, client_id, app_id, bot_user_ids)
         if n:
             self._bump()
         return n
@@ -563,11 +604,13 @@ class CredentialStore:
                 sl.append(
                     SlackApp(
                         name, sec["bot_token"], sec["signing_secret"], conf.get("agent_channel"), base, agents,
-                        conf.get("team_id"),
+                        conf.get("team_id"), _is_oauth_app(self.settings, sec["signing_secret"]),
                     )
                 )  # fmt: skip
         try:
-            installs = tuple(self.installations().all())
+            # The installations of the "Add to Slack" app in force (another client id's are not its tokens).
+            client = self.settings.slack_client_id or ""
+            installs = tuple(i for i in self.installations().all() if client and i.client_id == client)
         except SecretKeyError as exc:
             log.error("Slack installations cannot be used: %s", exc)
             installs = ()
@@ -577,6 +620,7 @@ class CredentialStore:
             tuple(sorted(set(origins))) if "web" in stored else env.web_origins,
             version,
             installs,
+            self.settings.slack_api_base_url,
         )
 
 

@@ -90,6 +90,21 @@ class Settings(BaseSettings):
     slack_authorize_url: str = Field(
         "https://slack.com/oauth/v2/authorize", description="where the install link sends the admin"
     )
+    slack_install_teams: str | None = Field(
+        None,
+        description="workspaces (T0123ABCD, comma-separated) that may be connected by Add to Slack besides "
+        "SHOPBOT_SLACK_TEAM_ID; with neither set, any workspace the admin installs in",
+    )
+
+    @property
+    def slack_allowed_teams(self) -> frozenset[str] | None:
+        """The workspaces an install may be saved for (None: any): SHOPBOT_SLACK_TEAM_ID and
+        SHOPBOT_SLACK_INSTALL_TEAMS, when either is set."""
+        teams = {t.strip() for t in (self.slack_install_teams or "").split(",") if t.strip()}
+        if self.slack_team_id:
+            teams.add(self.slack_team_id)
+        return frozenset(teams) or None
+
     # Where orders are read from: the shop data tables, or the shop's own JSON API
     order_source: Literal["sql", "http"] = "sql"
     order_api_url: str | None = Field(None, description="URL template with {order_number}")
@@ -116,7 +131,7 @@ class Settings(BaseSettings):
         "public_url", "device", "policies_file", "agent_token", "secret_key", "secret_key_file",
         "previous_secret_keys", "web_allowed_origins", "telegram_bot_token", "telegram_webhook_secret",
         "slack_bot_token", "slack_signing_secret", "slack_agent_channel", "slack_desk_agents", "slack_team_id",
-        "slack_client_id", "slack_client_secret",
+        "slack_client_id", "slack_client_secret", "slack_install_teams",
         "order_api_url",
         "order_api_token", "llm_base_url", "llm_model", "llm_api_key", mode="before",
     )  # fmt: skip

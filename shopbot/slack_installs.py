@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Boolean, Column, Float, String, Table, Text, delete, select
+from sqlalchemy import Boolean, Column, Float, String, Table, Text, delete, or_, select
 from sqlalchemy.engine import Engine
 
 from .crypto import SecretBox, SecretKeyError
@@ -108,9 +108,23 @@ class InstallationTable:
         stmt = stmt.where(installations.c.enterprise_id == ent, installations.c.team_id == team)
         return stmt.where(installations.c.client_id == client_id) if client_id is not None else stmt
 
-    def delete(self, enterprise_id: str | None, team_id: str | None, client_id: str | None = None) -> int:
+    def delete(
+        self,
+        enterprise_id: str | None,
+        team_id: str | None,
+        client_id: str | None = None,
+        app_id: str | None = None,
+        bot_user_ids: list[str] | None = None,
+    ) -> int:
+        """Delete the row of one workspace (``team_id`` "" : the org-wide install of ``enterprise_id``), of
+        ``client_id`` when given; of ``app_id`` when given (rows that recorded another app id stay); only
+        with one of ``bot_user_ids`` when given (tokens_revoked). Returns how many rows went."""
         with self.engine.begin() as conn:
             stmt = self._match(client_id, enterprise_id or "", team_id or "", delete(installations))
+            if app_id:
+                stmt = stmt.where(or_(installations.c.app_id == app_id, installations.c.app_id == ""))
+            if bot_user_ids is not None:
+                stmt = stmt.where(installations.c.bot_user_id.in_(bot_user_ids))
             return conn.execute(stmt).rowcount
 
     def all(self) -> list[SlackInstallation]:

@@ -263,6 +263,10 @@ class ConversationStore:
         """True the first time ``name`` is seen within ``ttl_s`` (replay and retry protection)."""
         return bool(self.r.set(f"{PREFIX}:seen:{name}", "1", nx=True, ex=ttl_s))
 
+    def forget_seen(self, name: str) -> None:
+        """``first_time`` forgets ``name`` (what was marked seen was not handled after all)."""
+        self.r.delete(f"{PREFIX}:seen:{name}")
+
     # -- what was sent where: cursors into the log, the agents' desk --------------------------
 
     def cursor(self, cid: str, name: str) -> str | None:

@@ -150,6 +150,7 @@ class FakeSlack(FakePlatform):
         self._ts = itertools.count(1)
         self.members: dict[str, list[str]] = {}
         self.members_page = 1000
+        self.disconnect: set[str] = set()  # methods answered by closing the connection (a network failure)
 
     def grant(self, client_id: str, redirect_uri: str, team: str, team_name: str, user: str, scope: str) -> str:
         """The admin allowed the install of ``client_id`` in workspace ``team``: the code Slack redirects with."""
@@ -197,6 +198,10 @@ class FakeSlack(FakePlatform):
 
     async def handle(self, request: web.Request) -> web.Response:
         method, params = request.match_info["method"], await _params(request)
+        if method in self.disconnect and request.transport is not None:
+            self.calls.append(Call(method, params, time.time(), 0))
+            request.transport.abort()  # the client sees the server disconnect
+            return web.Response()
         if method == "oauth.v2.access":
             answer = self._oauth_v2_access(request, params)
             shown = {k: v for k, v in params.items() if k != "client_secret"}

@@ -110,6 +110,7 @@ AGENT_CHANNEL = "C0AGENTS"
 SLACK_TEAM = "T0SHOP"
 SLACK_CLIENT_ID = "5012340000.7001"  # the Slack app's OAuth client ("Add to Slack")
 SLACK_CLIENT_SECRET = "test-client-secret-0001"
+INSTALL_TEAMS = ("T0NEWSHOP", "T0LATE", "T0DESK2", "T0ADDED", "T0EVIL1", "T0GONE", "T0OTHERAPP", "T0REVOKED", "T0FAILS")
 
 
 def platform_env(platforms: dict) -> dict[str, str]:
@@ -125,6 +126,8 @@ def platform_env(platforms: dict) -> dict[str, str]:
         "SHOPBOT_SLACK_TEAM_ID": SLACK_TEAM,  # the workspace of the recorded payloads in tests/fixtures/slack
         "SHOPBOT_SLACK_CLIENT_ID": SLACK_CLIENT_ID,
         "SHOPBOT_SLACK_CLIENT_SECRET": SLACK_CLIENT_SECRET,
+        # The workspaces the tests connect by "Add to Slack" (besides SHOPBOT_SLACK_TEAM_ID); others are refused
+        "SHOPBOT_SLACK_INSTALL_TEAMS": ",".join(INSTALL_TEAMS),
         # Slack's authorize page, as the local Slack server would have it (the test plays the admin there)
         "SHOPBOT_SLACK_AUTHORIZE_URL": platforms["slack_url"].rstrip("/").removesuffix("/api") + "/oauth/v2/authorize",
     }
@@ -184,9 +187,10 @@ def admin_cli(env: dict[str, str], *args: str, stdin: str | None = None) -> subp
 
 def lone_gateway(tmp: Path, redis_url: str, db: int, platforms: dict, token_name: str, **settings: str) -> dict:
     """A gateway without workers on its own Redis database (emptied) and SQLite file, pointed at the local
-    platforms, with an admin token made by the CLI; stop it with ``handle["proc"].stop()``."""
+    platforms, with an admin token made by the CLI; stop it with ``handle["proc"].stop()``. ``settings``
+    are more environment variables (they override the platforms')."""
     env = product_env(
-        redis_url.rsplit("/", 1)[0] + f"/{db}", tmp / "no-models", tmp, **platform_env(platforms), **settings
+        redis_url.rsplit("/", 1)[0] + f"/{db}", tmp / "no-models", tmp, **{**platform_env(platforms), **settings}
     )
     import redis
 

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import pytest
 from platforms import form_body, slack_headers
-from services import AGENT_CHANNEL, SLACK_CLIENT_ID, SLACK_SECRET, TELEGRAM_SECRET
+from services import AGENT_CHANNEL, SLACK_CLIENT_ID, SLACK_SECRET, TELEGRAM_SECRET, admin_cli
 from test_channels import fixture
 
 pytestmark = pytest.mark.slow
@@ -99,10 +99,29 @@ def command(text: str, user: str = "U0AGENT1") -> dict:
     return {**fixture("slack", "slash_command")["form"], "text": text, "user_id": user}
 
 
-async def start_install(http: aiohttp.ClientSession, url: str) -> tuple[str, dict[str, list[str]], str]:
-    """An admin's click on "Add to Slack": the redirect to Slack's authorize page, its query, and the
-    state cookie the browser keeps."""
-    async with http.get(f"{url}/channels/slack/install", allow_redirects=False) as r:
+def admin_token(gw: dict) -> str:
+    """An admin token for a gateway handle (made once by the CLI, as an operator does)."""
+    if "admin" not in gw:
+        made = admin_cli(gw["env"], "tokens", "create", "--name", "platforms admin", "--role", "admin")
+        assert made.returncode == 0, made.stderr
+        gw["admin"] = made.stdout.strip().splitlines()[-1]
+    return gw["admin"]
+
+
+async def install_link(http: aiohttp.ClientSession, url: str, admin: str) -> str:
+    """The one-time "Add to Slack" link the admin page asks for (admin token)."""
+    headers = {"Authorization": f"Bearer {admin}"}
+    async with http.post(f"{url}/admin/api/slack/install-link", headers=headers) as r:
+        assert r.status == 200, await r.text()
+        return (await r.json())["url"]
+
+
+async def start_install(http: aiohttp.ClientSession, url: str, admin: str) -> tuple[str, dict[str, list[str]], str]:
+    """An admin's click on "Add to Slack" (the admin page's one-time link): the redirect to Slack's authorize
+    page, its query, and the state cookie the browser keeps."""
+    link = await install_link(http, url, admin)
+    assert link.startswith(f"{url}/channels/slack/install?ticket="), link
+    async with http.get(link, allow_redirects=False) as r:
         assert r.status == 302, await r.text()
         location = r.headers["Location"]
         cookie = r.cookies[STATE_COOKIE].value
@@ -478,7 +497,7 @@ async def test_a_workspace_connected_by_add_to_slack_is_answered_with_its_own_to
     at the local Slack server): a shopper's DM from there is answered with the token that install gave."""
     slack_api, url = platforms["slack"], product["url"]
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
-        _, query, cookie = await start_install(http, url)
+        _, query, cookie = await start_install(http, url, admin_token(product))
         redirect_uri = query["redirect_uri"][0]
         code = slack_api.grant(SLACK_CLIENT_ID, redirect_uri, "T0ADDED", "Added Shop", "U0OWNER", "chat:write")
         status, page = await callback(http, url, query["state"][0], code, cookie)

@@ -41,11 +41,10 @@ def sender_for(channel: str, meta: dict[str, str], chans: Channels):
         bot = chans.telegram_bot(meta.get("account", ""))
         return telegram_sender(bot.token, bot.api_base_url) if bot else None
     if channel == slack_channel.NAME:
-        # The workspace's token: pasted for it, or from its "Add to Slack" installation, or the app's.
-        app = chans.slack_app(meta.get("via"))
-        token = chans.slack_token(meta.get("account"), app)
-        base = (app or chans.slack_app()).api_base_url if (app or chans.slack_app()) else None
-        return slack_sender(token, base or slack_channel.DEFAULT_API_BASE_URL) if token else None
+        # The workspace's token: pasted for it, or (through the "Add to Slack" app) its installation, or
+        # the app's; always with the URL that very token belongs to (Channels.slack_auth).
+        auth = chans.slack_auth(meta.get("account"), chans.slack_app(meta.get("via")))
+        return slack_sender(auth.token, auth.base_url) if auth else None
     return None
 
 
@@ -54,10 +53,15 @@ def desk_sender(chans: Channels) -> tuple[slack_channel.SlackSender, str] | None
     app = chans.desk()
     if app is None or not app.agent_channel:
         return None
-    token = chans.slack_token(app.team_id, app)
-    if not token and not app.team_id and len(chans.installations) == 1:
-        token = chans.installations[0].bot_token  # "Add to Slack" only, one workspace: the desk is there
-    return (slack_sender(token, app.api_base_url), app.agent_channel) if token else None
+    # The desk's workspace is the app's team_id (SHOPBOT_SLACK_TEAM_ID, or learned by Test): its pasted
+    # token, else (the "Add to Slack" app) that workspace's installation. Without a team_id, the app's
+    # pasted token; an installation is never guessed (a second workspace's install must not move the desk).
+    auth = chans.slack_auth(app.team_id, app)
+    if auth is None:
+        if chans.installations and not app.team_id:
+            log.warning("no token for the agents' desk: set SHOPBOT_SLACK_TEAM_ID to the desk's workspace")
+        return None
+    return slack_sender(auth.token, auth.base_url), app.agent_channel
 
 
 def desk_for(store: ConversationStore, queue: HandoffQueue, chans: Channels) -> SlackDesk | None:

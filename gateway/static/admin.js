@@ -176,5 +176,12 @@
     }, function (e) { flash("Not saved: " + e.message); });
   };
 
+  // "Add to Slack": an admin asks for a one-time install link (audited), then the browser follows it.
+  $("#add-to-slack-button").onclick = function () {
+    api("POST", "/admin/api/slack/install-link").then(function (r) {
+      window.location.assign(r.url);
+    }, function (e) { flash("Add to Slack: " + e.message); });
+  };
+
   if (sessionStorage.getItem(KEY)) signIn(); else signOut();
 })();
