@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -37,7 +38,10 @@ TRANSCRIPTS = f"{PREFIX}:transcripts"
 TRANSCRIPTS_LOCK = f"{PREFIX}:transcripts:lock"
 WORKERS = f"{PREFIX}:workers"
 WORKER_QUEUES = f"{PREFIX}:workers:queues"
-LOCK_TTL_MS = 30_000
+# A conversation's lock is a short lease, renewed every third of it while its holder works: a worker
+# that dies holding it (SIGKILL, a lost machine) frees the conversation within LOCK_LEASE_MS, and the
+# stall sweep hands it to another worker (issue: recovery times).
+LOCK_LEASE_MS = 5_000
 
 
 def key(cid: str, part: str) -> str:
@@ -78,6 +82,11 @@ return {mid, 0}
 
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
 
@@ -205,6 +214,7 @@ class ConversationStore:
         self._record = client.register_script(_RECORD)
         self._record_reply = client.register_script(_RECORD_REPLY)
         self._unlock = client.register_script(_UNLOCK)
+        self._renew = client.register_script(_RENEW)
         self._clear_pending = client.register_script(_CLEAR_PENDING)
         self._trim = client.register_script(_TRIM)
 
@@ -357,20 +367,37 @@ class ConversationStore:
         return json.loads(raw) if raw else None
 
     @contextmanager
-    def lock(self, cid: str, wait_s: float = 0.0) -> Iterator[str | None]:
-        """Hold the conversation's lock; yields the token, or None when it is busy after ``wait_s``."""
+    def lock(self, cid: str, wait_s: float = 0.0, lease_ms: int = LOCK_LEASE_MS) -> Iterator[str | None]:
+        """Hold the conversation's lock; yields the token, or None when it is busy after ``wait_s``.
+
+        The lock is a lease of ``lease_ms``, renewed by a thread every third of it while held: a holder
+        that dies lets go within the lease. A renewal that finds the lock gone stops; the holder's
+        commit then refuses (``LockLost``), so nothing is written twice."""
         token = secrets.token_hex(8)
         k = key(cid, "lock")
         deadline = time.monotonic() + wait_s
-        while not self.r.set(k, token, nx=True, px=LOCK_TTL_MS):
+        while not self.r.set(k, token, nx=True, px=lease_ms):
             if time.monotonic() >= deadline:
                 yield None
                 return
             time.sleep(0.01)
+        stop = threading.Event()
+        renewer = threading.Thread(target=self._keep, args=(k, token, lease_ms, stop), name="lock-lease", daemon=True)
+        renewer.start()
         try:
             yield token
         finally:
+            stop.set()
+            renewer.join()
             self._unlock(keys=[k], args=[token])
+
+    def _keep(self, k: str, token: str, lease_ms: int, stop: threading.Event) -> None:
+        while not stop.wait(lease_ms / 3000):
+            try:
+                if not self._renew(keys=[k], args=[token, lease_ms]):
+                    return  # lost (expired, or taken over): the commit will say so
+            except redis.RedisError:
+                continue  # Redis away for a moment: try again; the lease may lapse, the commit checks
 
     def commit(
         self,
