@@ -22,7 +22,16 @@ def main(argv: list[str] | None = None) -> None:
     settings = settings.model_copy(update={"host": args.host, "port": args.port})
     setup_logging(settings.log_level, settings.log_format)
     logging.getLogger(__name__).info("gateway listening", extra={"url": settings.web_url})
-    web.run_app(create_app(settings), host=args.host, port=args.port, print=None, access_log=None)
+    # SIGTERM: stop accepting, close the sockets with 1001 (app.on_shutdown), finish requests in flight
+    # for at most shutdown_timeout_s, exit.
+    web.run_app(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        print=None,
+        access_log=None,
+        shutdown_timeout=settings.shutdown_timeout_s,
+    )
 
 
 if __name__ == "__main__":

@@ -68,9 +68,14 @@ class LogFanout:
         self.wake_key = f"sb:gw:wake:{secrets.token_hex(6)}"
         self.wake_pos = "0-0"
         self.task: asyncio.Task | None = None
+        self.closed = False
 
     async def subscribe(self, cid: str, after: str | None) -> Subscription:
-        """Follow ``cid``'s log after ``after`` (None: from now on)."""
+        """Follow ``cid``'s log after ``after`` (None: from now on); closed at once once the gateway stops."""
+        if self.closed:
+            sub = Subscription(self, cid, after or "0-0")
+            sub.queue.put_nowait(None)
+            return sub
         log_key = key(cid, "log")
         if after is None:
             last = await self.r.xrevrange(log_key, count=1)
@@ -135,6 +140,8 @@ class LogFanout:
                         sub.offer(entry)
 
     async def close(self) -> None:
+        """Stop reading; every subscription gets None (its socket closes with 1001). Idempotent."""
+        self.closed = True
         if self.task is not None:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)

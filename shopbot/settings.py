@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     )
     sweep_interval_s: float = Field(2.0, gt=0, description="how often a worker re-queues stalled conversations")
     stall_after_s: float = Field(10.0, gt=0, description="a message not handled after this is re-queued")
+    shutdown_timeout_s: float = Field(
+        5.0, gt=0, description="a stopping gateway closes its sockets (1001) and waits this long for requests"
+    )
 
     # Telegram (shoppers)
     telegram_bot_token: SecretStr | None = Field(None, description="the bot's token from @BotFather")
