@@ -1059,6 +1059,15 @@ def test_compose_puts_redis_behind_a_password_every_service_uses():
     assert redis_svc["command"][redis_svc["command"].index("--requirepass") + 1].startswith(needed)
     assert redis_svc["environment"]["REDISCLI_AUTH"].startswith(needed)  # the health check authenticates
     assert "ports" not in redis_svc  # and Redis is not published on the host
+    # The database is PostgreSQL, a service of its own that every process shares (not one SQLite file).
+    pg = compose["services"].pop("postgres")
+    assert pg["image"].startswith("postgres:") and "ports" not in pg
+    assert pg["environment"]["POSTGRES_PASSWORD"].startswith("${SHOPBOT_POSTGRES_PASSWORD:?")
+    db_url = compose["x-shopbot"]["environment"]["SHOPBOT_DATABASE_URL"]
+    assert (
+        db_url.startswith("postgresql+psycopg://shopbot:${SHOPBOT_POSTGRES_PASSWORD:?") and "@postgres:5432/" in db_url
+    )
+    assert {"redis", "postgres"} <= set(compose["x-shopbot"]["depends_on"])
     for name, svc in compose["services"].items():
         url = {**compose["x-shopbot"]["environment"], **(svc.get("environment") or {})}["SHOPBOT_REDIS_URL"]
         assert url.startswith("redis://:" + needed), name

@@ -10,7 +10,7 @@ import uuid
 import aiohttp
 import pytest
 import redis
-from services import AGENT_TOKEN, wait_ready, worker
+from services import AGENT_TOKEN, gateway, wait_ready, worker
 
 from dialogue import load_policy
 from shopbot.store import ConversationStore
@@ -198,6 +198,59 @@ async def test_twenty_concurrent_messages_are_answered_in_order(product):
         assert len(replies) == 20
         answered = [next(n for n in arrived if n in r) for r in replies]
         assert answered == arrived
+
+
+async def test_two_gateways_and_two_dialogue_workers_answer_each_message_once_and_in_order(product):
+    """Scale-out on one Redis: a second gateway and a second dialogue worker beside the first ones. Each
+    shopper writes through one gateway and reads their socket on the other; every message is answered
+    exactly once and in the order it arrived, whichever worker took which step, and each socket gets every
+    reply once, in order."""
+    env, tmp, redis_url = product["env"], product["tmp"], product["redis_url"]
+    g2, url2 = gateway(env, tmp / "gateway-2.log")
+    w2 = worker(env, tmp / "worker-dialogue-2.log", "dialogue", name="dialogue2")
+    try:
+        store = ConversationStore.from_url(redis_url)
+        deadline = time.monotonic() + 120
+        while not any(n.startswith("dialogue2@") for n in store.live_workers()):
+            assert time.monotonic() < deadline, "the second dialogue worker never sent a heartbeat"
+            await asyncio.sleep(0.5)
+        urls = [product["url"], url2]
+        async with aiohttp.ClientSession() as http:
+            chats = [await Chat(http, urls[i % 2]).open() for i in range(6)]
+
+            async def write(i: int, chat: Chat) -> None:
+                other = urls[(i + 1) % 2]  # the gateway the socket is not on
+                for j in range(5):
+                    body = {
+                        "session_id": chat.sid,
+                        "text": f"where is my order {10021 + j}",
+                        "client_message_id": f"s{j}",
+                    }
+                    async with http.post(f"{other}/web/messages", json=body) as r:
+                        assert r.status == 202, await r.text()
+                # A retry of an earlier message through the first gateway is the same message.
+                body = {"session_id": chat.sid, "text": "where is my order 10021", "client_message_id": "s0"}
+                async with http.post(f"{urls[i % 2]}/web/messages", json=body) as r:
+                    assert r.status == 202 and (await r.json())["duplicate"] is True
+
+            await asyncio.gather(*(write(i, c) for i, c in enumerate(chats)))
+            for chat in chats:
+                await asyncio.to_thread(wait_handled, redis_url, chat.cid, 120)
+                history = await chat.history()
+                asked = [m["text"].split()[-1] for m in history if m["from"] == "shopper"]
+                replies = [m for m in history if m["from"] == "bot"]
+                assert asked == [str(10021 + j) for j in range(5)]
+                assert [next(n for n in asked if n in r["text"]) for r in replies] == asked  # once each, in order
+                pushed = []
+                while len(pushed) < len(replies):
+                    frame = await chat.frame(30)
+                    if frame.get("type") == "message" and frame["from"] == "bot":  # not the typing frames
+                        pushed.append(frame["id"])
+                assert pushed == [r["id"] for r in replies]
+                await chat.close()
+    finally:
+        g2.stop()
+        w2.stop()
 
 
 async def test_a_handoff_nobody_claims_offers_to_wait_or_leave_a_message_once(product):
