@@ -64,14 +64,19 @@ async def errors_as_json(request: web.Request, handler) -> web.StreamResponse:
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     s = app[settings_key]
-    app[store_key] = ConversationStore.from_settings(s)
-    # One connection reads every open socket's log in a blocking XREAD (gateway.fanout): the read
-    # timeout must outlast the block; sockets themselves hold no connection.
-    app[aredis_key] = aioredis.Redis.from_url(
-        s.redis_url, decode_responses=True, max_connections=500, socket_timeout=fanout.BLOCK_MS / 1000 + 10
+    # Redis connections do not grow with load or sockets: two small pools whose users wait for a free
+    # connection (the event loop's, and the threads'), one connection that reads every open socket's log
+    # in a blocking XREAD (gateway.fanout: its timeout outlasts the block), and Celery's producer.
+    n = s.gateway_redis_connections
+    app[store_key] = ConversationStore.bounded(s, n)
+    app[aredis_key] = aioredis.Redis(
+        connection_pool=aioredis.BlockingConnectionPool.from_url(
+            s.redis_url, max_connections=n, timeout=10, decode_responses=True, socket_timeout=10
+        )
     )
-    app[fanout_key] = fanout.LogFanout(app[aredis_key])
-    app[celery_key] = make_app(s)  # sending only: the tasks are named, not imported
+    reader = aioredis.Redis.from_url(s.redis_url, decode_responses=True, socket_timeout=fanout.BLOCK_MS / 1000 + 10)
+    app[fanout_key] = fanout.LogFanout(app[aredis_key], reader)
+    app[celery_key] = make_app(s, producer_connections=2)  # sending only: the tasks are named, not imported
     app[queue_key] = HandoffQueue(app[store_key], load_policy(s.policies_file))
     app[engine_key] = await asyncio.to_thread(engine_for, s.database_url)  # migrates the schema if needed
     app[credentials_key] = CredentialStore.from_settings(s, app[engine_key], app[store_key].r)
@@ -83,6 +88,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     yield
     await app[http_key].close()
     await app[fanout_key].close()
+    await app[fanout_key].reader.aclose()
     app[engine_key].dispose()
     await app[aredis_key].aclose()
     app[store_key].r.close()

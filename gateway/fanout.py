@@ -61,8 +61,9 @@ class Subscription:
 
 
 class LogFanout:
-    def __init__(self, r: aioredis.Redis):
-        self.r = r
+    def __init__(self, r: aioredis.Redis, reader: aioredis.Redis | None = None):
+        self.r = r  # subscribing: short commands on the shared pool
+        self.reader = reader or r  # the blocking XREAD: a connection of its own, so the pool is never held
         self.subs: dict[str, set[Subscription]] = {}
         self.position: dict[str, str] = {}  # per conversation: the last id the reader has read
         self.wake_key = f"sb:gw:wake:{secrets.token_hex(6)}"
@@ -120,7 +121,7 @@ class LogFanout:
             streams = {key(cid, "log"): pos for cid, pos in self.position.items()}
             streams[self.wake_key] = self.wake_pos
             try:
-                got = await self.r.xread(streams, block=BLOCK_MS, count=BATCH)
+                got = await self.reader.xread(streams, block=BLOCK_MS, count=BATCH)
             except RedisError as exc:
                 log.warning("reading the conversations' logs failed, again in 1 s: %s", type(exc).__name__)
                 await asyncio.sleep(1)

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     rate_ip_per_min: int = Field(120, ge=1, description="requests to the public web endpoints per client IP a minute")
     sockets_per_ip: int = Field(20, ge=1, description="open chat WebSockets one client IP may hold on a gateway")
     sockets_per_session: int = Field(4, ge=1, description="open chat WebSockets one chat session may hold (tabs)")
+    gateway_redis_connections: int = Field(
+        4, ge=1, le=64, description="Redis connections in each of a gateway's two pools (async, threads); requests wait"
+    )
     trust_forwarded_for: bool = Field(
         False, description="behind your own proxy: take the client IP from the last X-Forwarded-For hop"
     )

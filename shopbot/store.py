@@ -226,6 +226,15 @@ class ConversationStore:
         return cls(client, ttl_s, empty_ttl_s, log_cap)
 
     @classmethod
+    def bounded(cls, s, max_connections: int) -> ConversationStore:
+        """The store with at most ``max_connections`` Redis connections; callers wait for a free one (a
+        gateway: its load must not turn into connections)."""
+        pool = redis.BlockingConnectionPool.from_url(
+            s.redis_url, max_connections=max_connections, timeout=10, decode_responses=True, health_check_interval=30
+        )
+        return cls(redis.Redis(connection_pool=pool), s.conversation_ttl_s, s.empty_session_ttl_s, s.log_max_messages)
+
+    @classmethod
     def from_settings(cls, s) -> ConversationStore:
         """The store as the settings (``shopbot.settings.Settings``) describe it."""
         return cls.from_url(s.redis_url, s.conversation_ttl_s, s.empty_session_ttl_s, s.log_max_messages)

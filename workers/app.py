@@ -27,8 +27,11 @@ SYNC_CONVERSATION = "workers.tasks.sync_conversation"
 SLACK_CALL = "workers.tasks.slack_call"
 
 
-def make_app(settings: Settings) -> Celery:
+def make_app(settings: Settings, producer_connections: int | None = None) -> Celery:
+    """The Celery app; ``producer_connections`` caps the broker connections used to send tasks (a gateway)."""
     celery = Celery("shopbot", broker=settings.redis_url, include=["workers.tasks"])
+    if producer_connections is not None:
+        celery.conf.broker_pool_limit = producer_connections
     celery.conf.update(
         # "outbound": calls to Telegram and Slack, which may wait out a rate limit,
         # kept off the queue that runs dialogue steps.
