@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
 from bench_nlu import chat_messages  # noqa: E402
-from services import RedisServer, gateway, product_env, wait_ready, worker  # noqa: E402
+from services import RedisServer, gateway, product_env, redis_connections, wait_ready, worker  # noqa: E402
 
 
 class Session:
@@ -219,27 +219,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return round(int(line.split()[1]) / 1024, 1)
     return float("nan")
-
-
-def redis_connections(pid: int, redis_port: int) -> int:
-    """TCP connections from process ``pid`` to the Redis port (its sockets' inodes in /proc/net/tcp)."""
-    import os
-
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            link = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if link.startswith("socket:["):
-            inodes.add(link[8:-1])
-    n = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            cols = line.split()
-            if int(cols[2].rsplit(":", 1)[1], 16) == redis_port and cols[9] in inodes:
-                n += 1
-    return n
 
 
 async def idle_sockets(url: str, gw_pid: int, redis_port: int, n: int) -> dict:

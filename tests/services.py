@@ -17,6 +17,24 @@ AGENT_TOKEN = "test-agent-token-1234"
 SECRET_KEY = "q8Yb1sWq3r0Qm7a1Yc4g2jv9m5k0Zp6LxT3nR8uV2wE="  # test-only: encrypts the stored credentials
 
 
+def redis_connections(pid: int, redis_port: int) -> int:
+    """TCP connections from process ``pid`` to the Redis port (its sockets' inodes in /proc/net/tcp)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    n = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            n += int(cols[2].rsplit(":", 1)[1], 16) == redis_port and cols[9] in inodes
+    return n
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

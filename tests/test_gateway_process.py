@@ -8,7 +8,7 @@ import signal
 import time
 
 import aiohttp
-from services import lone_gateway
+from services import lone_gateway, redis_connections
 
 
 async def test_sigterm_closes_the_sockets_with_going_away_and_exits_within_the_timeout(
@@ -42,25 +42,7 @@ async def test_sigterm_closes_the_sockets_with_going_away_and_exits_within_the_t
     assert exit_code == 0
 
 
-def _redis_connections(pid: int, redis_port: int) -> int:
-    """TCP connections from process ``pid`` to the Redis port (its sockets' inodes in /proc/net/tcp)."""
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            link = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if link.startswith("socket:["):
-            inodes.add(link[8:-1])
-    n = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in open(table).read().splitlines()[1:]:
-            cols = line.split()
-            n += int(cols[2].rsplit(":", 1)[1], 16) == redis_port and cols[9] in inodes
-    return n
-
-
-async def test_sockets_opened_in_bursts_cost_the_gateway_no_redis_connections(tmp_path, redis_server, platforms):
+async def test_sockets_opened_in_bursts_cost_the_gateway_noredis_connections(tmp_path, redis_server, platforms):
     """Idle sockets cost memory, not Redis connections: every socket of a gateway is read by one blocking
     reader, and its other Redis traffic shares two small pools (SHOPBOT_GATEWAY_REDIS_CONNECTIONS each)
     whose users wait for a free connection, however many sockets open at once."""
@@ -82,10 +64,10 @@ async def test_sockets_opened_in_bursts_cost_the_gateway_no_redis_connections(tm
             sockets = []
             for _ in range(3):
                 sockets += await asyncio.gather(*(one() for _ in range(100)))
-                assert _redis_connections(pid, port) <= cap
+                assert redis_connections(pid, port) <= cap
             await asyncio.sleep(1)
             assert sum(not ws.closed for ws in sockets) == 300
-            assert _redis_connections(pid, port) <= cap
+            assert redis_connections(pid, port) <= cap
             for ws in sockets:
                 await ws.close()
     finally:
