@@ -88,6 +88,9 @@ class LogFanout:
         for entry_id, fields in backlog:
             sub.offer(parse_entry(entry_id, fields))
         end = backlog[-1][0] if backlog else start
+        if self.closed:  # the gateway began stopping while we read: no reader to start again
+            sub.queue.put_nowait(None)
+            return sub
         self.subs.setdefault(cid, set()).add(sub)
         if cid not in self.position:
             self.position[cid] = end

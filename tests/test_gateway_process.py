@@ -32,7 +32,9 @@ async def test_sigterm_closes_the_sockets_with_going_away_and_exits_within_the_t
                 # connection (1006), and at once, not after the sockets' heartbeat gives up.
                 frame = await asyncio.wait_for(ws.receive(), 3)
                 assert frame.type == aiohttp.WSMsgType.CLOSE, frame
-                assert ws.close_code == 1001 and b"going away" in (frame.extra or "").encode()
+                # (the frame's code: the client's own close_code turns 1006 when the process exits before
+                # the client has sent its half of the closing handshake, which it need not wait for)
+                assert frame.data == 1001 and "going away" in (frame.extra or "")
             closed_in = time.monotonic() - t0
         exit_code = await asyncio.to_thread(proc.wait, 10)
         exited_in = time.monotonic() - t0

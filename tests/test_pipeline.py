@@ -302,6 +302,59 @@ async def test_worker_killed_mid_task_loses_no_message(product):
             assert [m["from"] for m in await c.history()] == ["shopper", "bot"]
 
 
+async def test_a_dialogue_worker_killed_mid_step_holds_nobody_up(product):
+    """A dialogue worker SIGKILLed in the middle of a step (it holds the conversation's lock, waiting on a
+    slow LLM): the conversation is answered within 10 s of a new worker being up, not after a 30 s lock."""
+    from aiohttp import web
+
+    asked = asyncio.Event()
+
+    async def slow_llm(_request):  # an OpenAI-style endpoint that never answers in time
+        asked.set()
+        await asyncio.sleep(120)
+        return web.json_response({})
+
+    llm = web.Application()
+    llm.router.add_post("/v1/chat/completions", slow_llm)
+    runner = web.AppRunner(llm)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    llm_url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/v1"
+    env, tmp, redis_url = product["env"], product["tmp"], product["redis_url"]
+    store = ConversationStore.from_url(redis_url)
+    dialogue = [w for w in product["workers"] if "dialogue" in w.name]
+    for w in dialogue:
+        w.kill()
+    stuck = worker(
+        {**env, "SHOPBOT_LLM_BASE_URL": llm_url, "SHOPBOT_LLM_MODEL": "slow", "SHOPBOT_LLM_TIMEOUT_S": "120"},
+        tmp / "worker-dialogue-stuck.log", "dialogue", name="stuck",
+    )  # fmt: skip
+    try:
+        async with aiohttp.ClientSession() as http:
+            chat = await Chat(http, product["url"]).open()
+            await chat.say("where is my order 10023")
+            await asyncio.wait_for(asked.wait(), 180)  # the step is running, the lock held
+            assert store.r.exists(f"sb:conv:{{{chat.cid}}}:lock")
+            stuck.kill()
+            fresh = worker(env, tmp / "worker-dialogue-fresh.log", "dialogue", name="fresh")
+            product["workers"] = [w for w in product["workers"] if w not in dialogue] + [fresh]
+            deadline = time.monotonic() + 180
+            while not any(n.startswith("fresh@") for n in store.live_workers(within_s=2)):
+                assert time.monotonic() < deadline, "the new dialogue worker never came up"
+                await asyncio.sleep(0.2)
+            up = time.monotonic()
+            reply = await chat.next_message(timeout=60)
+            answered_in = time.monotonic() - up
+            assert reply["from"] == "bot" and "10023" in reply["text"]
+            assert answered_in <= 10, f"answered {answered_in:.1f} s after the new worker was up"
+            assert [m["from"] for m in await chat.history()] == ["shopper", "bot"]  # once
+            await chat.close()
+    finally:
+        stuck.kill()
+        await runner.cleanup()
+
+
 @pytest.mark.parametrize(
     ("body", "status", "reason"),
     [
@@ -401,6 +454,12 @@ async def test_the_nlu_pass_embeds_what_the_dialogue_searches_with_so_the_dialog
     from dialogue.retrieval import decode, key, retrieval_texts
 
     store = ConversationStore.from_url(product["redis_url"])
+    miss = "retrieval vector computed in the dialogue step"
+
+    def dialogue_logs() -> str:  # earlier tests may have replaced the first dialogue worker
+        return "".join(p.read_text() for p in sorted(product["tmp"].glob("worker-dialogue*.log")))
+
+    misses_before = dialogue_logs().count(miss)
     async with aiohttp.ClientSession() as http:
         chat = await Chat(http, product["url"]).open()
         asked = {}
@@ -416,5 +475,5 @@ async def test_the_nlu_pass_embeds_what_the_dialogue_searches_with_so_the_dialog
         assert set(vectors) == {key(t) for t in wanted}
         assert all(v.shape == (384,) and abs(float(np.linalg.norm(v)) - 1) < 1e-3 for v in vectors.values())
     assert len(decode(store.annotation(chat.cid, asked["do you sell yoga mats?"])["vectors"])) == 2
-    dialogue_log = (product["tmp"] / "worker-dialogue.log").read_text()
-    assert chat.cid in dialogue_log and "retrieval vector computed in the dialogue step" not in dialogue_log
+    logs = dialogue_logs()
+    assert chat.cid in logs and logs.count(miss) == misses_before
