@@ -47,20 +47,23 @@ from services import RedisServer, gateway, product_env, redis_connections, wait_
 
 
 class Session:
-    def __init__(self, sid: str, ws: aiohttp.ClientWebSocketResponse):
+    def __init__(self, sid: str, ws: aiohttp.ClientWebSocketResponse, post_url: str):
         self.sid, self.ws = sid, ws
+        self.post_url = post_url  # the gateway its messages go to (with several, not the socket's)
         self.pending: tuple[str, float] | None = None  # (client message id, sent at)
 
 
-async def open_sessions(http: aiohttp.ClientSession, url: str, n: int) -> list[Session]:
+async def open_sessions(http: aiohttp.ClientSession, urls: list[str], n: int) -> list[Session]:
+    """``n`` sessions, their sockets spread over the gateways, each posting through the next gateway."""
     sessions = []
-    for _ in range(n):
+    for i in range(n):
+        url = urls[i % len(urls)]
         async with http.post(f"{url}/web/sessions", json={}) as r:
             if r.status >= 300:
                 raise RuntimeError(f"POST /web/sessions: {r.status} {await r.text()}")
             sid = (await r.json())["session_id"]
         ws = await http.ws_connect(f"{url}/web/ws?session_id={sid}")
-        s = Session(sid, ws)
+        s = Session(sid, ws, urls[(i + 1) % len(urls)])
         asyncio.create_task(read_replies(s))
         sessions.append(s)
     return sessions
@@ -121,7 +124,7 @@ async def run_rate(http, url, sessions, texts, rate: float, seconds: float, redi
         nonlocal errors
         try:
             async with http.post(
-                f"{url}/web/messages", json={"session_id": s.sid, "text": text, "client_message_id": cmid}
+                f"{s.post_url}/web/messages", json={"session_id": s.sid, "text": text, "client_message_id": cmid}
             ) as r:
                 if r.status != 202:
                     errors += 1
@@ -280,14 +283,24 @@ async def main_async(args) -> dict:
     w = worker(env, tmp / "worker.log", "nlu")
     wd = worker(env, tmp / "worker-dialogue.log", "dialogue")
     g, url = gateway(env, tmp / "gateway.log")
+    # Scale-out rows: more gateways (sessions' sockets spread over them, messages posted through another one)
+    # and more dialogue workers, all on the one Redis.
+    more_gw = [gateway(env, tmp / f"gateway-{i}.log") for i in range(2, args.gateways + 1)]
+    more_wd = [
+        worker(env, tmp / f"worker-dialogue-{i}.log", "dialogue", name=f"dialogue{i}")
+        for i in range(2, args.dialogue_workers + 1)
+    ]
+    out["gateways"], out["dialogue_workers"] = args.gateways, args.dialogue_workers
     try:
         wait_ready(url, 300, w)
         import os
 
         pids = {"nlu worker": w.proc.pid, "dialogue worker": wd.proc.pid, "gateway": g.proc.pid,
-                "redis": redis.proc.pid, "benchmark client": os.getpid()}  # fmt: skip
+                "redis": redis.proc.pid, "benchmark client": os.getpid(),
+                **{f"gateway {i}": p.proc.pid for i, (p, _) in enumerate(more_gw, 2)},
+                **{f"dialogue worker {i}": p.proc.pid for i, p in enumerate(more_wd, 2)}}  # fmt: skip
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
-            sessions = await open_sessions(http, url, args.sessions)
+            sessions = await open_sessions(http, [url, *(u for _, u in more_gw)], args.sessions)
             await run_rate(http, url, sessions, texts, 5, 5, redis.url)  # warm-up
             rates = [float(r) for r in args.rates.split(",")]
             step = 0
@@ -317,6 +330,8 @@ async def main_async(args) -> dict:
             print(json.dumps({"sockets": out["sockets"]}), flush=True)
     finally:
         g.stop()
+        for p in [*(p for p, _ in more_gw), *more_wd]:
+            p.stop()
         w.stop()
         wd.stop()
         redis.stop()
@@ -332,6 +347,10 @@ def main() -> int:
     ap.add_argument("--sessions", type=int, default=300)
     ap.add_argument("--env", action="append", default=[], help="NAME=VALUE for the product processes (repeatable)")
     ap.add_argument("--idle-sockets", type=int, default=2000, help="idle WebSockets for the socket row (0: none)")
+    ap.add_argument(
+        "--gateways", type=int, default=1, help="gateways (scale-out row: sockets on one, posts to another)"
+    )
+    ap.add_argument("--dialogue-workers", type=int, default=1, help="dialogue workers")
     args = ap.parse_args()
     out = asyncio.run(main_async(args))
     import torch
