@@ -82,10 +82,19 @@ def _readyz() -> dict[str, Any]:
     return op
 
 
+def _metrics() -> dict[str, Any]:
+    op = _op("Prometheus metrics, text format (docs/metrics.md)", tag="health")
+    op["description"] = "Open unless SHOPBOT_METRICS_TOKEN is set; then it needs Authorization: Bearer <that token>."
+    op["responses"]["200"] = {"description": "the metrics", "content": {"text/plain": {"schema": STR}}}
+    op["security"] = [{}, {"bearer": []}]  # the token is optional
+    return op
+
+
 def describe() -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/healthz": {"get": _op("the process is up", tag="health")},
         "/readyz": {"get": _readyz()},
+        "/metrics": {"get": _metrics()},
         "/web/sessions": {
             "post": _op(
                 "start a web chat session",
@@ -230,7 +239,7 @@ def describe() -> dict[str, Any]:
             "title": "shopbot gateway",
             "version": "1",
             "description": "Shoppers' channels, the human queue and the admin API. The web chat's socket is "
-            "GET /web/ws?session_id=...&after=... (JSON frames; see the README).",
+            "GET /web/ws?session_id=...&after=... (JSON frames; see docs/web.md).",
         },
         "paths": paths,
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},

@@ -40,8 +40,8 @@ from .train import TrainConfig, train_joint
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SEED_DIR = Path(__file__).resolve().parent / "data"
 
-# Chosen by measurement on the 2-core CPU (README, "How the defaults were
-# chosen"): both models are trained together on one encoder with a head each,
+# Chosen by measurement on the 2-core CPU (docs/nlu-training.md, "How the
+# defaults were chosen"): both models are trained together on one encoder with a head each,
 # so the runtime runs it once per message. The encoder keeps e5-small's bottom
 # 10 of 12 layers (as accurate as 12, a fifth faster to train and to serve), of
 # which the bottom 6 stay frozen. Sentiment sees every English row twice and up
@@ -117,7 +117,7 @@ DEFAULTS: dict[str, dict] = {
         "max_train_per_file": 22000,
         # The TF-IDF model blended in (nlu.lexical): on hotel and book reviews kept
         # out of training it lifted the encoder from 0.866 to 0.874, so it carries
-        # beyond the shops it was fitted on (README, "Lexical blend").
+        # beyond the shops it was fitted on (docs/nlu-training.md, "Lexical blend").
         "lexical_weight": 0.3,
         **COMMON,
     },

@@ -5,7 +5,7 @@ also serve beside a transformer model: ``nlu.train --lexical-weight W`` stores
 it in the model directory, and the model's probabilities become the weighted
 geometric mean of the two (``LoadedModel.predict_proba``). The two err on
 different messages: the encoder reads meaning, the n-grams keep the exact words
-and characters a fine-tuned encoder smooths over (README, "Lexical blend").
+and characters a fine-tuned encoder smooths over (docs/nlu-training.md, "Lexical blend").
 
 Features are hashed rather than looked up in a vocabulary, so the model is a
 few arrays (``lexical.safetensors``), with no pickled Python objects to trust,

@@ -187,8 +187,8 @@ class LoadedModel:
         The texts are tokenized once and grouped by token count, so a sub-batch
         pads to about its own length: in a mix of English and Chinese, character
         counts say little about token counts, and sorting by tokens made the
-        default models a third faster on batches of 128 (README, "Figures of
-        the default models"). ``max_length`` defaults to the model's own.
+        default models a third faster on batches of 128 (docs/nlu-figures.md,
+        "Figures of the default models"). ``max_length`` defaults to the model's own.
         """
         from .data import normalize_text
 
@@ -275,7 +275,7 @@ def quantize_int8(model: TextClassifier) -> TextClassifier:
     channel (per-tensor scales lost twice as much accuracy), activations are
     quantized on the fly; the classification head stays fp32. On the 2-core CPU
     the default models run about 1.7-2.2x faster, for about a point less
-    sentiment accuracy (README, "Serving in int8"), which is why it is an
+    sentiment accuracy (docs/nlu-figures.md, "Serving in int8"), which is why it is an
     option, not the default. Layers shared with
     another model are swapped for both.
     """
