@@ -76,8 +76,11 @@ class StepResult:
     # What the bot did, for logs, analytics and the conversation tests (tests/conversations/README.md):
     # order:INTENT, order_not_found, ask:SLOT, ask_order_action, faq:ENTRY, answer:INTENT, did_you_mean,
     # products, products_none, small_talk:greeting|thanks, out_of_scope, not_understood, handoff,
-    # queued_ack, silent.
+    # queued_ack, helped:yes|no, csat, silent.
     action: str = "silent"
+    # What the transcript records beside the messages, as (event, detail): helped:yes|no (detail: the answer
+    # rated), csat:1..5, outcome:resolved_bot|resolved_agent|handed_off|abandoned (detail: why).
+    events: tuple[tuple[str, str], ...] = ()
 
 
 def extract_slot(policy: Policy, slot: str, text: str) -> str | None:
@@ -202,13 +205,96 @@ def step(
     if "order_number" in s.slots and s.turns - s.order_turn > policy.orders.context_turns:
         s.slots.pop("order_number")  # the conversation has moved on from that order
 
+    helped_pending, csat_pending = s.helped_pending, s.csat_pending
+    s.helped_pending = s.csat_pending = False  # the buttons count only as the answer to the question
+    if s.opened_at is None:
+        s.opened_at = now  # a new episode
     if s.status == "queued":
         return _while_queued(policy, s, text, angry, falling)
     if s.status != "bot":
         return StepResult(s)  # an agent owns the conversation: the bot stays silent
 
     turn = _Turn(policy, s, text, ann, now, shop, customer)
-    return _with_mood(turn, _decide(turn, confident, angry, falling))
+    result = _bot_step(turn, confident, angry, falling, helped_pending, csat_pending)
+    result.state.last_action = result.action
+    return result
+
+
+def _bot_step(
+    turn: _Turn, confident: bool, angry: bool, falling: bool, helped_pending: bool, csat_pending: bool
+) -> StepResult:
+    s = turn.s
+    if helped_pending and (pressed := _pressed(turn, "helped_quick_replies")) is not None:
+        return _helped(turn, pressed == 0)
+    if csat_pending and (pressed := _pressed(turn, "csat_quick_replies")) is not None:
+        score = turn.qr("csat_quick_replies")[pressed]
+        reply = Reply(turn.msg("csat_thanks"), kind="small_talk")
+        return StepResult(s, (reply,), action="csat", events=((f"csat:{score}", ""),))
+    return _ask_helped(turn, _with_mood(turn, _decide(turn, confident, angry, falling)))
+
+
+def _pressed(turn: _Turn, name: str) -> int | None:
+    """Which of the buttons ``name`` the message is (its text, as a button sends it), or None."""
+    said = turn.text.strip().casefold()
+    for i, label in enumerate(turn.qr(name)):
+        if said == label.casefold():
+            return i
+    return None
+
+
+# Answers built from the shop's data: what "Did that help?" asks about.
+_DATA_ANSWERS = ("order:", "faq:", "products")
+
+
+def _ask_helped(turn: _Turn, result: StepResult) -> StepResult:
+    """After an answer from the shop's data, "Did that help?" with two buttons: once an episode, and only
+    when the answer neither has buttons of its own (they would be replaced by these) nor asks for a detail."""
+    s = turn.s
+    data = result.action.startswith(_DATA_ANSWERS) and result.action != "products_none"
+    if not data or result.handoff is not None or not result.replies:
+        return result
+    s.answered = result.action
+    if s.helped_asked or not turn.policy.outcomes.ask_helped or result.replies[-1].quick_replies or s.awaiting:
+        return result  # asked already; or the answer has buttons, or a question, of its own
+    s.helped_asked = s.helped_pending = True
+    ask = Reply(turn.msg("did_that_help"), quick_replies=turn.qr("helped_quick_replies"), kind="feedback")
+    return replace(result, replies=(*result.replies, ask))
+
+
+def _helped(turn: _Turn, yes: bool) -> StepResult:
+    """The answer to "Did that help?": yes ends the episode as resolved by the bot; no offers a person."""
+    s, rated = turn.s, turn.s.answered or ""
+    if yes:
+        reply = Reply(turn.msg("helped_yes"), kind="small_talk")
+        s, outcome = close_episode(s, turn.now, "resolved_bot")
+        return StepResult(s, (reply,), action="helped:yes", events=(("helped:yes", rated), outcome))
+    s.answered = None  # not an answer that resolved anything: an idle end from here is abandoned
+    reply = Reply(turn.msg("helped_no"), quick_replies=turn.qr("talk_to_person_quick_replies"), kind="fallback")
+    return StepResult(s, (reply,), action="helped:no", events=(("helped:no", rated),))
+
+
+def close_episode(
+    state: ConversationState, now: float, outcome: str | None = None
+) -> tuple[ConversationState, tuple[str, str]]:
+    """End the current episode: the state for the next one, and the outcome event (outcome:KIND, why).
+
+    Without ``outcome``, the episode ended by silence: resolved by the bot after an answer from the shop's
+    data, handed off while a person had it, abandoned otherwise.
+    """
+    s = copy.deepcopy(state)
+    if outcome is None:
+        if s.status in ("queued", "agent"):
+            outcome, detail = "handed_off", s.handoff_reason or ""
+        elif s.answered:
+            outcome, detail = "resolved_bot", "idle"
+        else:
+            outcome, detail = "abandoned", s.last_action or ""
+    else:
+        detail = "confirmed" if outcome == "resolved_bot" else s.handoff_reason or ""
+    s.opened_at, s.answered = None, None
+    s.helped_asked = s.helped_pending = False
+    s.updated_at = max(s.updated_at, now)
+    return s, (f"outcome:{outcome}", detail)
 
 
 def _while_queued(policy: Policy, s: ConversationState, text: str, angry: bool, falling: bool) -> StepResult:
@@ -815,11 +901,20 @@ def agents_busy(state: ConversationState, policy: Policy, now: float) -> tuple[C
     return s, Reply(text, sender="system", quick_replies=policy.quick_replies(s.locale, "agents_busy_quick_replies"))
 
 
-def resolved(state: ConversationState, policy: Policy, now: float) -> tuple[ConversationState, Reply]:
-    s = copy.deepcopy(state)
+def resolved(state: ConversationState, policy: Policy, now: float) -> tuple[ConversationState, Reply, tuple[str, str]]:
+    """An agent marked the conversation resolved: back to the bot, the episode's outcome (resolved by an
+    agent; why: the hand-off's reason), and the offer to rate the help (outcomes.ask_csat)."""
+    s, outcome = close_episode(state, now, "resolved_agent")
+    agent = s.agent
     s.status, s.agent, s.handoff_reason, s.priority, s.queued_at = "bot", None, None, 0, None
     s.busy_notice_at = None
     s.misunderstood = s.angry = s.mood_boost = 0
     s.queued_acked = s.apologized = False
     s.updated_at = now
-    return s, Reply(policy.message("back_to_bot", s.locale), sender="system")
+    text, buttons = policy.message("back_to_bot", s.locale), ()
+    if agent and policy.outcomes.ask_csat:
+        s.csat_pending = True  # until the rating, or the next message
+        sep = "" if s.locale == "zh" else " "
+        text = f"{text}{sep}{policy.message('csat_question', s.locale)}"
+        buttons = policy.quick_replies(s.locale, "csat_quick_replies")
+    return s, Reply(text, sender="system", quick_replies=buttons), outcome

@@ -53,6 +53,19 @@ class MoodPolicy:
 
 
 @dataclass(frozen=True)
+class OutcomePolicy:
+    # An episode with the bot that saw no message for this long ends: resolved by the bot when its last
+    # answer came from the shop's data (and was not called unhelpful), else abandoned.
+    idle_s: float = 900.0
+    # ... and one with a person (queued, or claimed) that nobody marked resolved: handed off.
+    agent_idle_s: float = 86400.0
+    # Ask "Did that help?" (once per episode) after an answer from the shop's data.
+    ask_helped: bool = True
+    # Ask for a 1-5 rating when an agent resolves the conversation.
+    ask_csat: bool = True
+
+
+@dataclass(frozen=True)
 class FaqPolicy:
     answer_score: float = 0.07
     min_lead: float = 0.01
@@ -137,6 +150,7 @@ class Policy:
     intents: dict[str, IntentPolicy]
     mood: MoodPolicy = MoodPolicy()
     faq: FaqPolicy = FaqPolicy()
+    outcomes: OutcomePolicy = OutcomePolicy()
     # An angry message with one of these intents hands off at once: nothing to answer but the intent's text.
     angry_handoff_intents: frozenset[str] = frozenset()
     products: ProductPolicy | None = None
@@ -176,8 +190,17 @@ ADDED_MESSAGES = frozenset(
         "price_in_currency",
         "ask_order_number_after_faq",
         "by_carrier",
+        "did_that_help",
+        "helped_yes",
+        "helped_no",
+        "csat_question",
+        "csat_thanks",
     }
 )
+
+
+QUICK_REPLIES = ("quick_replies", "agents_busy_quick_replies", "talk_to_person_quick_replies")
+ADDED_QUICK_REPLIES = ("helped_quick_replies", "csat_quick_replies")  # taken from the packaged file when left out
 
 
 def _packaged_messages() -> dict:
@@ -298,8 +321,13 @@ def load_policy(path: str | Path | None = None) -> Policy:
         st: _texts(_need(_need(msgs, "status_names", f"{where}: messages"), st, "messages.status_names"), st)
         for st in ORDER_STATUSES
     }
-    for name in ("quick_replies", "agents_busy_quick_replies", "talk_to_person_quick_replies"):
-        qr = _need(msgs, name, f"{where}: messages")
+    packaged = _packaged_messages()
+    for name in (*QUICK_REPLIES, *ADDED_QUICK_REPLIES):
+        qr = (
+            packaged[name]
+            if name in ADDED_QUICK_REPLIES and name not in msgs
+            else _need(msgs, name, f"{where}: messages")
+        )
         messages[name] = {lang: tuple(_need(qr, lang, f"messages.{name}")) for lang in LANGUAGES}
     intents = {}
     for name, spec in (_need(raw, "intents", where) or {}).items():
@@ -340,6 +368,7 @@ def load_policy(path: str | Path | None = None) -> Policy:
             intents=intents,
             mood=_section(MoodPolicy, raw, "mood"),
             faq=_section(FaqPolicy, raw, "faq"),
+            outcomes=_section(OutcomePolicy, raw, "outcomes"),
             products=_products(raw),
             orders=_orders(raw, intents),
             status_names=status_names,

@@ -29,6 +29,14 @@ class ConversationState:
     queued_acked: bool = False  # a message sent while waiting for a person was acknowledged once
     order_turn: int = 0  # the turn the current order (slots["order_number"]) was last given or shown
     apologized: bool = False  # the bot apologised for the shopper's current grievance
+    # The current episode: from the first message after the last outcome to the next outcome (resolved by the
+    # bot, by an agent, handed off, abandoned: dialogue.engine.close_episode).
+    opened_at: float | None = None
+    answered: str | None = None  # the last answer from the shop's data this episode (faq:ID, order:INTENT, products)
+    helped_asked: bool = False  # "Did that help?" was asked this episode (once)
+    helped_pending: bool = False  # ... and its buttons are the last thing the bot said
+    csat_pending: bool = False  # an agent resolved the conversation and asked for a 1-5 rating
+    last_action: str | None = None  # what the bot did last (dialogue.engine.StepResult.action)
     created_at: float = 0.0
     updated_at: float = 0.0
 

@@ -21,6 +21,7 @@ from aiohttp import web
 from sqlalchemy import func, select
 
 from channels import web as web_channel
+from shopbot import analytics as reports
 from shopbot import privacy
 from shopbot.access import ROLES, Principal
 from shopbot.credentials import SPECS, learns_team
@@ -300,6 +301,48 @@ async def analytics(request: web.Request) -> web.Response:
     return web.json_response(await asyncio.to_thread(_analytics, request.app))
 
 
+async def _report(request: web.Request, name: str) -> web.Response:
+    """One of the analytics reports (``shopbot.analytics``) with the query's filters, as JSON or CSV."""
+    q = request.query
+    try:
+        filters = reports.Filters.parse(q)
+        period = reports.period_of(q) if name == "outcomes" else None
+    except reports.BadQuery as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+    fmt = q.get("format") or "json"
+    if fmt not in ("json", "csv"):
+        raise web.HTTPBadRequest(text="format must be json or csv")
+    engine = request.app[engine_key]
+    if name == "outcomes":
+        report = await asyncio.to_thread(reports.outcomes, engine, filters, period)
+    else:
+        report = await asyncio.to_thread(getattr(reports, name), engine, filters)
+    if fmt == "json":
+        return web.json_response(report)
+    filename = f"shopbot-{name}{'-' + period if period else ''}.csv"
+    return web.Response(
+        text=reports.to_csv(report),
+        content_type="text/csv",
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
+    )
+
+
+@requires("viewer")
+async def analytics_outcomes(request: web.Request) -> web.Response:
+    return await _report(request, "outcomes")
+
+
+@requires("viewer")
+async def analytics_intents(request: web.Request) -> web.Response:
+    return await _report(request, "intents")
+
+
+@requires("viewer")
+async def analytics_faq(request: web.Request) -> web.Response:
+    return await _report(request, "faq")
+
+
 # -- shoppers' data -----------------------------------------------------------------------
 
 
@@ -328,8 +371,17 @@ async def forget_shopper(request: web.Request) -> web.Response:
     return web.json_response({"ok": True, **counts})
 
 
+# The page runs only this gateway's own scripts (admin.js, the vendored Chart.js under static/vendor/) and talks
+# only to this gateway; its one inline part is its <style>.
+ADMIN_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self'; connect-src 'self'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
 async def admin_page(_request: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC / "admin.html", headers={"Cache-Control": "no-store"})
+    headers = {"Cache-Control": "no-store", "Content-Security-Policy": ADMIN_CSP}
+    return web.FileResponse(STATIC / "admin.html", headers=headers)
 
 
 def setup(app: web.Application) -> None:
@@ -348,5 +400,8 @@ def setup(app: web.Application) -> None:
     r.add_get(f"{PREFIX}/audit", audit_entries)
     r.add_get(f"{PREFIX}/policies", policies)
     r.add_get(f"{PREFIX}/analytics", analytics)
+    r.add_get(f"{PREFIX}/analytics/outcomes", analytics_outcomes)
+    r.add_get(f"{PREFIX}/analytics/intents", analytics_intents)
+    r.add_get(f"{PREFIX}/analytics/faq", analytics_faq)
     r.add_get(f"{PREFIX}/conversations/{{cid}}/export", export_conversation)
     r.add_post(f"{PREFIX}/shoppers/forget", forget_shopper)

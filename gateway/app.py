@@ -24,7 +24,18 @@ from shopbot.settings import Settings
 from shopbot.store import ConversationStore
 from workers.app import make_app
 
-from . import admin_routes, fanout, handoff_routes, limits, openapi, slack_routes, telegram_routes, web_routes
+from . import (
+    admin_routes,
+    fanout,
+    faq_routes,
+    handoff_routes,
+    limits,
+    metrics_routes,
+    openapi,
+    slack_routes,
+    telegram_routes,
+    web_routes,
+)
 from .context import (
     aredis_key,
     audit_key,
@@ -130,18 +141,21 @@ async def index(_request: web.Request) -> web.FileResponse:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[errors_as_json, limits.guard_public], client_max_size=MAX_BODY)
+    middlewares = [metrics_routes.count_requests, errors_as_json, limits.guard_public]
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
     app[settings_key] = settings
     app.cleanup_ctx.append(_resources)
     app.on_shutdown.append(_going_away)
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    metrics_routes.setup(app)
     app.router.add_static("/static/", STATIC, append_version=False)
     web_routes.setup(app)
     telegram_routes.setup(app)
     slack_routes.setup(app)
     admin_routes.setup(app)
+    faq_routes.setup(app)
     handoff_routes.setup(app)
     openapi.setup(app)
     return app

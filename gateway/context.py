@@ -14,7 +14,9 @@ from sqlalchemy.engine import Engine
 
 from channels.base import InboundMessage
 from handoff.queue import HandoffQueue
+from shopbot import metrics
 from shopbot.access import AuditLog, TokenStore
+from shopbot.corrections import CorrectionStore
 from shopbot.credentials import VERSION_KEY, Channels, CredentialStore, LiveChannels
 from shopbot.settings import Settings
 from shopbot.store import ConversationStore
@@ -72,8 +74,14 @@ async def accept(app: web.Application, msg: InboundMessage) -> tuple[str, bool]:
             await asyncio.to_thread(enqueue_annotation, app, cid, mid)
         except Exception:  # noqa: BLE001 - recorded already; the worker's sweeper re-queues it
             log.warning("could not queue a recorded message; the sweeper will", extra={"conversation_id": cid})
+        metrics.MESSAGES_IN.labels(msg.channel).inc()
         log.info("message accepted", extra={"conversation_id": cid, "message_id": mid})
     return mid, duplicate
+
+
+def correction_store(app: web.Application) -> CorrectionStore:
+    """Agents' corrections (the API and the Slack desk), checked against the intents of the gateway's policies."""
+    return CorrectionStore(app[engine_key], app[store_key], frozenset(app[queue_key].policy.intents))
 
 
 def enqueue_annotation(app: web.Application, cid: str, mid: str) -> None:

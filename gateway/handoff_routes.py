@@ -5,6 +5,10 @@ Every route needs an agent's (or an admin's) token: ``Authorization: Bearer
 audit log. The agent who claims, replies or resolves is the token's own name
 (``python -m gateway.admin tokens create NAME --role agent``): a body's
 ``agent`` field may repeat it and is refused where it names someone else.
+
+Agents also correct the bot's reading of a shopper message (``POST .../messages/{mid}/correction``,
+stored by ``shopbot.corrections`` with the token's name as the agent) and list the messages of hand-offs
+where the bot did not understand, for labelling (``GET /handoff/api/labelling``).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from aiohttp import web
 from handoff.queue import HandoffError
 
 from .admin_routes import audit, principal_key, requires
-from .context import enqueue_sync, json_error, queue_key, read_json
+from .context import correction_store, enqueue_sync, json_error, queue_key, read_json
 
 PREFIX = "/handoff/api"
 
@@ -26,7 +30,8 @@ def _cid(request: web.Request) -> str:
     return request.match_info["cid"]
 
 
-async def _body(request: web.Request, *fields: str) -> dict[str, str]:
+async def _object(request: web.Request) -> dict:
+    """The body, a JSON object whose ``agent``, if any, is the token's own name."""
     body = await read_json(request) if request.can_read_body else {}
     if not isinstance(body, dict):
         raise web.HTTPBadRequest(text="body must be a JSON object")
@@ -35,6 +40,12 @@ async def _body(request: web.Request, *fields: str) -> dict[str, str]:
     said = body.get("agent")
     if said is not None and said != me:
         raise web.HTTPForbidden(text=f"agent must be the token's own name ({me!r}) or left out")
+    return body
+
+
+async def _body(request: web.Request, *fields: str) -> dict[str, str]:
+    body = await _object(request)
+    me = request[principal_key].name
     body = {**body, "agent": me} if "agent" in fields else body
     out = {}
     for name in fields:
@@ -95,9 +106,40 @@ async def resolve(request: web.Request) -> web.Response:
     return await _run(request, "resolve", b["agent"])
 
 
+@requires("agent")
+async def correct(request: web.Request) -> web.Response:
+    """The agent's reading of one shopper message: ``{"intent"?, "sentiment"?}``, at least one."""
+    cid, mid = _cid(request), request.match_info["mid"]
+    audit(request, "handoff.correct", cid, message_id=mid[:80])
+    body = await _object(request)
+    intent, sentiment = body.get("intent"), body.get("sentiment")
+    labels = {k: str(v)[:80] for k, v in (("intent", intent), ("sentiment", sentiment)) if v is not None}
+    audit(request, "handoff.correct", cid, message_id=mid[:80], **labels)  # the history of every correction
+    store = correction_store(request.app)
+    # CorrectionError (400 bad labels, 404 no such shopper message) is answered by the authorize middleware.
+    stored = await asyncio.to_thread(store.correct, cid, mid, request[principal_key].name, intent, sentiment)
+    return web.json_response(stored, status=201)
+
+
+LABELLING_MAX = 200
+
+
+@requires("agent")
+async def labelling(request: web.Request) -> web.Response:
+    """Shopper messages of hand-offs where the bot did not understand, not corrected yet, newest first."""
+    raw = request.query.get("limit", "50")
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 4) or not 1 <= int(raw) <= LABELLING_MAX:
+        return json_error(400, f"limit must be a whole number from 1 to {LABELLING_MAX}")
+    audit(request, "handoff.labelling")  # staff reading shoppers' messages is on the record
+    items = await asyncio.to_thread(correction_store(request.app).for_labelling, int(raw))
+    return web.json_response({"messages": items})
+
+
 def setup(app: web.Application) -> None:
     app.router.add_get(f"{PREFIX}/queue", list_queue)
     app.router.add_get(f"{PREFIX}/conversations/{{cid}}", get_conversation)
     app.router.add_post(f"{PREFIX}/conversations/{{cid}}/claim", claim)
     app.router.add_post(f"{PREFIX}/conversations/{{cid}}/reply", reply)
     app.router.add_post(f"{PREFIX}/conversations/{{cid}}/resolve", resolve)
+    app.router.add_post(f"{PREFIX}/conversations/{{cid}}/messages/{{mid}}/correction", correct)
+    app.router.add_get(f"{PREFIX}/labelling", labelling)

@@ -74,6 +74,14 @@ CHANNEL_FIELDS = _obj(
 AGENT = _obj({"agent": STR}, [])  # the token's own name; may be left out
 SLACK_HEADERS = [_header("X-Slack-Request-Timestamp"), _header("X-Slack-Signature")]
 FORM = "application/x-www-form-urlencoded"
+DATE = {"type": "string", "format": "date"}
+REPORT_FILTERS = [  # the analytics reports' filters (shopbot/analytics.py); to is included
+    _query("from", DATE),
+    _query("to", DATE),
+    _query("channel", {"type": "string", "enum": ["web", "telegram", "slack"]}),
+    _query("language", {"type": "string", "enum": ["en", "zh"]}),
+    _query("format", {"type": "string", "enum": ["json", "csv"]}),
+]
 
 
 def _readyz() -> dict[str, Any]:
@@ -212,6 +220,53 @@ def describe() -> dict[str, Any]:
         },
         "/admin/api/policies": {"get": _op("the dialogue policies in force (YAML)", auth="admin", tag="admin")},
         "/admin/api/analytics": {"get": _op("conversation counts, intents, mood", auth="viewer", tag="admin")},
+        "/admin/api/analytics/outcomes": {
+            "get": _op(
+                "automation, answer and hand-off rates, CSAT: per day or week, in total, per channel and language",
+                params=[_query("period", {"type": "string", "enum": ["day", "week"]}), *REPORT_FILTERS],
+                auth="viewer",
+                tag="admin",
+            )
+        },
+        "/admin/api/analytics/intents": {
+            "get": _op(
+                "per intent: volume, answered, hand-offs, did that help",
+                params=REPORT_FILTERS,
+                auth="viewer",
+                tag="admin",
+            )
+        },
+        "/admin/api/analytics/faq": {
+            "get": _op(
+                "per FAQ entry: volume, did that help, hand-offs after it",
+                params=REPORT_FILTERS,
+                auth="viewer",
+                tag="admin",
+            )
+        },
+        "/admin/api/analytics/unanswered": {
+            "get": _op(
+                "the unanswered questions grouped by meaning (computed by the NLU worker; 'computing' at first)",
+                params=[_query("days", {"type": "number", "minimum": 1, "maximum": 365})],
+                auth="viewer",
+                tag="admin",
+            )
+        },
+        "/admin/api/faq": {
+            "post": _op(
+                "add an entry to the shop's FAQ (from a group of unanswered questions)",
+                body=_obj(
+                    {
+                        "id": {"type": "string", "minLength": 1, "maxLength": 40},
+                        **{f"{part}_{lang}": STR for part in ("question", "answer") for lang in ("en", "zh")},
+                        **{f"also_asked_{lang}": {"type": "array", "items": STR} for lang in ("en", "zh")},
+                    }
+                ),
+                auth="admin",
+                ok="201",
+                tag="admin",
+            )
+        },
         "/admin/api/conversations/{cid}/export": {
             "get": _op("a transcript, personal data masked", params=[_path("cid")], auth="agent", tag="admin")
         },
@@ -233,6 +288,27 @@ def describe() -> dict[str, Any]:
         paths[f"/handoff/api/conversations/{{cid}}/{verb}"] = {
             "post": _op(f"{verb} a conversation", body=body, params=[_path("cid")], auth="agent", tag="handoff")
         }
+    correction = _obj(
+        {"intent": STR, "sentiment": {"type": "string", "enum": ["negative", "neutral", "positive"]}, "agent": STR}
+    )  # at least one of intent and sentiment; intent one of the policies' intents or out_of_scope
+    paths["/handoff/api/conversations/{cid}/messages/{mid}/correction"] = {
+        "post": _op(
+            "correct the bot's reading of a shopper message (intent, sentiment); the agent is the token's name",
+            body=correction,
+            params=[_path("cid"), _path("mid")],
+            auth="agent",
+            tag="handoff",
+            ok="201",
+        )
+    }
+    paths["/handoff/api/labelling"] = {
+        "get": _op(
+            "shopper messages of hand-offs where the bot did not understand, not corrected yet, newest first",
+            params=[_query("limit", {"type": "integer", "minimum": 1, "maximum": 200})],
+            auth="agent",
+            tag="handoff",
+        )
+    }
     return {
         "openapi": "3.0.3",
         "info": {

@@ -3,10 +3,11 @@
 One bolt ``AsyncApp`` per gateway, mounted on the aiohttp app through bolt's
 aiohttp adapter (``slack_bolt.adapter.aiohttp``): shoppers write to the bot in
 a DM (or mention it); agents work the hand-off cards in the agents' channel
-(Claim / Add note / Resolve buttons, the note modal, replies in a card's
-thread) and ``/handoff queue|claim|resolve|note``. The gateway only records and
-queues (Slack wants an answer within 3 seconds, so bolt runs the listeners
-before answering, ``process_before_response``); workers make the Web API calls.
+(Claim / Add note / Resolve / Correct reading buttons, the note and correction
+modals, replies in a card's thread) and ``/handoff queue|claim|resolve|note``.
+The gateway only records and queues (Slack wants an answer within 3 seconds, so
+bolt runs the listeners before answering, ``process_before_response``); workers
+make the Web API calls.
 
 Before bolt sees a request, ``_verified`` checks it: a valid signature from the
 last 5 minutes by one of the configured apps' signing secrets (several apps,
@@ -60,7 +61,20 @@ from slack_bolt.response import BoltResponse
 from channels import slack
 from channels.base import ChannelError
 from handoff.queue import HandoffError
-from handoff.slack_desk import CLAIM, NOTE, NOTE_VIEW, RESOLVE, note_modal, note_text
+from handoff.slack_desk import (
+    CLAIM,
+    CORRECT,
+    CORRECT_VIEW,
+    NOTE,
+    NOTE_VIEW,
+    RESOLVE,
+    correction_modal,
+    last_readings,
+    note_modal,
+    note_text,
+    picked_corrections,
+)
+from shopbot.corrections import CorrectionError
 from shopbot.credentials import Channels, SlackApp, SlackAuth
 
 from . import limits, slack_oauth
@@ -68,6 +82,7 @@ from .context import (
     accept,
     aredis_key,
     audit_key,
+    correction_store,
     credentials_key,
     current_channels,
     enqueue_slack_call,
@@ -302,9 +317,10 @@ class DeskRequest:
     thread: str | None = None
     text: str = ""
     words: tuple[str, ...] = ()
+    block: str = "note"  # a modal's input block that a refusal is shown on
 
 
-ACTIONS = {CLAIM: "claim", RESOLVE: "resolve", NOTE: "note"}
+ACTIONS = {CLAIM: "claim", RESOLVE: "resolve", NOTE: "note", CORRECT: "correct"}
 
 
 def desk_request(body: dict[str, Any], context: dict[str, Any]) -> DeskRequest:
@@ -323,6 +339,12 @@ def desk_request(body: dict[str, Any], context: dict[str, Any]) -> DeskRequest:
             "action", ACTIONS.get(action.get("action_id"), "?"), user, (body.get("channel") or {}).get("id", ""),
             team, str(action.get("value", "")), ((body.get("message") or {}).get("ts")) or None,
         )  # fmt: skip
+    if body.get("type") == "view_submission" and body["view"].get("callback_id") == CORRECT_VIEW:
+        view = body["view"]
+        blocks = view.get("blocks") if isinstance(view.get("blocks"), list) else []
+        inputs = [b.get("block_id") for b in blocks if isinstance(b, dict) and b.get("type") == "input"]
+        block = str(inputs[0]) if inputs and inputs[0] else "note"
+        return DeskRequest("view", "correct", user, None, team, str(view.get("private_metadata", "")), block=block)
     if body.get("type") == "view_submission":
         view = body["view"]
         text = (((view.get("state") or {}).get("values") or {}).get("note") or {}).get("text", {}).get("value") or ""
@@ -426,11 +448,13 @@ async def _fetch_members(http: aiohttp.ClientSession, channel: str, auth: SlackA
     raise MembershipUnknown(f"conversations.members: more than {MEMBERS_MAX_PAGES} pages")
 
 
-async def _audit(web_app: web.Application, user: str, action: str, target: str | None, outcome: str) -> None:
+async def _audit(
+    web_app: web.Application, user: str, action: str, target: str | None, outcome: str, detail: dict | None = None
+) -> None:
     """A desk action in the audit log: the Slack user id is the actor."""
     await asyncio.to_thread(
         web_app[audit_key].record, f"slack:{user or '?'}", "agent" if outcome == "ok" else None,
-        f"desk.{action}", target, outcome, "slack",
+        f"desk.{action}", target, outcome, "slack", detail,
     )  # fmt: skip
 
 
@@ -450,7 +474,7 @@ def _answer(desk: DeskRequest, text: str) -> BoltResponse:
     if desk.kind == "command":
         return BoltResponse(status=200, body={"response_type": "ephemeral", "text": text})
     if desk.kind == "view":
-        return BoltResponse(status=200, body={"response_action": "errors", "errors": {"note": text}})
+        return BoltResponse(status=200, body={"response_action": "errors", "errors": {desk.block: text}})
     return BoltResponse(status=200, body="")
 
 
@@ -661,6 +685,39 @@ def build(web_app: web.Application) -> AsyncApp:
         refused = await _perform(web_app, desk, "note", desk.text)
         if refused:
             await ack(response_action="errors", errors={"note": refused})
+        else:
+            await ack()
+
+    @bolt.action(CORRECT, middleware=[desk_only])
+    async def open_correction(body: dict[str, Any], context, ack) -> None:
+        """The shopper's last messages with the bot's reading, and selects for the right one."""
+        if body.get("trigger_id"):
+            cid = context[DESK].cid or ""
+            readings = await asyncio.to_thread(last_readings, web_app[store_key], cid)
+            view = correction_modal(cid, readings, sorted(correction_store(web_app).intents))
+            await asyncio.to_thread(enqueue_slack_call, web_app, "views.open", trigger_id=body["trigger_id"], view=view)
+        await ack()
+
+    @bolt.view(CORRECT_VIEW, middleware=[desk_only])
+    async def correction_submitted(body: dict[str, Any], context, ack) -> None:
+        """Each message the agent picked a label for is a correction by that Slack user, audited."""
+        desk: DeskRequest = context[DESK]
+        picked = picked_corrections(body["view"])
+        if not picked:
+            await ack(response_action="errors", errors={desk.block: "Pick an intent or a sentiment to correct"})
+            return
+        store, errors = correction_store(web_app), {}
+        for mid, labels in picked.items():
+            detail = {"message_id": mid[:80], **{k: v for k, v in labels.items() if v}}
+            try:
+                await asyncio.to_thread(store.correct, desk.cid or "", mid, f"slack:{desk.user}", **labels)
+            except CorrectionError as exc:
+                errors[f"fix:{mid}:intent"] = exc.reason[:150]
+                await _audit(web_app, desk.user, "correct", desk.cid, f"refused {exc.status}", detail)
+                continue
+            await _audit(web_app, desk.user, "correct", desk.cid, "ok", detail)
+        if errors:
+            await ack(response_action="errors", errors=errors)
         else:
             await ack()
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from dialogue import ConversationState, Policy
 from dialogue.engine import agent_claimed, agents_busy, resolved
 from shopbot.store import ConversationStore, Outgoing
-from shopbot.transcripts import transcript_row
+from shopbot.transcripts import event_rows, transcript_row
 
 LOCK_WAIT_S = 5.0
 
@@ -142,8 +142,9 @@ class HandoffQueue:
                 raise HandoffError(409, "conversation is already with the bot")
             if state.status == "agent":
                 self._check_owner(state, agent)
-            new, notice = resolved(state, self.policy, time.time())
-            self._commit(cid, token, new, [Outgoing(notice.sender, notice.text)], dequeue=True)
+            new, notice, outcome = resolved(state, self.policy, time.time())
+            out = [Outgoing(notice.sender, notice.text, notice.quick_replies)]
+            self._commit(cid, token, new, out, dequeue=True, agent=agent, events=[outcome], close_at=0)
 
     @staticmethod
     def _check_owner(state: ConversationState, agent: str) -> None:
@@ -163,14 +164,23 @@ class HandoffQueue:
             yield token, ConversationState.from_dict(raw)
 
     def _commit(
-        self, cid: str, token: str, state: ConversationState, out: list[Outgoing], dequeue: bool = False, agent=None
+        self,
+        cid: str,
+        token: str,
+        state: ConversationState,
+        out: list[Outgoing],
+        dequeue: bool = False,
+        agent=None,
+        events: Sequence[tuple[str, str]] = (),
+        close_at: float | None = None,
     ) -> None:
         meta = self.store.meta(cid)
         now = time.time()
+        who = agent or state.agent
         rows = [
-            transcript_row(
-                cid, meta, f"{m.sender}:{uuid.uuid4().hex}", m.sender, m.text, now, agent=agent or state.agent
-            )
-            for m in out
+            transcript_row(cid, meta, f"{m.sender}:{uuid.uuid4().hex}", m.sender, m.text, now, agent=who) for m in out
         ]
-        self.store.commit(cid, token, state.to_dict(), out, transcript=rows, dequeue=dequeue)
+        rows += event_rows(cid, meta, f"agent:{uuid.uuid4().hex}", events, now, language=state.locale, agent=who)
+        if close_at is None and state.opened_at is not None and state.status in ("queued", "agent"):
+            close_at = now + self.policy.outcomes.agent_idle_s  # a person has it: handed off if never resolved
+        self.store.commit(cid, token, state.to_dict(), out, transcript=rows, dequeue=dequeue, close_at=close_at)

@@ -8,6 +8,11 @@
   the thread goes to the shopper (``gateway.slack_routes``); an internal note is
   the card's "Add note" button (a modal) or ``/handoff note``, never a guess
   from the text.
+- "Correct reading" (every card) opens a modal with the shopper's last
+  messages, the bot's reading of each and selects for the right intent and
+  sentiment; what an agent picks is stored as their correction
+  (``shopbot.corrections``). A card of a hand-off where the bot did not
+  understand says its messages are offered for labelling.
 
 ``SlackDesk.sync`` is idempotent: it compares what Slack shows (kept in
 Redis) with the conversation and only calls Slack for the difference, so the
@@ -22,7 +27,8 @@ import time
 from typing import Any
 
 from channels.slack import SlackSender, escape
-from shopbot.store import ConversationStore
+from shopbot.corrections import SENTIMENTS
+from shopbot.store import ConversationStore, key, parse_entry
 
 from .queue import HandoffQueue, QueueItem
 
@@ -30,6 +36,12 @@ log = logging.getLogger(__name__)
 
 CLAIM, RESOLVE, NOTE = "desk_claim", "desk_resolve", "desk_note"
 NOTE_VIEW = "desk_note_view"
+CORRECT, CORRECT_VIEW = "desk_correct", "desk_correct_view"
+CORRECTABLE = 5  # the shopper's last messages the "Correct reading" modal lists
+LABELLING_NOTE = (
+    ":label: The bot did not understand this shopper: their messages are offered for labelling "
+    "(*Correct reading*, or `GET /handoff/api/labelling`)."
+)
 SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
 
 
@@ -83,12 +95,16 @@ def card_blocks(item: QueueItem, meta: dict[str, str], position: int | None, tot
         {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines) or "_no messages_"}},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": f"conversation `{escape(item.conversation_id)}`"}]},
     ]
+    if item.reason == "not_understood":
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": LABELLING_NOTE}]})
     buttons = []
     if item.status == "queued":
         buttons.append(_button("Claim", CLAIM, item.conversation_id, "primary"))
     if item.status == "agent":
         buttons.append(_button("Add note", NOTE, item.conversation_id))
         buttons.append(_button("Resolve", RESOLVE, item.conversation_id, "danger"))
+    if item.status in ("queued", "agent", "bot"):
+        buttons.append(_button("Correct reading", CORRECT, item.conversation_id))
     if buttons:
         blocks.append({"type": "actions", "elements": buttons})
     return blocks
@@ -128,6 +144,87 @@ def note_modal(cid: str) -> dict[str, Any]:
             }
         ],
     }
+
+
+def last_readings(store: ConversationStore, cid: str, n: int = CORRECTABLE) -> list[dict[str, Any]]:
+    """The shopper's last ``n`` messages in the log, oldest first, each with the bot's reading of it."""
+    out: list[dict[str, Any]] = []
+    for entry_id, fields in store.r.xrevrange(key(cid, "log"), count=200):
+        entry = parse_entry(entry_id, fields)
+        if entry.sender != "shopper":
+            continue
+        ann = store.annotation(cid, entry.id) or {}
+        out.append({"message_id": entry.id, "text": entry.text, **{k: ann.get(k) for k in READING}})
+        if len(out) == n:
+            break
+    return out[::-1]
+
+
+READING = ("intent", "intent_confidence", "sentiment")
+
+
+def _select(block_id: str, label: str, values: list[str], read: str) -> dict[str, Any]:
+    return {
+        "type": "input",
+        "block_id": block_id,
+        "optional": True,  # left empty: the bot read it right
+        "label": {"type": "plain_text", "text": label},
+        "hint": {"type": "plain_text", "text": read[:150]},
+        "element": {
+            "type": "static_select",
+            "action_id": "label",
+            "placeholder": {"type": "plain_text", "text": "right as the bot read it"},
+            "options": [{"text": {"type": "plain_text", "text": v[:75]}, "value": v} for v in values],
+        },
+    }
+
+
+def correction_modal(cid: str, readings: list[dict[str, Any]], intents: list[str]) -> dict[str, Any]:
+    """The "Correct reading" modal: each of the shopper's last messages with the bot's reading, and a
+    select for the right intent and one for the sentiment (both optional)."""
+    blocks: list[dict[str, Any]] = []
+    for m in readings:
+        conf = m.get("intent_confidence")
+        read = f"{m.get('intent') or '?'}" + (f" ({conf:.2f})" if isinstance(conf, int | float) else "")
+        # What a shopper wrote is text, never Slack markup.
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Shopper:* {escape(m['text'][:300])}"}})
+        blocks.append(_select(f"fix:{m['message_id']}:intent", "Intent", intents, f"The bot read: {read}"))
+        blocks.append(
+            _select(
+                f"fix:{m['message_id']}:sentiment", "Sentiment", list(SENTIMENTS),
+                f"The bot read: {m.get('sentiment') or '?'}",
+            )
+        )  # fmt: skip
+    view: dict[str, Any] = {
+        "type": "modal",
+        "callback_id": CORRECT_VIEW,
+        "private_metadata": cid,
+        "title": {"type": "plain_text", "text": "Correct the reading"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": blocks or [{"type": "section", "text": {"type": "mrkdwn", "text": "_No shopper messages._"}}],
+    }
+    if blocks:
+        view["submit"] = {"type": "plain_text", "text": "Save"}
+    return view
+
+
+def picked_corrections(view: dict[str, Any]) -> dict[str, dict[str, str | None]]:
+    """What the agent picked in a submitted "Correct reading" modal: message id -> intent and sentiment
+    (None where left empty); messages with nothing picked are left out."""
+    out: dict[str, dict[str, str | None]] = {}
+    state = view.get("state")
+    values = state.get("values") if isinstance(state, dict) else None
+    for block_id, actions in values.items() if isinstance(values, dict) else ():
+        prefix, _, rest = str(block_id).partition(":")
+        mid, _, field = rest.rpartition(":")
+        select = actions.get("label") if isinstance(actions, dict) else None
+        if prefix != "fix" or field not in ("intent", "sentiment") or not isinstance(select, dict):
+            continue
+        chosen = select.get("selected_option")
+        value = chosen.get("value") if isinstance(chosen, dict) else None
+        if isinstance(value, str) and value:
+            out.setdefault(mid, {"intent": None, "sentiment": None})[field] = value
+    return out
 
 
 class SlackDesk:

@@ -3,7 +3,8 @@
 What the product holds about a shopper, per conversation: the Redis keys
 (message log, inbox, annotations, state, dedup ids, delivery cursors, the
 agents' desk card), its place in the human queue and the pending set,
-transcript rows not yet moved to SQL, and the SQL transcript. ``forget`` removes
+transcript rows not yet moved to SQL, the SQL transcript, and the agents'
+corrections of their messages (``shopbot.corrections``). ``forget`` removes
 all of it, holding the conversation's lock so no worker writes it back. Orders
 are the shop's records, not ours: they are left to the shop's own process.
 """
@@ -17,9 +18,10 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 
+from .corrections import corrections
 from .errors import Refused
 from .pii import mask
-from .store import HANDOFF_QUEUE, PENDING, PREFIX, TRANSCRIPTS, TRANSCRIPTS_LOCK, ConversationStore, key
+from .store import CLOSING, HANDOFF_QUEUE, PENDING, PREFIX, TRANSCRIPTS, TRANSCRIPTS_LOCK, ConversationStore, key
 from .transcripts import messages
 
 CHANNELS = ("web", "telegram", "slack")
@@ -56,17 +58,22 @@ def conversations_of(store: ConversationStore, engine: Engine, channel: str, *us
     with engine.connect() as conn:
         mine = (messages.c.channel == channel) & messages.c.shopper.in_(users)
         found.update(r[0] for r in conn.execute(select(messages.c.conversation_id).where(mine).distinct()))
+        # Corrections keep their shopper too: found after the transcript is gone.
+        fixed = (corrections.c.channel == channel) & corrections.c.shopper.in_(users)
+        found.update(r[0] for r in conn.execute(select(corrections.c.conversation_id).where(fixed).distinct()))
         for user in users:
             # The user id's own "_" (and "%") must not act as LIKE wildcards matching other shoppers.
             pattern = f"{channel}:%:{_like_escape(user)}"
             like = messages.c.conversation_id.like(pattern, escape="\\")
             found.update(r[0] for r in conn.execute(select(messages.c.conversation_id).where(like).distinct()))
+            like = corrections.c.conversation_id.like(pattern, escape="\\")
+            found.update(r[0] for r in conn.execute(select(corrections.c.conversation_id).where(like).distinct()))
     return sorted(found)
 
 
 def forget(store: ConversationStore, engine: Engine, cids: list[str], lock_wait_s: float = 30.0) -> dict[str, int]:
     """Delete the conversations ``cids`` everywhere; returns what was removed."""
-    counts = {"conversations": 0, "redis_keys": 0, "transcript_rows": 0, "queued_rows": 0}
+    counts = {"conversations": 0, "redis_keys": 0, "transcript_rows": 0, "queued_rows": 0, "corrections": 0}
     r = store.r
     for cid in cids:
         with store.lock(cid, wait_s=10) as token:
@@ -82,6 +89,7 @@ def forget(store: ConversationStore, engine: Engine, cids: list[str], lock_wait_
                     p.delete(*ks)
                 p.zrem(HANDOFF_QUEUE, cid)
                 p.zrem(PENDING, cid)
+                p.zrem(CLOSING, cid)
                 p.execute()
             counts["redis_keys"] += len(ks)
             counts["conversations"] += 1
@@ -101,6 +109,9 @@ def forget(store: ConversationStore, engine: Engine, cids: list[str], lock_wait_
                 counts["transcript_rows"] = conn.execute(
                     delete(messages).where(messages.c.conversation_id.in_(cids))
                 ).rowcount
+                counts["corrections"] = conn.execute(
+                    delete(corrections).where(corrections.c.conversation_id.in_(cids))
+                ).rowcount
     finally:
         lock.release()
     return counts
@@ -111,11 +122,13 @@ def export(store: ConversationStore, engine: Engine, cid: str) -> dict[str, Any]
     with engine.connect() as conn:
         q = select(messages).where(messages.c.conversation_id == cid).order_by(messages.c.ts, messages.c.id)
         rows = [dict(r._mapping) for r in conn.execute(q)]
+        q = select(corrections).where(corrections.c.conversation_id == cid).order_by(corrections.c.created_at)
+        fixed = [dict(r._mapping) for r in conn.execute(q)]
     seen = {r["message_id"] for r in rows}
     for e in store.messages_after(cid, None, count=5000):
         if e.id not in seen:
             rows.append({"conversation_id": cid, "message_id": e.id, "sender": e.sender, "text": e.text, "ts": e.ts})
-    if not rows:
+    if not rows and not fixed:
         raise PrivacyError(f"no conversation {cid!r}", 404)
     out = []
     for r in sorted(rows, key=lambda r: r["ts"]):
@@ -124,4 +137,7 @@ def export(store: ConversationStore, engine: Engine, cid: str) -> dict[str, Any]
         if r.get("agent"):
             r["agent"] = mask(r["agent"])
         out.append(r)
-    return {"conversation_id": cid, "messages": out, "masked": True}
+    for c in fixed:  # the agents' readings of their messages, with the text they were given
+        c.pop("id", None)
+        c["text"], c["agent"] = mask(c["text"]), mask(c["agent"])
+    return {"conversation_id": cid, "messages": out, "corrections": fixed, "masked": True}

@@ -68,6 +68,14 @@ class Settings(BaseSettings):
     shutdown_timeout_s: float = Field(
         5.0, gt=0, description="a stopping gateway closes its sockets (1001) and waits this long for requests"
     )
+    # Metrics for operators (docs/metrics.md): the gateway serves GET /metrics on its own port
+    metrics_token: SecretStr | None = Field(
+        None, description="set: every /metrics (gateway and workers) needs Authorization: Bearer <this token>"
+    )
+    metrics_port: int = Field(
+        0, ge=0, le=65535, description="a worker's own /metrics port; 0: none (give each worker on a host its own)"
+    )
+    metrics_addr: str = Field("127.0.0.1", description="the address a worker's /metrics listens on (0.0.0.0: all)")
 
     # Telegram (shoppers)
     telegram_bot_token: SecretStr | None = Field(None, description="the bot's token from @BotFather")
@@ -139,7 +147,7 @@ class Settings(BaseSettings):
         "slack_bot_token", "slack_signing_secret", "slack_agent_channel", "slack_desk_agents", "slack_team_id",
         "slack_client_id", "slack_client_secret", "slack_install_teams",
         "order_api_url",
-        "order_api_token", "llm_base_url", "llm_model", "llm_api_key", mode="before",
+        "order_api_token", "llm_base_url", "llm_model", "llm_api_key", "metrics_token", mode="before",
     )  # fmt: skip
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:

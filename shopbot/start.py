@@ -189,8 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     if loaded:
         _say("demo shop data loaded: " + ", ".join(loaded))
     gateway = [sys.executable, "-m", "gateway", "--host", settings.host, "--port", str(settings.port)]
-    for role in ("nlu", "dialogue"):
-        procs.append(spawn([sys.executable, "-m", "workers", role], f"worker-{role}", env))
+    for i, role in enumerate(("nlu", "dialogue")):
+        # SHOPBOT_METRICS_PORT=N: the NLU worker's /metrics on N, the dialogue worker's on N+1 (docs/metrics.md)
+        port = {"SHOPBOT_METRICS_PORT": str(settings.metrics_port + i)} if settings.metrics_port else {}
+        procs.append(spawn([sys.executable, "-m", "workers", role], f"worker-{role}", {**env, **port}))
     procs.append(spawn(gateway, "gateway", env))
     _say(f"workers (nlu, dialogue) and gateway starting (logs in {VAR}); loading the models...")
     wait_ready(f"http://127.0.0.1:{settings.port}/", procs)

@@ -30,12 +30,16 @@ from dataclasses import dataclass
 
 import redis
 
+from . import metrics
+
 PREFIX = "sb"
 PENDING = f"{PREFIX}:pending"
 HANDOFF_QUEUE = f"{PREFIX}:handoff:queue"
 TRANSCRIPTS = f"{PREFIX}:transcripts"
 # Held by whoever reads-then-trims or edits the TRANSCRIPTS list (the flusher, forgetting a shopper).
 TRANSCRIPTS_LOCK = f"{PREFIX}:transcripts:lock"
+# Conversations with an open episode, by when it ends if nothing more happens (dialogue.engine.close_episode).
+CLOSING = f"{PREFIX}:closing"
 WORKERS = f"{PREFIX}:workers"
 WORKER_QUEUES = f"{PREFIX}:workers:queues"
 # A conversation's lock is a short lease, renewed every third of it while its holder works: a worker
@@ -264,6 +268,7 @@ class ConversationStore:
         argv = [dedup_key, str(self.ttl_s), str(len(pairs) // 2), *pairs, *fields]
         mid, dup = self._record_reply(keys=[key(cid, "log"), key(cid, "dedup"), key(cid, "meta")], args=argv)
         if not int(dup):
+            metrics.count_committed(cid, [msg])
             self.trim(cid)
         return mid, bool(int(dup))
 
@@ -418,8 +423,12 @@ class ConversationStore:
         transcript: Sequence[dict[str, object]] = (),
         queue_score: float | None = None,
         dequeue: bool = False,
+        close_at: float | None = None,
     ) -> None:
         """Write one dialogue step atomically: state, messages, inbox pop, transcript rows, queue.
+
+        ``close_at``: when the conversation's episode ends if nothing more happens (0: it has ended, or
+        none is open; None: unchanged).
 
         Refuses (``LockLost``) unless this token still holds the lock and, when
         ``consume`` is given, that message is still at the head of the inbox, so a
@@ -446,7 +455,12 @@ class ConversationStore:
                 p.zadd(HANDOFF_QUEUE, {cid: queue_score})
             if dequeue:
                 p.zrem(HANDOFF_QUEUE, cid)
+            if close_at:
+                p.zadd(CLOSING, {cid: close_at})
+            elif close_at is not None:
+                p.zrem(CLOSING, cid)
             p.execute()
+        metrics.count_committed(cid, outgoing, transcript)
         self._clear_pending(keys=[inbox_k, PENDING], args=[cid, time.time()])
         if outgoing:
             self.trim(cid)
@@ -459,6 +473,17 @@ class ConversationStore:
         The clock starts when the first unhandled message arrives and restarts at every step.
         """
         return self.r.zrangebyscore(PENDING, "-inf", time.time() - older_than_s, start=0, num=limit)
+
+    def closing(self, now: float, limit: int = 200) -> list[str]:
+        """Conversations whose episode is due to end by silence (``close_at`` of their last commit passed)."""
+        return self.r.zrangebyscore(CLOSING, "-inf", now, start=0, num=limit)
+
+    def schedule_close(self, cid: str, at: float) -> None:
+        """Move the end of ``cid``'s episode to ``at`` (0: none is open). Call it holding the lock."""
+        if at:
+            self.r.zadd(CLOSING, {cid: at})
+        else:
+            self.r.zrem(CLOSING, cid)
 
     def touch_pending(self, cid: str) -> None:
         """Restart a stalled conversation's clock so it is not re-queued again at once."""

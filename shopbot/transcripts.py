@@ -8,6 +8,7 @@ they describe; :func:`flush` moves them into SQL. A row has a unique
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import redis
 from sqlalchemy import (
@@ -44,9 +45,15 @@ messages = Table(
     Column("agent", String(120)),
     # The shopper's id on the platform (meta "sender"): Telegram / Slack user id, web public id.
     Column("shopper", String(200)),
+    # On a shopper's message: what the bot did with it (dialogue.engine.StepResult.action; a hand-off as
+    # handoff:REASON). On an event row (sender "event", empty text): the event (outcome:KIND, helped:yes|no,
+    # csat:N), with its detail (why it ended, the answer rated).
+    Column("action", String(80)),
+    Column("detail", String(120)),
     UniqueConstraint("conversation_id", "message_id", name="uq_transcript_message"),
     Index("ix_transcript_conversation_ts", "conversation_id", "ts"),
     Index("ix_transcript_channel_shopper", "channel", "shopper"),
+    Index("ix_transcript_sender_ts", "sender", "ts"),
 )
 COLUMNS = [c.name for c in messages.columns if c.name != "id"]
 
@@ -63,6 +70,34 @@ def transcript_row(cid: str, meta: dict[str, str], message_id: str, sender: str,
         "ts": ts,
         **kw,
     }
+
+
+def event_rows(
+    cid: str,
+    meta: dict[str, str],
+    base_id: str,
+    events: Sequence[tuple[str, str]],
+    ts: float,
+    language: str | None = None,
+    agent: str | None = None,
+) -> list[dict]:
+    """Rows of ``transcript_messages`` for events (an episode's outcome, "did that help", a rating): sender
+    ``event``, no text, ids ``BASE:eN`` (the same step gives the same ids, so a repeated flush adds nothing)."""
+    return [
+        transcript_row(
+            cid,
+            meta,
+            f"{base_id}:e{i}",
+            "event",
+            "",
+            ts,
+            language=language,
+            agent=agent,
+            action=ev,
+            detail=detail[:120],
+        )  # fmt: skip
+        for i, (ev, detail) in enumerate(events)
+    ]
 
 
 def _insert_ignoring_duplicates(engine: Engine, rows: list[dict[str, object]]) -> None:

@@ -224,11 +224,28 @@ class FakeSlack(FakePlatform):
             return web.json_response({**call.result, "message": params})
         if method == "chat.postEphemeral":
             return web.json_response({"ok": True, "message_ts": f"{int(time.time())}.000001"})
-        if method in ("views.open", "auth.test"):
+        if method == "views.open":
+            call.result = self._views_open(params, self.tokens[token])
+            return web.json_response(call.result)
+        if method == "auth.test":
             return web.json_response({"ok": True, "team_id": self.tokens[token], "user_id": "UBOT", "bot_id": "B0BOT"})
         if method == "conversations.members":
             return web.json_response(self._members(params))
         return web.json_response({"ok": False, "error": "unknown_method"})
+
+    def _views_open(self, params: dict[str, Any], team: str) -> dict[str, Any]:
+        """views.open: a modal for a trigger id, checked against Slack's limits for a view (its errors are
+        Slack's: ``invalid_arguments`` with the reasons in ``response_metadata.messages``)."""
+        view, trigger = params.get("view"), str(params.get("trigger_id") or "")
+        problems = _view_problems(view) if trigger else ["missing trigger_id"]
+        if problems:
+            return {"ok": False, "error": "invalid_arguments", "response_metadata": {"messages": problems}}
+        assert isinstance(view, dict)
+        opened = {
+            **view, "id": f"V0{next(self._ts):08d}", "team_id": team, "state": {"values": {}},
+            "hash": f"{int(time.time())}.{next(self._ts)}", "app_id": "A0SHOPBOT", "bot_id": "B0BOT",
+        }  # fmt: skip
+        return {"ok": True, "view": opened}
 
     def _members(self, params: dict[str, Any]) -> dict[str, Any]:
         """conversations.members: a page of user ids; the cursor is base64 of ``user:<next id>`` as Slack's."""
@@ -252,6 +269,59 @@ class FakeSlack(FakePlatform):
         end = start + min(limit, self.members_page)
         cursor = base64.b64encode(f"user:{everyone[end]}".encode()).decode() if end < len(everyone) else ""
         return {"ok": True, "members": everyone[start:end], "response_metadata": {"next_cursor": cursor}}
+
+
+def _text_problem(obj: Any, where: str, limit: int) -> list[str]:
+    if not (isinstance(obj, dict) and obj.get("type") in ("plain_text", "mrkdwn") and isinstance(obj.get("text"), str)):
+        return [f"{where}: a text object is required"]
+    return [f"{where}: more than {limit} characters"] if not 0 < len(obj["text"]) <= limit else []
+
+
+def _view_problems(view: Any) -> list[str]:
+    """What Slack would refuse in a modal view (the limits of Block Kit's reference, the ones a view here
+    may run into): title, buttons, blocks, block ids, input labels, select options, metadata."""
+    if not isinstance(view, dict) or view.get("type") != "modal":
+        return ["view: must be an object with type modal"]
+    out = _text_problem(view.get("title"), "title", 24)
+    for button in ("submit", "close"):
+        if button in view:
+            out += _text_problem(view[button], button, 24)
+    if len(str(view.get("private_metadata", ""))) > 3000:
+        out.append("private_metadata: more than 3000 characters")
+    if len(str(view.get("callback_id", ""))) > 255:
+        out.append("callback_id: more than 255 characters")
+    blocks = view.get("blocks")
+    if not isinstance(blocks, list) or not 0 < len(blocks) <= 100:
+        return [*out, "blocks: 1 to 100 blocks"]
+    ids = [b.get("block_id") for b in blocks if isinstance(b, dict) and b.get("block_id") is not None]
+    if len(ids) != len(set(ids)) or any(len(str(i)) > 255 for i in ids):
+        out.append("block_id: must be unique, 255 characters at most")
+    inputs = False
+    for i, block in enumerate(blocks):
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "section":
+            out += _text_problem(block.get("text"), f"blocks[{i}].text", 3000)
+        elif kind == "input":
+            inputs = True
+            out += _text_problem(block.get("label"), f"blocks[{i}].label", 2000)
+            if "hint" in block:
+                out += _text_problem(block["hint"], f"blocks[{i}].hint", 2000)
+            element = block.get("element") or {}
+            if element.get("type") == "static_select":
+                options = element.get("options") or []
+                if not 0 < len(options) <= 100:
+                    out.append(f"blocks[{i}].element.options: 1 to 100 options")
+                for o in options:
+                    out += _text_problem(o.get("text"), f"blocks[{i}].element.options.text", 75)
+                    if not 0 < len(str(o.get("value", ""))) <= 150:
+                        out.append(f"blocks[{i}].element.options.value: 1 to 150 characters")
+            elif element.get("type") != "plain_text_input":
+                out.append(f"blocks[{i}].element: an input element is required")
+        elif kind not in ("context", "divider", "header", "actions"):
+            out.append(f"blocks[{i}]: unknown block type {kind!r}")
+    if inputs and "submit" not in view:
+        out.append("submit: required when the view has input blocks")
+    return out
 
 
 def _ok(result: Any) -> web.Response:

@@ -96,6 +96,7 @@ class Process:
     def __init__(self, name: str, args: list[str], env: dict[str, str], log: Path):
         self.name, self.args, self.env, self.log = name, args, env, log
         self.proc: subprocess.Popen | None = None
+        self.metrics_url: str | None = None  # a worker's own /metrics
 
     def start(self) -> Process:
         fh = self.log.open("ab")
@@ -172,9 +173,14 @@ def product_env(redis_url: str, models_dir: Path, tmp: Path, policies: Path | No
 
 
 def worker(env: dict[str, str], log: Path, role: str = "all", name: str | None = None) -> Process:
-    """A Celery worker started as the product starts it (``python -m workers ROLE``)."""
+    """A Celery worker started as the product starts it (``python -m workers ROLE``), serving its
+    /metrics on a port of its own (``Process.metrics_url``) unless ``env`` names one."""
     args = [sys.executable, "-m", "workers", role, "-n", f"{name or role}@%h"]
-    return Process(f"worker {name or role}", args, env, log).start()
+    env = {"SHOPBOT_METRICS_PORT": str(free_port()), **env}
+    p = Process(f"worker {name or role}", args, env, log)
+    if env["SHOPBOT_METRICS_PORT"] != "0":
+        p.metrics_url = f"http://127.0.0.1:{env['SHOPBOT_METRICS_PORT']}/metrics"
+    return p.start()
 
 
 def gateway(env: dict[str, str], log: Path) -> tuple[Process, str]:

@@ -9,6 +9,8 @@ uses the whole product to show that a worker picks up a new bot at once.
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 import logging
 import re
@@ -223,6 +225,9 @@ async def test_key_rotation_reencrypts_and_old_key_alone_cannot_open(admin_gw):
 ENDPOINTS = [
     ("GET", "/admin/api/me", None, "viewer"),
     ("GET", "/admin/api/analytics", None, "viewer"),
+    ("GET", "/admin/api/analytics/outcomes?period=week", None, "viewer"),
+    ("GET", "/admin/api/analytics/intents", None, "viewer"),
+    ("GET", "/admin/api/analytics/faq?format=csv", None, "viewer"),
     ("GET", "/handoff/api/queue", None, "agent"),
     ("GET", "/handoff/api/conversations/web:web:nobody", None, "agent"),
     ("POST", "/handoff/api/conversations/web:web:nobody/claim", None, "agent"),
@@ -648,6 +653,122 @@ def test_admin_page_sign_in_channels_queue_and_audit(admin_gw):
         assert page.is_visible("#signin-form") and page.evaluate("sessionStorage.length") == 0
         browser.close()
     r.zrem("sb:handoff:queue", cid)
+
+
+# -- analytics (shopbot/analytics.py; the figures themselves: tests/test_analytics.py) ----------------------------
+
+
+def seed_analytics(admin_gw) -> list[dict]:
+    """60 conversations of the generated history (April 2024) in the gateway's transcripts, once."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.dialects.sqlite import insert
+    from test_analytics import history
+
+    from shopbot.transcripts import messages
+
+    rows = [r for r in history() if int(r["conversation_id"].rsplit(":", 1)[1]) < 60]
+    engine = create_engine(admin_gw["env"]["SHOPBOT_DATABASE_URL"])
+    with engine.begin() as conn:
+        conn.execute(insert(messages).on_conflict_do_nothing(index_elements=["conversation_id", "message_id"]), rows)
+    engine.dispose()
+    return rows
+
+
+async def test_analytics_reports_as_json_and_csv_by_filter(admin_gw):
+    from test_analytics import FIRST_DAY, expected_outcomes
+
+    rows = seed_analytics(admin_gw)
+    url, admin = admin_gw["url"], admin_gw["admin"]
+    api = f"{url}/admin/api/analytics"
+    dates = f"from={FIRST_DAY}&to=2024-04-30"  # the history's weeks: nothing else the tests write
+    async with aiohttp.ClientSession() as http:
+        _, made, _ = await call(http, "POST", f"{url}/admin/api/tokens", admin, {"name": "analyst", "role": "viewer"})
+        viewer = made["token"]
+        status, week, _ = await call(http, "GET", f"{api}/outcomes?period=week&channel=web&{dates}", viewer)
+        want = expected_outcomes(rows, "week", start=FIRST_DAY, end=None, channel="web", language=None)
+        assert status == 200 and week["totals"] == want["totals"] and week["series"] == want["series"]
+        assert week["filters"] == {"from": "2024-04-03", "to": "2024-04-30", "channel": "web", "language": None}
+
+        status, text, headers = await call(http, "GET", f"{api}/outcomes?period=day&format=csv&{dates}", viewer)
+        assert status == 200 and headers["Content-Type"] == "text/csv; charset=utf-8"
+        assert headers["Content-Disposition"] == 'attachment; filename="shopbot-outcomes-day.csv"'
+        table = list(csv.DictReader(io.StringIO(text)))
+        assert table[0]["scope"] == "day" and [r["key"] for r in table if r["scope"] == "total"] == [""]
+        for name, key in (("intents", "intent"), ("faq", "entry")):
+            status, text, headers = await call(http, "GET", f"{api}/{name}?format=csv&language=en&{dates}", viewer)
+            assert status == 200 and headers["Content-Type"].startswith("text/csv")
+            status, report, _ = await call(http, "GET", f"{api}/{name}?language=en&{dates}", viewer)
+            got = [r[key] or "" for r in csv.DictReader(io.StringIO(text))]
+            assert status == 200 and got == [r[key] or "" for r in report[name]] and got
+
+        for query, reason in (
+            ("period=month", "period must be one of day, week"),
+            ("from=2024-02-30", "from must be a date as YYYY-MM-DD"),
+            ("from=2024-05-02&to=2024-05-01", "from must not be after to"),
+            ("channel=fax", "channel must be one of"),
+            ("format=xml", "format must be json or csv"),
+        ):
+            status, answer, _ = await call(http, "GET", f"{api}/outcomes?{query}", viewer)
+            assert status == 400 and reason in answer["error"], (query, answer)
+        assert (await call(http, "GET", f"{api}/faq?language=fr", viewer))[0] == 400
+        assert (await call(http, "GET", f"{api}/intents"))[0] == 401
+
+
+@pytest.mark.browser
+def test_admin_page_analytics_charts_tables_and_an_faq_entry_from_a_group(admin_gw):
+    from playwright.sync_api import sync_playwright
+    from test_widget_browser import CHROMIUM
+
+    seed_analytics(admin_gw)
+    examples = ["<img src=x onerror=alert(1)>gift cards?", "e-gift card", "voucher"]
+    answer = "Yes: gift cards from 10 to 500 euros."
+    groups = {
+        "status": "ready",
+        "computed_at": time.time(),
+        "groups": [{"count": 7, "language": "en", "examples": examples}],
+    }
+    posted, problems = [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.on("console", lambda m: m.type == "error" and problems.append(m.text))
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        # The groups and the FAQ entry are the NLU worker's and the shop's: answered here as they would be.
+        page.route("**/admin/api/analytics/unanswered", lambda r: r.fulfill(json=groups))
+        page.route("**/admin/api/faq", lambda r: (posted.append(r.request.post_data_json),
+                                                   r.fulfill(status=201, json={"id": "gift-cards"})))  # fmt: skip
+        served = page.goto(admin_gw["url"] + "/admin")
+        assert "script-src 'self'" in served.headers["content-security-policy"]
+        page.fill("#token", admin_gw["admin"])
+        page.click("#signin-form button")
+        page.wait_for_selector("#who >> text=root admin (admin)")
+
+        page.click("nav button[data-tab=analytics]")
+        row = page.wait_for_selector("#intents-table tr[data-intent=track_order]")
+        assert int(row.query_selector_all("td")[1].inner_text()) > 0
+        assert page.locator("#faq-table tbody tr").count() >= 5
+        assert "automation rate" in page.inner_text("#analytics-totals")
+        for chart in ("chart-rates", "chart-outcomes", "chart-handoffs", "chart-csat"):
+            assert page.evaluate(f"Chart.getChart(document.getElementById('{chart}')).data.labels.length") >= 20
+        page.select_option("#analytics-form select[name=period]", "week")
+        page.click("#analytics-form button[type=submit]")
+        weeks = "() => Chart.getChart(document.getElementById('chart-outcomes')).data.labels.length === 5"
+        page.wait_for_function(weeks)  # a function, not an expression: the page's CSP allows no eval
+        with page.expect_download() as download:
+            page.click("a[data-csv=outcomes]")
+        assert download.value.suggested_filename == "shopbot-outcomes-week.csv"
+        assert Path(download.value.path()).read_text().startswith("scope,key,outcomes,")
+
+        page.click("nav button[data-tab=unanswered]")
+        card = page.wait_for_selector("#unanswered-groups .group")
+        assert "<img src=x onerror=alert(1)>gift cards?" in card.inner_text() and not card.query_selector("img")
+        card.query_selector("text=Add an FAQ entry").click()
+        page.fill("#unanswered-groups .group textarea[name=answer]", answer)
+        page.click("#unanswered-groups .group button[type=submit]")
+        page.wait_for_selector("#flash.ok >> text=Added FAQ entry gift-cards")
+        browser.close()
+    assert posted == [{"question_en": examples[0], "answer_en": answer, "also_asked_en": examples}]
+    assert problems == []
 
 
 @pytest.mark.browser

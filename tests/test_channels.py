@@ -13,7 +13,17 @@ from platforms import slack_headers
 from channels import slack, telegram
 from channels.base import ChannelError
 from handoff.queue import QueueItem
-from handoff.slack_desk import CLAIM, NOTE, RESOLVE, card_blocks, trend
+from handoff.slack_desk import (
+    CLAIM,
+    CORRECT,
+    CORRECT_VIEW,
+    NOTE,
+    RESOLVE,
+    card_blocks,
+    correction_modal,
+    picked_corrections,
+    trend,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ACCOUNT = "123456"
@@ -175,10 +185,13 @@ def test_cards_show_the_context_and_the_actions_of_each_state():
     text = json.dumps(queued, ensure_ascii=False)
     for shown in ("2 of 5", "angry", "track_order", "complaint", "我的快递到哪了", "zh", "falling", "telegram"):
         assert shown in text, shown
-    assert actions(queued) == [CLAIM]
+    assert actions(queued) == [CLAIM, CORRECT]
     claimed = card_blocks(_item("agent", "U0AGENT1"), {}, None, 4)
-    assert "<@U0AGENT1>" in json.dumps(claimed) and actions(claimed) == [NOTE, RESOLVE]
-    assert actions(card_blocks(_item("bot"), {}, None, 4)) == []
+    assert "<@U0AGENT1>" in json.dumps(claimed) and actions(claimed) == [NOTE, RESOLVE, CORRECT]
+    assert actions(card_blocks(_item("bot"), {}, None, 4)) == [CORRECT]  # labelling after the hand-off too
+    assert "offered for labelling" not in text
+    lost = card_blocks(dataclasses.replace(_item("queued"), reason="not_understood"), {}, 1, 1)
+    assert "did not understand this shopper: their messages are offered for labelling" in json.dumps(lost)
     assert trend([0.5, 0.4]).endswith("(steady)") and trend([]) == "no messages scored yet"
     # A shopper's markup stays text on the card: no channel ping, fake mention or disguised link.
     said = [{"from": "shopper", "text": "<!channel> see <https://evil.example|your orders> <@U0BOSS>"}]
@@ -187,6 +200,36 @@ def test_cards_show_the_context_and_the_actions_of_each_state():
     for live in ("<!channel>", "<!here>", "<https://evil", "<@U0BOSS>"):
         assert live not in shown, live
     assert "&lt;!channel&gt;" in shown and "&lt;!here&gt;" in shown
+
+
+def test_the_correct_reading_modal_shows_the_readings_and_gives_back_what_was_picked():
+    said = [
+        {"message_id": "17-0", "text": "<@U0BOSS> *where*", "intent": "review", "intent_confidence": 0.4,
+         "sentiment": "neutral"},
+        {"message_id": "18-0", "text": "hm", "intent": None, "intent_confidence": None, "sentiment": None},
+    ]  # fmt: skip
+    view = correction_modal("web:default:abc", said, ["complaint", "out_of_scope"])
+    assert (view["callback_id"], view["private_metadata"], view["submit"]["text"]) == (
+        CORRECT_VIEW, "web:default:abc", "Save",
+    )  # fmt: skip
+    assert "&lt;@U0BOSS&gt;" in json.dumps(view) and "<@U0BOSS>" not in json.dumps(view)
+    hints = [b["hint"]["text"] for b in view["blocks"] if b["type"] == "input"]
+    assert hints == ["The bot read: review (0.40)", "The bot read: neutral", "The bot read: ?", "The bot read: ?"]
+    assert all(b["optional"] for b in view["blocks"] if b["type"] == "input")  # empty: read right
+    assert "submit" not in correction_modal("web:default:abc", [], ["complaint"])  # nothing to correct
+    state = {
+        "fix:17-0:intent": {"label": {"type": "static_select", "selected_option": {"value": "complaint"}}},
+        "fix:17-0:sentiment": {"label": {"type": "static_select", "selected_option": None}},
+        "fix:18-0:intent": {"label": {"type": "static_select", "selected_option": None}},
+        "fix:18-0:sentiment": {"label": {"type": "static_select", "selected_option": {"value": "negative"}}},
+        "note": {"text": {"value": "not ours"}},
+        "fix:19-0:intent": {"label": "not an object"},
+    }
+    assert picked_corrections({"state": {"values": state}}) == {
+        "17-0": {"intent": "complaint", "sentiment": None},
+        "18-0": {"intent": None, "sentiment": "negative"},
+    }
+    assert picked_corrections({"state": "odd"}) == {} and picked_corrections({}) == {}
 
 
 def test_empty_settings_mean_unset_and_secrets_do_not_print(monkeypatch):

@@ -55,6 +55,7 @@ async def test_a_chinese_faq_question_is_answered_from_the_knowledge_base(produc
         await chat.say("你们支持哪些付款方式?")
         answer = (await chat.next_message())["text"]
         assert "支付宝" in answer and "微信支付" in answer  # the demo FAQ's Chinese answer
+        assert (await chat.next_message())["text"] == POLICY.message("did_that_help", "zh")  # once an episode
         # An entry the shop wrote only in English is found from Chinese, and said to be in English.
         await chat.say("包装环保吗?")
         reply = await chat.next_message()

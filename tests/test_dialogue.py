@@ -60,8 +60,9 @@ def test_contact_human_agent_hands_off_and_the_bot_goes_silent():
     assert s.status == "agent" and s.agent == "alice" and notice.text == POLICY.message("agent_joined", "en")
     quiet = step(s, "where is my order", ann(), POLICY, 7.0)
     assert quiet.replies == () and quiet.handoff is None and quiet.state.status == "agent"
-    s, notice = resolved(quiet.state, POLICY, 8.0)
-    assert s.status == "bot" and s.agent is None and notice.text == POLICY.message("back_to_bot", "en")
+    s, notice, outcome = resolved(quiet.state, POLICY, 8.0)
+    assert s.status == "bot" and s.agent is None and notice.text.startswith(POLICY.message("back_to_bot", "en"))
+    assert outcome == ("outcome:resolved_agent", "requested") and s.opened_at is None
     assert step(s, "where is my order", ann(), POLICY, 9.0).replies
 
 

@@ -91,6 +91,34 @@ def agent_token(product, name: str) -> str:
     return TokenStore(db.engine_for(product["env"]["SHOPBOT_DATABASE_URL"])).create(name, "agent", "tests")[1]
 
 
+HELPED = POLICY.message("did_that_help", "en")
+
+
+def _transcript(product, cid: str, sender: str, count: int, timeout: float = 30.0) -> list:
+    """The conversation's SQL transcript rows from ``sender``, once the flusher has moved ``count`` there."""
+    from sqlalchemy import select
+
+    from shopbot import db
+    from shopbot.transcripts import messages
+
+    engine, deadline = db.engine_for(product["env"]["SHOPBOT_DATABASE_URL"]), time.monotonic() + timeout
+    q = select(messages).where(messages.c.conversation_id == cid, messages.c.sender == sender).order_by(messages.c.ts)
+    while True:
+        with engine.connect() as conn:
+            rows = conn.execute(q).all()
+        if len(rows) >= count or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.5)
+
+
+def _events(product, cid: str, count: int) -> list[tuple[str, str, str | None]]:
+    return [(r.action, r.detail, r.agent) for r in _transcript(product, cid, "event", count)]
+
+
+def _shopper_actions(product, cid: str, count: int) -> list[str]:
+    return [r.action for r in _transcript(product, cid, "shopper", count)]
+
+
 def wait_handled(redis_url: str, cid: str, timeout: float = 30) -> None:
     """Until the dialogue has handled every message of the conversation (its inbox is empty)."""
     store = ConversationStore.from_url(redis_url)
@@ -153,7 +181,11 @@ async def test_conversation_end_to_end(product):
 
         status, _ = await agent(http, url, "POST", f"/conversations/{chat.cid}/resolve", alice)
         assert status == 200
-        assert (await chat.next_message())["text"] == POLICY.message("back_to_bot", "en")
+        back = await chat.next_message()
+        assert back["text"].startswith(POLICY.message("back_to_bot", "en"))
+        assert back["quick_replies"] == list(POLICY.quick_replies("en", "csat_quick_replies"))
+        await chat.say("5")  # the rating, by its button
+        assert (await chat.next_message())["text"] == POLICY.message("csat_thanks", "en")
 
         # Back with the bot, which still remembers the order number.
         await chat.say("where is my order")
@@ -162,12 +194,33 @@ async def test_conversation_end_to_end(product):
 
         # The whole conversation over HTTP, the shopper's messages included, in order.
         history = await chat.history()
-        assert [m["from"] for m in history].count("shopper") == 5
+        assert [m["from"] for m in history].count("shopper") == 6
         assert [m["id"] for m in history] == sorted(m["id"] for m in history)
         await chat.close()
+    # The transcript in SQL says how the episode ended, and what the shopper thought of it.
+    events = await asyncio.to_thread(_events, product, chat.cid, 2)
+    assert ("outcome:resolved_agent", "requested", "alice") in events and ("csat:5", "", None) in events
+    actions = await asyncio.to_thread(_shopper_actions, product, chat.cid, 6)
+    assert actions[:3] == ["ask:order_number", "order:track_order", "handoff:requested"] and actions[4] == "csat"
     # ... nor do the logs, where every line names its conversation.
     logs = [product["tmp"] / n for n in ("gateway.log", "worker-nlu.log", "worker-dialogue.log")]
     assert chat.cid in logs[0].read_text() and not [p.name for p in logs if chat.sid in p.read_text()]
+
+
+async def test_did_that_help_yes_ends_the_episode_as_resolved_by_the_bot(product):
+    async with aiohttp.ClientSession() as http:
+        chat = await Chat(http, product["url"]).open()
+        await chat.say("Which payment methods do you accept?")
+        answer = await chat.next_message()
+        assert "Apple Pay" in answer["text"]  # the shop's FAQ entry
+        helped = await chat.next_message()
+        assert helped["text"] == HELPED
+        assert helped["quick_replies"] == list(POLICY.quick_replies("en", "helped_quick_replies"))
+        await chat.say(helped["quick_replies"][0])  # "Yes, thanks", pressed
+        assert (await chat.next_message())["text"] == POLICY.message("helped_yes", "en")
+        await chat.close()
+    events = await asyncio.to_thread(_events, product, chat.cid, 2)
+    assert events == [("helped:yes", "faq:payment-methods", None), ("outcome:resolved_bot", "confirmed", None)]
 
 
 async def test_same_client_message_id_three_times_gives_one_reply(product):
@@ -238,13 +291,13 @@ async def test_two_gateways_and_two_dialogue_workers_answer_each_message_once_an
                 await asyncio.to_thread(wait_handled, redis_url, chat.cid, 120)
                 history = await chat.history()
                 asked = [m["text"].split()[-1] for m in history if m["from"] == "shopper"]
-                replies = [m for m in history if m["from"] == "bot"]
+                replies = [m for m in history if m["from"] == "bot" and m["text"] != HELPED]  # not "did that help?"
                 assert asked == [str(10021 + j) for j in range(5)]
                 assert [next(n for n in asked if n in r["text"]) for r in replies] == asked  # once each, in order
                 pushed = []
                 while len(pushed) < len(replies):
                     frame = await chat.frame(30)
-                    if frame.get("type") == "message" and frame["from"] == "bot":  # not the typing frames
+                    if frame.get("type") == "message" and frame["from"] == "bot" and frame["text"] != HELPED:
                         pushed.append(frame["id"])
                 assert pushed == [r["id"] for r in replies]
                 await chat.close()
@@ -466,6 +519,8 @@ async def test_the_nlu_pass_embeds_what_the_dialogue_searches_with_so_the_dialog
         for text in ("How much is shipping?", "do you sell yoga mats?"):
             asked[text] = (await chat.say(text))["message_id"]
             reply = await chat.next_message()
+            while reply["text"] == HELPED:  # the question after the answer before
+                reply = await chat.next_message()
             assert reply["from"] == "bot"
         await chat.close()
     for text, mid in asked.items():
@@ -477,3 +532,67 @@ async def test_the_nlu_pass_embeds_what_the_dialogue_searches_with_so_the_dialog
     assert len(decode(store.annotation(chat.cid, asked["do you sell yoga mats?"])["vectors"])) == 2
     logs = dialogue_logs()
     assert chat.cid in logs and logs.count(miss) == misses_before
+
+
+async def test_unanswered_questions_are_grouped_by_the_nlu_worker_and_become_an_faq_entry(product):
+    """The admin page's "unanswered questions": the transcripts' unanswered messages, grouped by meaning by
+    the NLU worker (it has the encoder), and an FAQ entry added from a group."""
+    from sqlalchemy import insert, select
+
+    from dialogue.shop_data import faq
+    from shopbot import db
+    from shopbot.access import TokenStore
+    from shopbot.transcripts import messages
+
+    engine = db.engine_for(product["env"]["SHOPBOT_DATABASE_URL"])
+    admin = TokenStore(engine).create("analyst", "admin", "tests")[1]
+    viewer = TokenStore(engine).create("onlooker", "viewer", "tests")[1]
+    asked = ["do you have a mobile app?", "is there an iphone app for your shop", "can i download your app",
+             "do you sell wholesale", "bulk order pricing for businesses?"]  # fmt: skip
+    now = time.time()
+    rows = [
+        {"conversation_id": f"web:unanswered-{i}", "message_id": "m1", "channel": "web", "sender": "shopper",
+         "text": t, "ts": now - 60 + i, "language": "en", "action": "not_understood"}
+        for i, t in enumerate(asked)
+    ]  # fmt: skip
+    rows.append({**rows[0], "conversation_id": "web:answered", "text": "where is 10021", "action": "order:track_order"})
+    with engine.begin() as conn:
+        conn.execute(insert(messages), rows)
+    url = f"{product['url']}/admin/api"
+    async with aiohttp.ClientSession() as http:
+
+        async def groups(token: str = viewer, days: str = "7") -> tuple[int, dict]:
+            headers = {"Authorization": f"Bearer {token}"}
+            async with http.get(f"{url}/analytics/unanswered?days={days}", headers=headers) as r:
+                return r.status, await r.json()
+
+        assert (await groups(days="0"))[0] == 400
+        status, body = await groups()
+        assert status == 200 and body["status"] in ("computing", "ready")
+        deadline = time.monotonic() + 120
+        while body["status"] != "ready" or body["days"] != 7:
+            assert time.monotonic() < deadline, body
+            await asyncio.sleep(0.5)
+            body = (await groups())[1]
+        # (Other tests' messages the bot did not understand are there too.)
+        found = {t for g in body["groups"] for t in g["examples"]}
+        assert set(asked) <= found and "where is 10021" not in found
+        app = next(g for g in body["groups"] if "do you have a mobile app?" in g["examples"])
+        assert set(asked[:3]) <= set(app["examples"]) and app["count"] == 3  # a group is one meaning
+
+        entry = {"question_en": "Do you have an app?", "answer_en": "Not yet: the shop works in any phone's browser.",
+                 "also_asked_en": app["examples"]}  # fmt: skip
+        headers = {"Authorization": f"Bearer {viewer}"}
+        async with http.post(f"{url}/faq", json=entry, headers=headers) as r:
+            assert r.status == 403  # adding to what the bot says takes an admin
+        headers = {"Authorization": f"Bearer {admin}"}
+        async with http.post(f"{url}/faq", json={"question_en": "no answer"}, headers=headers) as r:
+            assert r.status == 400 and "answer" in (await r.json())["error"]
+        async with http.post(f"{url}/faq", json=entry, headers=headers) as r:
+            assert r.status == 201, await r.text()
+            added = (await r.json())["id"]
+        async with http.post(f"{url}/faq", json={**entry, "id": added}, headers=headers) as r:
+            assert r.status == 409
+    with engine.connect() as conn:
+        row = conn.execute(select(faq).where(faq.c.id == added)).one()
+    assert row.question_en == "Do you have an app?" and "do you have a mobile app?" in row.also_asked_en

@@ -44,8 +44,9 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_migrations_create_the_schema_and_carry_a_database_made_before_them(tmp_path):
     fresh = db.engine_for(f"sqlite:///{tmp_path / 'fresh.db'}")
     assert db.current(fresh) == HEAD
-    assert HEAD == "0006"  # transcripts, shop data, admin, FAQ phrasings, transcripts' shopper, Slack installs
-    assert SHOP_TABLES | ADMIN_TABLES | {"transcript_messages"} <= set(inspect(fresh).get_table_names())
+    assert HEAD == "0008"  # transcripts, shop data, admin, FAQ phrasings, shopper, Slack installs, actions,
+    # agents' corrections
+    assert SHOP_TABLES | ADMIN_TABLES | {"transcript_messages", "corrections"} <= set(inspect(fresh).get_table_names())
     # A database from before migrations: the transcripts table made by create_all, with a row in it.
     legacy_url = f"sqlite:///{tmp_path / 'legacy.db'}"
     legacy = create_engine(legacy_url)

@@ -25,6 +25,7 @@ ANNOTATE = "workers.tasks.annotate"
 DIALOGUE_STEP = "workers.tasks.dialogue_step"
 SYNC_CONVERSATION = "workers.tasks.sync_conversation"
 SLACK_CALL = "workers.tasks.slack_call"
+GROUP_UNANSWERED = "workers.tasks.group_unanswered"
 
 
 def make_app(settings: Settings, producer_connections: int | None = None) -> Celery:
@@ -42,6 +43,7 @@ def make_app(settings: Settings, producer_connections: int | None = None) -> Cel
             DIALOGUE_STEP: {"queue": "dialogue"},
             SYNC_CONVERSATION: {"queue": "outbound"},
             SLACK_CALL: {"queue": "outbound"},
+            GROUP_UNANSWERED: {"queue": "nlu"},  # the retrieval encoder is there
         },
         task_serializer="json",
         accept_content=["json"],

@@ -12,8 +12,10 @@ import logging
 import time
 
 from dialogue import Annotation, ConversationState, Policy, step
+from dialogue.engine import close_episode
+from shopbot import metrics
 from shopbot.store import ConversationStore, LockLost, Outgoing
-from shopbot.transcripts import transcript_row
+from shopbot.transcripts import event_rows, transcript_row
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +46,54 @@ def run_conversation(store: ConversationStore, policy: Policy, cid: str, shop=No
             if token is None:
                 return handled
             while (head := _ready_head(store, cid)) is not None:
+                t0 = time.perf_counter()
                 try:
                     _one_step(store, policy, cid, *head, token, shop, llm)
                 except LockLost as exc:
                     log.warning("dialogue step not committed: %s", exc, extra={"conversation_id": cid})
                     return handled
+                metrics.DIALOGUE_STEP_SECONDS.observe(time.perf_counter() - t0)
                 handled += 1
         # Let go, then look once more: a message annotated while we held the lock
         # had its wake-up call turned away by that lock.
         if _ready_head(store, cid) is None:
             return handled
+
+
+def close_at(state: ConversationState, policy: Policy, now: float) -> float:
+    """When the state's episode ends if nothing more happens (0: none is open)."""
+    if state.opened_at is None:
+        return 0
+    with_person = state.status in ("queued", "agent")
+    return now + (policy.outcomes.agent_idle_s if with_person else policy.outcomes.idle_s)
+
+
+def close_idle(store: ConversationStore, policy: Policy, now: float | None = None) -> int:
+    """End the episodes that saw nothing for their idle time (dialogue.engine.close_episode); returns how many.
+
+    Under the conversation's lock, with its state read again: a message that arrived meanwhile moved the
+    episode's end, and a conversation another worker is busy with is left for the next sweep.
+    """
+    now = time.time() if now is None else now
+    closed = 0
+    for cid in store.closing(now):
+        with store.lock(cid, wait_s=0) as token:
+            if token is None:
+                continue
+            raw = store.state(cid)
+            state = ConversationState.from_dict(raw) if raw else None
+            if state is None or state.opened_at is None:
+                store.schedule_close(cid, 0)  # expired, or ended already
+                continue
+            due = close_at(state, policy, state.updated_at)
+            if due > now:
+                store.schedule_close(cid, due)
+                continue
+            new, outcome = close_episode(state, now)
+            rows = event_rows(cid, store.meta(cid), f"idle:{now:.6f}", [outcome], now, language=new.locale)
+            store.commit(cid, token, new.to_dict(), transcript=rows, close_at=0)
+            closed += 1
+    return closed
 
 
 def _ready_head(store: ConversationStore, cid: str) -> tuple[str, dict] | None:
@@ -91,13 +131,29 @@ def _one_step(
             intent_confidence=ann.get("intent_confidence"),
             sentiment=ann.get("sentiment"),
             sentiment_score=ann.get("sentiment_score"),
+            # A hand-off as handoff:REASON; a move up the queue while waiting is no new hand-off.
+            action=f"handoff:{result.handoff.reason}"
+            if result.handoff and result.action == "handoff"
+            else result.action,
         )
     ]
     rows += [transcript_row(cid, meta, f"{mid}:r{i}", r.sender, r.text, now) for i, r in enumerate(replies)]
+    rows += event_rows(cid, meta, mid, result.events, now, language=result.state.locale)
     score = None
     if result.handoff is not None:
         score = queue_score(result.handoff.priority, result.state.queued_at or now)
-    store.commit(cid, token, result.state.to_dict(), outgoing, consume=mid, transcript=rows, queue_score=score)
+    store.commit(
+        cid,
+        token,
+        result.state.to_dict(),
+        outgoing,
+        consume=mid,
+        transcript=rows,
+        queue_score=score,
+        close_at=close_at(result.state, policy, now),
+    )
+    if result.handoff is not None and state.status != "queued":  # not a re-scoring while it waits
+        metrics.HANDOFFS.labels(result.handoff.reason).inc()
     log.info(
         "dialogue step",
         extra={

@@ -17,6 +17,7 @@ from channels import telegram as telegram_channel
 from channels.base import SendFailed
 from handoff.queue import HandoffQueue
 from handoff.slack_desk import SlackDesk
+from shopbot import metrics
 from shopbot.credentials import Channels
 from shopbot.store import ConversationStore
 
@@ -89,7 +90,9 @@ def deliver_to_shopper(store: ConversationStore, chans: Channels, cid: str) -> i
             try:
                 sender.send(chat, text, entry.quick_replies)
                 sent += 1
+                metrics.PLATFORM_SENDS.labels(channel, "sent").inc()
             except SendFailed as exc:
+                metrics.PLATFORM_SENDS.labels(channel, "failed").inc()
                 # A refusal for good (the shopper blocked the bot, the chat is gone): trying
                 # again cannot help; the message stays in the log and the transcript.
                 log.error("message not delivered: %s", exc, extra={"conversation_id": cid, "message_id": entry.id})

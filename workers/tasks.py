@@ -28,7 +28,7 @@ from redis.exceptions import LockError
 from channels.base import RateLimited, SendFailed
 from dialogue import load_policy
 from handoff.queue import HandoffQueue
-from shopbot import db, transcripts
+from shopbot import db, metrics, transcripts
 from shopbot.logs import setup_logging
 from shopbot.settings import get_settings
 from shopbot.store import TRANSCRIPTS, TRANSCRIPTS_LOCK, ConversationStore
@@ -36,7 +36,7 @@ from shopbot.store import TRANSCRIPTS, TRANSCRIPTS_LOCK, ConversationStore
 from . import outbound
 from .app import app
 from .combiner import Combiner
-from .dialogue_runner import run_conversation
+from .dialogue_runner import close_idle, run_conversation
 
 log = logging.getLogger(__name__)
 settings = get_settings()
@@ -166,6 +166,8 @@ def _annotate_texts(texts: list[str]) -> list[dict]:
     t0 = time.perf_counter()
     anns = nlu().annotate(texts)
     t1 = time.perf_counter()
+    metrics.NLU_BATCH_SIZE.observe(len(texts))
+    metrics.NLU_MODEL_SECONDS.labels("intent_sentiment").observe(t1 - t0)
     wanted = [retrieval_texts(policy(), t, a.language, a.intent) for t, a in zip(texts, anns, strict=True)]
     vecs = iter(embedder().embed([t for ts in wanted for t in ts]))
     out = []
@@ -173,6 +175,7 @@ def _annotate_texts(texts: list[str]) -> list[dict]:
         d = asdict(a)
         d["vectors"] = encode({key(t): next(vecs) for t in ts})
         out.append(d)
+    metrics.NLU_MODEL_SECONDS.labels("retrieval").observe(time.perf_counter() - t1)
     log.info(
         "NLU batch",
         extra={
@@ -200,6 +203,22 @@ def annotate(requests) -> None:
         s.save_annotations([(cid, mid, a) for (cid, mid, _), a in zip(todo, anns, strict=True)])
     for cid in dict.fromkeys(req.args[0] for req in requests):
         dialogue_step.delay(cid)
+
+
+@app.task
+def group_unanswered(days: float = 30.0) -> int:
+    """Group the unanswered questions of the last ``days`` by meaning, for the admin page (runs on the
+    NLU worker: it has the retrieval encoder); returns how many groups."""
+    from dialogue import unanswered
+
+    try:
+        result = unanswered.compute(engine(), embedder(), days)
+    except Exception:
+        store().r.delete(unanswered.RUNNING_KEY)  # let the next request try again
+        raise
+    unanswered.store_result(store().r, result)
+    log.info("unanswered questions grouped", extra={"questions": result["questions"], "groups": len(result["groups"])})
+    return len(result["groups"])
 
 
 @app.task
@@ -308,6 +327,8 @@ def _housekeeping(stop: threading.Event, name: str, queues: list[str]) -> None:
             s.heartbeat(name, queues)
             sweep_once(s)
             busy_notices(s)
+            if "dialogue" in queues:
+                close_idle(s, policy())  # episodes nobody wrote in for their idle time: their outcome
             flush_transcripts(s, engine())  # made (and migrated) on first success, then cached
         except Exception:  # noqa: BLE001 - keep the thread alive through a Redis or DB outage
             log.exception("housekeeping failed; retrying")
@@ -320,6 +341,20 @@ _stop = threading.Event()
 @signals.setup_logging.connect
 def _logging(**_kw) -> None:
     setup_logging(settings.log_level, settings.log_format)
+
+
+@signals.worker_init.connect
+def _serve_metrics(**_kw) -> None:
+    """This worker's /metrics on SHOPBOT_METRICS_PORT (docs/metrics.md); none when it is 0."""
+    if not settings.metrics_port:
+        return
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    try:
+        metrics.serve(settings.metrics_port, settings.metrics_addr, token)
+    except OSError as exc:  # metrics are not worth refusing to work for
+        log.error("no /metrics: cannot listen on %s:%s: %s", settings.metrics_addr, settings.metrics_port, exc)
+        return
+    log.info("metrics served", extra={"metrics_url": f"http://{settings.metrics_addr}:{settings.metrics_port}/metrics"})
 
 
 @signals.worker_ready.connect

@@ -5,6 +5,7 @@ from alembic import context
 from dialogue import shop_data  # noqa: F401 - registers its tables
 from shopbot import (  # noqa: F401
     access,
+    corrections,
     credentials,
     slack_installs,
     transcripts,  # noqa: F401
