@@ -214,3 +214,16 @@ def test_unreadable_files_get_a_plain_error(tmp_path):
     not_array = tmp_path / "faq.json"
     not_array.write_text('{"id": "x"}', encoding="utf-8")
     assert "JSON array" in cli("faq", str(not_array), "--database-url", url).stderr
+
+
+def test_the_demo_page_shows_products_as_the_catalogue_has_them():
+    """The demo shop page (gateway/static/shop.html) lists products of the demo catalogue at its prices: a
+    shopper who asks the bot about them hears the same names and prices."""
+    import csv
+    import re
+
+    with (ROOT / "dialogue" / "demo" / "products.csv").open(encoding="utf-8") as fh:
+        catalogue = {(r["name_en"], f"{r['price']} {r['currency']}") for r in csv.DictReader(fh)}
+    page = (ROOT / "gateway" / "static" / "shop.html").read_text(encoding="utf-8")
+    cards = re.findall(r'<div class="card">([^<]+)<br><span class="price">([^<]+)</span>', page)
+    assert cards and all(any(text.startswith(n) and price == p for n, p in catalogue) for text, price in cards), cards
