@@ -29,6 +29,7 @@ import sys
 from typing import Any
 
 from channels import web as web_channel
+from channels.checks import check_platform
 from shopbot import crypto, privacy
 from shopbot.access import ROLES, AccessError, AuditLog, TokenStore
 from shopbot.credentials import SPECS, CredentialError, CredentialStore, learns_team
@@ -100,7 +101,9 @@ def channels(ctx: Context, args: argparse.Namespace) -> int:
             return 2
         ctx.record("channel.set", target, fields=sorted(values))
         if learns_team(args.platform, values, entry):
-            checked = creds.check(args.platform, args.name, _actor(), relearn=bool(values.get("bot_token")))
+            checked = creds.check(
+                args.platform, args.name, _actor(), check_platform, relearn=bool(values.get("bot_token"))
+            )
             entry["checked"] = checked
             if checked and checked.get("team_id"):
                 entry["team_id"] = checked["team_id"]
@@ -117,7 +120,7 @@ def channels(ctx: Context, args: argparse.Namespace) -> int:
             return 1
         print(f"removed {target}")
         return 0
-    result = creds.check(args.platform, args.name, _actor())
+    result = creds.check(args.platform, args.name, _actor(), check_platform)
     if result is None:
         print(f"error: no {args.platform} entry named {args.name!r}", file=sys.stderr)
         return 1

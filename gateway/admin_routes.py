@@ -21,6 +21,7 @@ from aiohttp import web
 from sqlalchemy import func, select
 
 from channels import web as web_channel
+from channels.checks import check_platform
 from shopbot import analytics as reports
 from shopbot import privacy
 from shopbot.access import ROLES, Principal
@@ -170,7 +171,8 @@ async def set_channel(request: web.Request) -> web.Response:
     entry = await asyncio.to_thread(creds.set, platform, name, body, actor)
     if learns_team(platform, body, entry):
         # The desk's workspace, from auth.test (best effort: the entry is saved either way).
-        checked = await asyncio.to_thread(creds.check, platform, name, actor, bool(body.get("bot_token")))
+        relearn = bool(body.get("bot_token"))
+        checked = await asyncio.to_thread(creds.check, platform, name, actor, check_platform, relearn)
         entry["checked"] = checked
         if checked and checked.get("team_id"):
             entry["team_id"] = checked["team_id"]
@@ -191,7 +193,8 @@ async def remove_channel(request: web.Request) -> web.Response:
 async def test_channel(request: web.Request) -> web.Response:
     platform, name = _platform(request), request.match_info["name"]
     audit(request, "channel.test", f"{platform}/{name}")
-    result = await asyncio.to_thread(request.app[credentials_key].check, platform, name, _who(request).actor)
+    store, actor = request.app[credentials_key], _who(request).actor
+    result = await asyncio.to_thread(store.check, platform, name, actor, check_platform)
     if result is None:
         return json_error(404, f"no {platform} entry named {name!r}")
     extra = {"team_id": result["team_id"]} if result.get("team_id") else {}

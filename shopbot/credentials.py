@@ -24,6 +24,7 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
@@ -37,6 +38,10 @@ from .errors import Refused
 from .slack_installs import InstallationTable, SlackInstallation
 
 log = logging.getLogger(__name__)
+# Asks the platform whether credentials work (platform, secrets, settings, Settings) -> {"ok", "detail", ...}:
+# each channel adapter has its own (channels.checks); the admin side passes it in, so this base module
+# imports no adapter.
+Checker = Callable[[str, dict[str, str], dict[str, Any], Any], dict[str, Any]]
 VERSION_KEY = "sb:config:channels"
 ENV = "environment"
 
@@ -518,8 +523,11 @@ class CredentialStore:
             return None
         return json.loads(self._need_box().open(row["sealed"], f"{platform}/{name}")), json.loads(row["settings"])
 
-    def check(self, platform: str, name: str, actor: str, relearn: bool = False) -> dict[str, Any] | None:
-        """``check_platform`` on an entry (None: no such entry). A stored Slack app without a ``team_id``
+    def check(
+        self, platform: str, name: str, actor: str, checker: Checker, relearn: bool = False
+    ) -> dict[str, Any] | None:
+        """``checker`` (the channels' own check: ``channels.checks.check_platform``) on an entry (None: no such
+        entry). A stored Slack app without a ``team_id``
         takes the workspace ``auth.test`` names as its own (so does one whose bot token was just changed:
         ``relearn``); one whose ``team_id`` is another workspace's does not work (the desk would refuse
         every action): the answer says so."""
@@ -527,7 +535,7 @@ class CredentialStore:
         if found is None:
             return None
         sec, conf = found
-        result = check_platform(platform, sec, conf, self.settings)
+        result = checker(platform, sec, conf, self.settings)
         team = result.pop("team_id", None)
         if platform != "slack" or not result["ok"] or not team:
             return result
@@ -663,43 +671,3 @@ class LiveChannels:
     def current(self) -> Channels:
         """Synchronous callers (workers, commands): one Redis GET, a reload only after a change."""
         return self.for_version(self.store.r.get(VERSION_KEY) if self.store.r is not None else None)
-
-
-def check_platform(platform: str, secret: dict[str, str], conf: dict[str, Any], settings) -> dict[str, Any]:
-    """Ask the platform whether these credentials work (``getMe``, ``auth.test``); a plain answer either way."""
-    token = secret.get("bot_token", "")
-
-    def plain(exc: Exception) -> str:
-        text = f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}"
-        return text.replace(token, "[token]") if token else text
-
-    if platform == "telegram":
-        from channels.telegram import TelegramSender
-
-        base = conf.get("api_base_url") or settings.telegram_api_base_url
-        try:
-            me = TelegramSender(token, base, timeout_s=5).call("getMe")
-        except Exception as exc:  # noqa: BLE001 - reported to the admin, never raised
-            if type(exc).__name__ == "InvalidToken":
-                return {
-                    "ok": False,
-                    "detail": "Telegram rejected the bot token (401 Unauthorized): check it with @BotFather",
-                }
-            return {"ok": False, "detail": f"Telegram could not be asked ({plain(exc)})"}
-        return {"ok": True, "detail": f"Telegram knows this bot: @{me.get('username')} (id {me.get('id')})"}
-    if platform == "slack":
-        from channels.slack import SlackSender
-
-        base = conf.get("api_base_url") or settings.slack_api_base_url
-        try:
-            who = SlackSender(token, base, timeout_s=5).call("auth.test")
-        except Exception as exc:  # noqa: BLE001
-            return {"ok": False, "detail": f"Slack did not accept the bot token ({plain(exc)})"}
-        desk = f"; hand-off cards go to {conf['agent_channel']}" if conf.get("agent_channel") else ""
-        return {
-            "ok": True,
-            "detail": f"Slack workspace {who.get('team') or who.get('team_id')}, bot {who.get('user_id')}{desk}",
-            "team_id": who.get("team_id"),
-        }
-    origins = conf.get("allowed_origins") or []
-    return {"ok": bool(origins), "detail": "allowed origins: " + (", ".join(origins) or "none")}
