@@ -56,7 +56,7 @@ def check_session_id(value: Any) -> str:
     return value
 
 
-def _check_text(value: Any) -> str:
+def check_text(value: Any) -> str:
     if not isinstance(value, str):
         raise ChannelError("text must be a string")
     text = value.strip()
@@ -81,6 +81,11 @@ def check_locale(body: dict[str, Any]) -> str | None:
     return _check_optional(body, "locale", LOCALE_RE, "a language tag such as en or zh-CN")
 
 
+def check_client_message_id(body: dict[str, Any]) -> str | None:
+    """The optional ``client_message_id`` of a widget message (its retries carry the same one)."""
+    return _check_optional(body, "client_message_id", CLIENT_ID_RE, "1-100 letters, digits or . _ : -")
+
+
 def parse_message(body: Any, session_id: str | None = None) -> InboundMessage:
     """A message from the widget: ``{"session_id", "text", "client_message_id"?, "locale"?}``.
 
@@ -88,12 +93,15 @@ def parse_message(body: Any, session_id: str | None = None) -> InboundMessage:
     """
     if not isinstance(body, dict):
         raise ChannelError("body must be a JSON object")
-    shopper = public_id(session_id or check_session_id(body.get("session_id")))
-    text = _check_text(body.get("text"))
-    cmid = _check_optional(body, "client_message_id", CLIENT_ID_RE, "1-100 letters, digits or . _ : -")
-    locale = check_locale(body)
+    sid = session_id or check_session_id(body.get("session_id"))
+    return inbound(sid, check_text(body.get("text")), check_client_message_id(body), check_locale(body), body)
+
+
+def inbound(session_id: str, text: str, client_message_id: str | None, locale: str | None, raw: Any) -> InboundMessage:
+    """The message of checked fields (``parse_message``, or the gateway's ``WebMessage`` body)."""
+    shopper = public_id(session_id)
     return InboundMessage(
-        id=cmid or "",
+        id=client_message_id or "",
         channel=NAME,
         account=ACCOUNT,
         sender_id=shopper,
@@ -101,5 +109,5 @@ def parse_message(body: Any, session_id: str | None = None) -> InboundMessage:
         text=text,
         locale=locale,
         sent_at=time.time(),
-        raw=body,
+        raw=raw,
     )

@@ -37,11 +37,11 @@ from .context import (
     engine_key,
     json_error,
     queue_key,
-    read_json,
     settings_key,
     store_key,
     tokens_key,
 )
+from .schemas import ChannelFields, ForgetShopper, NewToken, parse_body
 
 log = logging.getLogger(__name__)
 PREFIX = "/admin/api"
@@ -132,13 +132,6 @@ def _who(request: web.Request) -> Principal:
     return request[principal_key]
 
 
-async def _object(request: web.Request) -> dict[str, Any]:
-    body = await read_json(request)
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text="body must be a JSON object")
-    return body
-
-
 # -- who am I -----------------------------------------------------------------------------
 
 
@@ -165,7 +158,7 @@ async def list_channels(request: web.Request) -> web.Response:
 @requires("admin")
 async def set_channel(request: web.Request) -> web.Response:
     platform, name = _platform(request), request.match_info["name"]
-    body = await _object(request)
+    body = (await parse_body(request, ChannelFields)).model_dump(exclude_unset=True)
     audit(request, "channel.set", f"{platform}/{name}", fields=sorted(body))
     creds, actor = request.app[credentials_key], _who(request).actor
     entry = await asyncio.to_thread(creds.set, platform, name, body, actor)
@@ -231,9 +224,10 @@ async def list_tokens(request: web.Request) -> web.Response:
 
 @requires("admin")
 async def create_token(request: web.Request) -> web.Response:
-    body = await _object(request)
-    name, role = body.get("name"), body.get("role")
-    audit(request, "token.create", str(name)[:120], role=str(role)[:20])
+    audit(request, "token.create")
+    body = await parse_body(request, NewToken)
+    name, role = body.name, body.role
+    audit(request, "token.create", name[:120], role=role)
     entry, token = await asyncio.to_thread(request.app[tokens_key].create, name, role, _who(request).actor)
     request["audit"] = ("token.create", entry["id"], {"name": entry["name"], "role": entry["role"]})
     return web.json_response({**entry, "token": token}, status=201)
@@ -360,13 +354,13 @@ async def export_conversation(request: web.Request) -> web.Response:
 
 @requires("admin")
 async def forget_shopper(request: web.Request) -> web.Response:
-    body = await _object(request)
+    body = await parse_body(request, ForgetShopper)
     store, engine = request.app[store_key], request.app[engine_key]
-    if isinstance(body.get("conversation_id"), str) and body["conversation_id"]:
-        cids = [body["conversation_id"]]
-    elif isinstance(body.get("channel"), str) and isinstance(body.get("user"), str):
-        ids = web_channel.shopper_ids(body["channel"], body["user"])
-        cids = await asyncio.to_thread(privacy.conversations_of, store, engine, body["channel"], *ids)
+    if body.conversation_id:
+        cids = [body.conversation_id]
+    elif body.channel is not None and body.user is not None:
+        ids = web_channel.shopper_ids(body.channel, body.user)
+        cids = await asyncio.to_thread(privacy.conversations_of, store, engine, body.channel, *ids)
     else:
         return json_error(400, 'send {"channel": "telegram", "user": "<user id>"} or {"conversation_id": ...}')
     audit(request, "shopper.forget", None, conversations=len(cids))

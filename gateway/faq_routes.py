@@ -10,21 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import time
 from typing import Any
 
 from aiohttp import web
-from pydantic import ValidationError
 from sqlalchemy import insert, select
 
 from dialogue import unanswered
-from dialogue.importer import FaqRow
 from dialogue.shop_data import faq
 from workers.app import GROUP_UNANSWERED
 
-from .admin_routes import PREFIX, _object, audit, requires
+from .admin_routes import PREFIX, audit, requires
 from .context import aredis_key, celery_key, engine_key, json_error
+from .schemas import NewFaqEntry, parse_body
 
 STALE_S = 600.0  # a grouping older than this is computed again (and served meanwhile)
 RUNNING_TTL_S = 300  # a computation that never reported back is tried again after this
@@ -52,14 +50,7 @@ async def unanswered_groups(request: web.Request) -> web.Response:
 
 @requires("admin")
 async def add_faq_entry(request: web.Request) -> web.Response:
-    body = await _object(request)
-    body.setdefault("id", f"added-{secrets.token_hex(4)}")
-    try:
-        row = FaqRow.model_validate(body)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "body"
-        return json_error(400, f"{where}: {first.get('msg', 'invalid')}")
+    row = await parse_body(request, NewFaqEntry)
     audit(request, "faq.add", row.id)
 
     def add() -> bool:

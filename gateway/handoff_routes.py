@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from typing import TypeVar
 
 from aiohttp import web
 
 from handoff.queue import HandoffError
 
 from .admin_routes import audit, principal_key, requires
-from .context import correction_store, enqueue_sync, json_error, queue_key, read_json
+from .context import correction_store, enqueue_sync, json_error, queue_key
+from .schemas import AgentAction, AgentReply, Correction, parse_body
+
+Action = TypeVar("Action", bound=AgentAction)
 
 PREFIX = "/handoff/api"
 
@@ -30,34 +34,19 @@ def _cid(request: web.Request) -> str:
     return request.match_info["cid"]
 
 
-async def _object(request: web.Request) -> dict:
-    """The body, a JSON object whose ``agent``, if any, is the token's own name."""
-    body = await read_json(request) if request.can_read_body else {}
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text="body must be a JSON object")
+async def _body(request: web.Request, model: type[Action]) -> Action:
+    """The body as ``model``; its ``agent``, if any, must be the token's own name."""
+    body = await parse_body(request, model, optional=True)
     # The agent is whoever the token belongs to, never a name the body asserts.
     me = request[principal_key].name
-    said = body.get("agent")
-    if said is not None and said != me:
+    if body.agent is not None and body.agent != me:
         raise web.HTTPForbidden(text=f"agent must be the token's own name ({me!r}) or left out")
     return body
 
 
-async def _body(request: web.Request, *fields: str) -> dict[str, str]:
-    body = await _object(request)
-    me = request[principal_key].name
-    body = {**body, "agent": me} if "agent" in fields else body
-    out = {}
-    for name in fields:
-        value = body.get(name)
-        if not isinstance(value, str) or not value.strip():
-            raise web.HTTPBadRequest(text=f"{name} is required (a non-empty string)")
-        out[name] = value.strip()
-    if "text" in out and len(out["text"]) > 4000:
-        raise web.HTTPRequestEntityTooLarge(
-            max_size=4000, actual_size=len(out["text"]), text="text is over 4000 characters"
-        )
-    return out
+def _agent(request: web.Request) -> str:
+    """The agent who claims, replies or resolves: the token's own name."""
+    return request[principal_key].name.strip()
 
 
 async def _run(request: web.Request, action: str, *args: str) -> web.Response:
@@ -90,20 +79,20 @@ async def get_conversation(request: web.Request) -> web.Response:
 
 @requires("agent")
 async def claim(request: web.Request) -> web.Response:
-    b = await _body(request, "agent")
-    return await _run(request, "claim", b["agent"])
+    await _body(request, AgentAction)
+    return await _run(request, "claim", _agent(request))
 
 
 @requires("agent")
 async def reply(request: web.Request) -> web.Response:
-    b = await _body(request, "agent", "text")
-    return await _run(request, "reply", b["agent"], b["text"])
+    b = await _body(request, AgentReply)
+    return await _run(request, "reply", _agent(request), b.text)
 
 
 @requires("agent")
 async def resolve(request: web.Request) -> web.Response:
-    b = await _body(request, "agent")
-    return await _run(request, "resolve", b["agent"])
+    await _body(request, AgentAction)
+    return await _run(request, "resolve", _agent(request))
 
 
 @requires("agent")
@@ -111,8 +100,8 @@ async def correct(request: web.Request) -> web.Response:
     """The agent's reading of one shopper message: ``{"intent"?, "sentiment"?}``, at least one."""
     cid, mid = _cid(request), request.match_info["mid"]
     audit(request, "handoff.correct", cid, message_id=mid[:80])
-    body = await _object(request)
-    intent, sentiment = body.get("intent"), body.get("sentiment")
+    body = await _body(request, Correction)
+    intent, sentiment = body.intent, body.sentiment
     labels = {k: str(v)[:80] for k, v in (("intent", intent), ("sentiment", sentiment)) if v is not None}
     audit(request, "handoff.correct", cid, message_id=mid[:80], **labels)  # the history of every correction
     store = correction_store(request.app)

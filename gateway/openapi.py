@@ -1,9 +1,11 @@
-"""The gateway's OpenAPI 3.0 description, served at ``/openapi.json``.
+"""The gateway's OpenAPI 3.1 description, served at ``/openapi.json``.
 
 Written by hand next to the routes (the fuzz test runs against it, so a route
-missing here goes untested: ``tests/test_security.py`` checks that every route
-is described). The WebSocket (``/web/ws``) is described in prose only; OpenAPI
-has no words for it.
+missing here goes untested: ``tests/test_fuzz.py`` checks that every route
+is described). The JSON request bodies are not written here: they are the
+pydantic models of ``gateway.schemas``, the same the routes validate with, and
+their JSON Schema (2020-12, which OpenAPI 3.1 is) goes in as pydantic emits it.
+The WebSocket (``/web/ws``) is described in prose only; OpenAPI has no words for it.
 """
 
 from __future__ import annotations
@@ -11,8 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel
+
+from . import schemas
 
 JSON = "application/json"
+REF = "#/components/schemas/{model}"
 
 
 def _obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
@@ -26,11 +32,18 @@ STR = {"type": "string"}
 ERROR = {"description": "refused, with a reason", "content": {JSON: {"schema": _obj({"error": STR}, ["error"])}}}
 
 
-def _op(summary: str, *, body: dict | None = None, params: list | None = None, auth: str | None = None,
-        ok: str = "200", content: str = JSON, tag: str = "") -> dict[str, Any]:  # fmt: skip
+def body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """A request body's schema as the route validates it; its ``$defs`` go to ``components/schemas``."""
+    return model.model_json_schema(ref_template=REF)
+
+
+def _op(summary: str, *, body: dict | type[BaseModel] | None = None, params: list | None = None,
+        auth: str | None = None, ok: str = "200", content: str = JSON, tag: str = "") -> dict[str, Any]:  # fmt: skip
     op: dict[str, Any] = {"summary": summary, "responses": {ok: {"description": "done"}, "4XX": ERROR}}
     if tag:
         op["tags"] = [tag]
+    if isinstance(body, type):
+        body = body_schema(body)
     if body is not None:
         op["requestBody"] = {"required": True, "content": {content: {"schema": body}}}
     if params:
@@ -59,19 +72,6 @@ PLATFORM = {
     "required": True,
     "schema": {"type": "string", "enum": ["telegram", "slack", "web"]},
 }  # noqa: E501 fmt: skip
-CHANNEL_FIELDS = _obj(
-    {
-        "bot_token": STR,
-        "webhook_secret": STR,
-        "signing_secret": STR,
-        "agent_channel": STR,
-        "api_base_url": STR,
-        "allowed_origins": {"type": "array", "items": STR},
-        "desk_agents": {"type": "array", "items": STR},
-        "team_id": STR,
-    }
-)
-AGENT = _obj({"agent": STR}, [])  # the token's own name; may be left out
 SLACK_HEADERS = [_header("X-Slack-Request-Timestamp"), _header("X-Slack-Signature")]
 FORM = "application/x-www-form-urlencoded"
 DATE = {"type": "string", "format": "date"}
@@ -106,7 +106,7 @@ def describe() -> dict[str, Any]:
         "/web/sessions": {
             "post": _op(
                 "start a web chat session",
-                body=_obj({"locale": {"type": "string", "enum": ["en", "zh"]}}),
+                body=schemas.NewWebSession,
                 ok="201",
                 tag="web",
             )
@@ -114,9 +114,7 @@ def describe() -> dict[str, Any]:
         "/web/messages": {
             "post": _op(
                 "send a shopper message (202; 429 with Retry-After past the rate limits)",
-                body=_obj(
-                    {"session_id": STR, "text": STR, "client_message_id": STR, "locale": STR}, ["session_id", "text"]
-                ),
+                body=schemas.WebMessage,
                 ok="202",
                 tag="web",
             ),
@@ -175,7 +173,7 @@ def describe() -> dict[str, Any]:
         "/admin/api/channels/{platform}/{name}": {
             "put": _op(
                 "add or update an entry (fields left out keep their value)",
-                body=CHANNEL_FIELDS,
+                body=schemas.ChannelFields,
                 params=[PLATFORM, _path("name")],
                 auth="admin",
                 tag="admin",
@@ -201,9 +199,7 @@ def describe() -> dict[str, Any]:
             "get": _op("API tokens (never the tokens themselves)", auth="admin", tag="admin"),
             "post": _op(
                 "make a token; it is in this answer only",
-                body=_obj(
-                    {"name": STR, "role": {"type": "string", "enum": ["admin", "agent", "viewer"]}}, ["name", "role"]
-                ),  # fmt: skip
+                body=schemas.NewToken,
                 ok="201",
                 auth="admin",
                 tag="admin",
@@ -255,13 +251,7 @@ def describe() -> dict[str, Any]:
         "/admin/api/faq": {
             "post": _op(
                 "add an entry to the shop's FAQ (from a group of unanswered questions)",
-                body=_obj(
-                    {
-                        "id": {"type": "string", "minLength": 1, "maxLength": 40},
-                        **{f"{part}_{lang}": STR for part in ("question", "answer") for lang in ("en", "zh")},
-                        **{f"also_asked_{lang}": {"type": "array", "items": STR} for lang in ("en", "zh")},
-                    }
-                ),
+                body=schemas.NewFaqEntry,
                 auth="admin",
                 ok="201",
                 tag="admin",
@@ -273,7 +263,7 @@ def describe() -> dict[str, Any]:
         "/admin/api/shoppers/forget": {
             "post": _op(
                 "delete everything about one shopper",
-                body=_obj({"channel": STR, "user": STR, "conversation_id": STR}),
+                body=schemas.ForgetShopper,
                 auth="admin",
                 tag="admin",
             )
@@ -283,18 +273,15 @@ def describe() -> dict[str, Any]:
             "get": _op("one handed-off conversation", params=[_path("cid")], auth="agent", tag="handoff")
         },
     }
-    reply = _obj({"agent": STR, "text": STR}, ["text"])
-    for verb, body in (("claim", AGENT), ("reply", reply), ("resolve", AGENT)):
+    agent_bodies = (("claim", schemas.AgentAction), ("reply", schemas.AgentReply), ("resolve", schemas.AgentAction))
+    for verb, body in agent_bodies:
         paths[f"/handoff/api/conversations/{{cid}}/{verb}"] = {
             "post": _op(f"{verb} a conversation", body=body, params=[_path("cid")], auth="agent", tag="handoff")
         }
-    correction = _obj(
-        {"intent": STR, "sentiment": {"type": "string", "enum": ["negative", "neutral", "positive"]}, "agent": STR}
-    )  # at least one of intent and sentiment; intent one of the policies' intents or out_of_scope
     paths["/handoff/api/conversations/{cid}/messages/{mid}/correction"] = {
         "post": _op(
             "correct the bot's reading of a shopper message (intent, sentiment); the agent is the token's name",
-            body=correction,
+            body=schemas.Correction,
             params=[_path("cid"), _path("mid")],
             auth="agent",
             tag="handoff",
@@ -310,7 +297,7 @@ def describe() -> dict[str, Any]:
         )
     }
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {
             "title": "shopbot gateway",
             "version": "1",
@@ -318,8 +305,21 @@ def describe() -> dict[str, Any]:
             "GET /web/ws?session_id=...&after=... (JSON frames; see docs/web.md).",
         },
         "paths": paths,
-        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "components": {
+            "schemas": _hoist_defs(paths),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
     }
+
+
+def _hoist_defs(paths: dict[str, Any]) -> dict[str, Any]:
+    """The models' shared parts (pydantic's ``$defs``), moved to where their refs (``REF``) point."""
+    found: dict[str, Any] = {}
+    for ops in paths.values():
+        for op in ops.values():
+            for media in op.get("requestBody", {}).get("content", {}).values():
+                found.update(media["schema"].pop("$defs", {}))
+    return found
 
 
 async def openapi_json(_request: web.Request) -> web.Response:

@@ -16,22 +16,15 @@ from channels.base import ChannelError, InboundMessage
 from shopbot.store import key
 
 from . import limits
-from .context import accept, aredis_key, fanout_key, json_error, read_json, settings_key, store_key
+from .context import accept, aredis_key, fanout_key, settings_key, store_key
+from .schemas import NewWebSession, WebMessage, parse_body
 
 log = logging.getLogger(__name__)
 WINDOW_RETRY_S = 30  # what a client over the socket cap is told to wait: others may close by then
 
 
 async def create_session(request: web.Request) -> web.Response:
-    body: object = {}
-    if request.can_read_body:
-        body = await read_json(request)
-    if not isinstance(body, dict):
-        return json_error(400, "body must be a JSON object")
-    try:
-        locale = web_channel.check_locale(body)
-    except ChannelError as exc:
-        return json_error(exc.status, exc.reason)
+    locale = (await parse_body(request, NewWebSession, optional=True)).locale
     sid = web_channel.new_session_id()
     cid = web_channel.conversation_id(sid)
     shopper = web_channel.public_id(sid)
@@ -57,13 +50,13 @@ async def _carried(app: web.Application, msg: InboundMessage, sid: str) -> Inbou
 
 
 async def post_message(request: web.Request) -> web.Response:
-    body = await read_json(request)
+    body = await parse_body(request, WebMessage)
+    msg = web_channel.inbound(
+        body.session_id, body.text, body.client_message_id, body.locale, body.model_dump(exclude_unset=True)
+    )
     try:
-        msg = web_channel.parse_message(body)
-        msg = await _carried(request.app, msg, body["session_id"])
+        msg = await _carried(request.app, msg, body.session_id)
         await limits.per_session(request.app, msg.conversation_id)
-    except ChannelError as exc:
-        return json_error(exc.status, exc.reason)
     except limits.Limited as exc:
         return limits.too_many(request, exc, msg.locale)
     mid, duplicate = await accept(request.app, msg)

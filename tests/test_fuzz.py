@@ -74,3 +74,67 @@ def test_every_route_is_described():
             continue
         routes.add((route.method, path))
     assert routes - described == set()
+
+
+# -- the request bodies: one declaration (gateway.schemas) for the routes and the description -----------
+
+# A body each model takes, and what its route's path parameters are in these tests.
+VALID_BODIES = {
+    "NewWebSession": {"locale": "en"},
+    "WebMessage": {"session_id": "abcdefgh12", "text": "hi"},
+    "AgentAction": {},
+    "AgentReply": {"text": "hi"},
+    "Correction": {"intent": "complaint"},
+    "ChannelFields": {"api_base_url": "http://127.0.0.1:1"},
+    "NewToken": {"name": "someone", "role": "viewer"},
+    "ForgetShopper": {"conversation_id": "web:default:nobody"},
+    "NewFaqEntry": {"question_en": "Is it?", "answer_en": "It is."},
+}
+PATH_PARAMS = {"cid": "web:default:nobody", "mid": "1-0", "platform": "telegram", "name": "schema-test"}
+
+
+def test_request_bodies_are_the_models_the_routes_validate_with():
+    """Every JSON body described is a model's schema, as pydantic emits it (so the two cannot drift);
+    the platforms' webhooks (``/channels/...``) are theirs to describe."""
+    from gateway.openapi import REF, describe
+    from gateway.schemas import BODIES
+
+    doc = describe()
+    assert doc["openapi"].startswith("3.1")  # JSON Schema 2020-12, what pydantic emits
+    described = {
+        (method, path): op["requestBody"]["content"]["application/json"]["schema"]
+        for path, ops in doc["paths"].items()
+        for method, op in ops.items()
+        if "application/json" in op.get("requestBody", {}).get("content", {}) and not path.startswith("/channels/")
+    }
+    assert set(described) == set(BODIES)
+    for where, model in BODIES.items():
+        schema = model.model_json_schema(ref_template=REF)
+        defs = schema.pop("$defs", {})
+        assert described[where] == schema, where
+        assert all(doc["components"]["schemas"][name] == d for name, d in defs.items())
+        assert set(VALID_BODIES[model.__name__]) <= set(schema["properties"])
+        model.model_validate(VALID_BODIES[model.__name__])
+
+
+def test_a_body_against_its_schema_is_refused_with_the_field_named(fuzz_gw):
+    """For every field of every body: a number where the schema says otherwise is a 400 naming the field."""
+    import jsonschema_rs
+    import requests
+
+    served = requests.get(fuzz_gw["url"] + "/openapi.json", timeout=10).json()
+    auth = {"Authorization": f"Bearer {fuzz_gw['admin']}"}
+    from gateway.schemas import BODIES
+
+    for (method, path), model in BODIES.items():
+        schema = served["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
+        valid = VALID_BODIES[model.__name__]
+        assert jsonschema_rs.validator_for(schema).is_valid(valid), (path, valid)
+        url = fuzz_gw["url"] + path.format(**PATH_PARAMS)
+        for field in schema["properties"]:
+            body = {**valid, field: 7}  # no field of any body is a number
+            assert not jsonschema_rs.validator_for(schema).is_valid(body), (path, field)
+            r = requests.request(method, url, json=body, headers=auth, timeout=15)
+            assert r.status_code == 400 and field in r.json()["error"], (method, path, field, r.text[:300])
+        r = requests.request(method, url, json=[valid], headers=auth, timeout=15)
+        assert r.status_code == 400 and "JSON object" in r.json()["error"], (method, path, r.text[:300])
