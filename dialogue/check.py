@@ -225,11 +225,14 @@ def summary(outcomes: list[Outcome]) -> dict[str, object]:
 
 def nlu_annotator(models_dir: Path) -> Annotator:
     from nlu.inference import NLU
+    from nlu.versions import in_folder
 
-    for part in ("intent", "sentiment"):
-        if not (models_dir / part).is_dir():
-            raise FileNotFoundError(f"no {part} model under {models_dir} (python -m nlu.build_default trains them)")
-    nlu = NLU.load(models_dir / "intent", models_dir / "sentiment")
+    models = in_folder(models_dir)  # the current version of a versioned models folder
+    if models.missing():
+        raise FileNotFoundError(
+            f"no {models.missing()[0]} model under {models.path} (python -m nlu.build_default trains them)"
+        )
+    nlu = NLU.load(models.intent_dir, models.sentiment_dir)
 
     def annotate(texts: list[str]) -> list[Annotation]:  # NLU.annotate batches by itself
         return [
@@ -263,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m dialogue.check", description=__doc__.split("\n\n")[0])
     ap.add_argument("conversations", type=Path, help="a folder of *.yaml conversation files (or one file)")
-    ap.add_argument("--models", type=Path, default=PACKAGE_ROOT / "models", help="holds intent/ and sentiment/")
+    ap.add_argument("--models", type=Path, default=PACKAGE_ROOT / "models", help="models folder (its current version)")
     ap.add_argument("--tag", help="run only the conversations with this tag")
     ap.add_argument("--database-url", help="the shop's database (default: the demo shop in a temporary SQLite file)")
     ap.add_argument("--policies", type=Path, help="a policies file (default: the packaged one)")

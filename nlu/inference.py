@@ -1,6 +1,6 @@
 """The NLU runtime the workers use: load both models once, annotate batches.
 
-    nlu = NLU.load("models/intent", "models/sentiment")
+    nlu = NLU.load("models/intent", "models/sentiment")  # or NLU.load(): the current version
     nlu.annotate(["where is my order?", "我的快递到哪了"])
 
 The bottom layers the two models share bit for bit (a frozen trunk, or the
@@ -98,10 +98,15 @@ class NLU:
         int8: bool = False,
         **kw: int,
     ) -> NLU:
-        """Both models; ``int8`` quantizes their linear layers when running on CPU."""
-        base = models_dir()
-        intent = load_model(intent_dir or base / "intent", device)
-        sentiment = load_model(sentiment_dir or base / "sentiment", device)
+        """Both models (by default the current version of ``models_dir()``, see ``nlu.versions``);
+        ``int8`` quantizes their linear layers when running on CPU."""
+        if intent_dir is None or sentiment_dir is None:
+            from .versions import current
+
+            served = current(models_dir())
+            intent_dir, sentiment_dir = intent_dir or served.intent_dir, sentiment_dir or served.sentiment_dir
+        intent = load_model(intent_dir, device)
+        sentiment = load_model(sentiment_dir, device)
         return cls(intent, sentiment, int8=int8, **kw)
 
     @torch.inference_mode()

@@ -98,9 +98,15 @@ def main(argv: list[str] | None = None) -> int:
     from .data import validation_of
     from .inference import NLU, models_dir
     from .model import ModelDirError
+    from .versions import VersionError, in_folder
 
     ap = argparse.ArgumentParser(prog="python -m nlu.thresholds", description=__doc__.split("\n")[0])
-    ap.add_argument("--models", type=Path, default=None, help="folder with intent/ and sentiment/ (default models/)")
+    ap.add_argument(
+        "--models",
+        type=Path,
+        default=None,
+        help="models folder (its current version) or a version folder (default models/)",
+    )
     ap.add_argument("--calm-apology", type=float, default=0.03, help="share of calm messages that may get an apology")
     ap.add_argument("--calm-angry", type=float, default=0.01, help="share of calm messages that may count as angry")
     ap.add_argument(
@@ -108,11 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--device", default=None)
     args = ap.parse_args(argv)
-    base = args.models or models_dir()
     try:
+        base = in_folder(args.models or models_dir()).path
         nlu = NLU.load(base / "intent", base / "sentiment", device=args.device)
         metrics = {t: json.loads((base / t / "metrics.json").read_text()) for t in ("intent", "sentiment")}
-    except (ModelDirError, OSError) as exc:
+    except (ModelDirError, VersionError, OSError) as exc:
         print(f"nlu.thresholds: error: {exc}", file=sys.stderr)
         return 2
     dev = {}

@@ -22,7 +22,12 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
     public_url: str | None = Field(None, description="URL the web chat is reached at, when behind a proxy")
-    models_dir: Path = Field(PACKAGE_ROOT / "models", description="holds intent/ and sentiment/")
+    models_dir: Path = Field(
+        PACKAGE_ROOT / "models", description="holds intent/ and sentiment/, or versions/ and current (nlu.versions)"
+    )
+    models_check_s: float = Field(
+        5.0, gt=0, description="how often an NLU worker reads models/current to switch to a promoted version"
+    )
     device: str | None = Field(None, description="cuda, cpu; default: cuda when present")
     policies_file: Path | None = Field(None, description="dialogue policies YAML; default: the packaged one")
     agent_token: SecretStr | None = Field(

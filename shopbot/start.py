@@ -175,7 +175,15 @@ def main(argv: list[str] | None = None) -> int:
     models = settings.models_dir
     env["SHOPBOT_MODELS_DIR"] = str(models)
 
-    if not ((models / "intent").is_dir() and (models / "sentiment").is_dir()):
+    from nlu.versions import FLAT, current
+
+    serving = current(models)  # the flat models/intent and models/sentiment unless a version was promoted
+    if serving.missing() and serving.name != FLAT:
+        sys.exit(
+            f"{models / 'current'} names version {serving.name}, which has no {' and no '.join(serving.missing())}"
+            " model: python -m nlu.promote --rollback, or promote another version"
+        )
+    if serving.missing():
         if args.no_train:
             sys.exit(f"no models in {models}: run python -m nlu.build_default")
         _say(f"training the default models into {models} (15-20 minutes on 2 CPU cores; once only)")

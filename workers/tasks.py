@@ -9,6 +9,8 @@
 - A housekeeping thread per worker: heartbeat (``/readyz``), re-queues
   conversations whose messages stalled (a gateway or worker died between two
   steps), moves transcript rows into SQL.
+- A models-watch thread per NLU worker: switches to the model version that
+  ``models/current`` names when ``nlu.promote`` changes it (``switch_models``).
 """
 
 from __future__ import annotations
@@ -133,30 +135,94 @@ def llm():
 
 
 _nlu_lock = threading.Lock()
-_nlu = None
+_serving = None  # (version name, NLU): what annotate uses; switch_models replaces it whole
+_failed: tuple[str, int] | None = None  # a version that would not load, and the mtime of current then
+
+
+def _load_nlu(version):
+    from nlu.inference import NLU
+
+    t0 = time.perf_counter()
+    models = NLU.load(version.intent_dir, version.sentiment_dir, device=settings.device, int8=settings.nlu_int8)
+    log.info(
+        "NLU models loaded",
+        extra={
+            "models_dir": str(version.path),
+            "model_version": version.name,
+            "device": str(models.device),
+            "int8": models.int8,
+            "shared_layers": models.shared_depth,
+            "seconds": round(time.perf_counter() - t0, 1),
+        },
+    )
+    return models
+
+
+def serving():
+    """The NLU models in service and their version (nlu.versions: the one ``current`` names), loaded
+    once per process; threads share them."""
+    global _serving
+    with _nlu_lock:
+        if _serving is None:
+            from nlu.versions import current
+
+            v = current(settings.models_dir)
+            _serving = (v.name, _load_nlu(v))
+        return _serving
 
 
 def nlu():
-    """The NLU models, loaded once per process (threads share them)."""
-    global _nlu
-    with _nlu_lock:
-        if _nlu is None:
-            from nlu.inference import NLU
+    """The NLU models in service."""
+    return serving()[1]
 
-            d = settings.models_dir
-            t0 = time.perf_counter()
-            _nlu = NLU.load(d / "intent", d / "sentiment", device=settings.device, int8=settings.nlu_int8)
-            log.info(
-                "NLU models loaded",
-                extra={
-                    "models_dir": str(d),
-                    "device": str(_nlu.device),
-                    "int8": _nlu.int8,
-                    "shared_layers": _nlu.shared_depth,
-                    "seconds": round(time.perf_counter() - t0, 1),
-                },
-            )
-        return _nlu
+
+def switch_models(models_dir=None) -> str | None:
+    """If ``current`` names another version than the one serving, load it whole and put it in service;
+    returns its name. A batch already running finishes on the models it started with, the next one
+    runs on the new ones: no batch mixes two versions. A version that fails to load is logged and
+    skipped (the old one keeps serving) until ``current`` is written again."""
+    global _serving, _failed
+    from nlu.versions import CURRENT, current_name, version
+
+    d = models_dir or settings.models_dir
+    try:
+        stamp = (d / CURRENT).stat().st_mtime_ns
+    except FileNotFoundError:
+        stamp = 0
+    name = current_name(d)
+    was = serving()[0]
+    if name == was or _failed == (name, stamp):
+        return None
+    try:
+        v = version(d, name)
+        if v.missing():
+            raise FileNotFoundError(f"{v.path} has no {' and no '.join(v.missing())} model")
+        loaded = _load_nlu(v)
+    except Exception as exc:  # noqa: BLE001 - a bad version must not stop the worker answering
+        _failed = (name, stamp)
+        log.error(
+            "NLU model version %s could not be loaded; still serving %s: %s",
+            name,
+            was,
+            exc,
+            extra={"model_version": was, "refused_version": name},
+        )
+        return None
+    with _nlu_lock:
+        _serving = (name, loaded)
+    _failed = None
+    log.info("NLU model version switched", extra={"model_version": name, "previous_version": was})
+    return name
+
+
+def _watch_models(stop: threading.Event) -> None:
+    """An NLU worker's thread: every SHOPBOT_MODELS_CHECK_S, switch to a newly promoted version."""
+    serving()
+    while not stop.wait(settings.models_check_s):
+        try:
+            switch_models()
+        except Exception:  # noqa: BLE001 - keep watching through a bad read
+            log.exception("checking the models' current version failed; retrying")
 
 
 def _annotate_texts(texts: list[str]) -> list[dict]:
@@ -164,7 +230,8 @@ def _annotate_texts(texts: list[str]) -> list[dict]:
     from dialogue.retrieval import encode, key, retrieval_texts
 
     t0 = time.perf_counter()
-    anns = nlu().annotate(texts)
+    version, models = serving()  # one version for the whole batch, even if a switch comes meanwhile
+    anns = models.annotate(texts)
     t1 = time.perf_counter()
     metrics.NLU_BATCH_SIZE.observe(len(texts))
     metrics.NLU_MODEL_SECONDS.labels("intent_sentiment").observe(t1 - t0)
@@ -173,6 +240,7 @@ def _annotate_texts(texts: list[str]) -> list[dict]:
     out = []
     for a, ts in zip(anns, wanted, strict=True):
         d = asdict(a)
+        d["model_version"] = version
         d["vectors"] = encode({key(t): next(vecs) for t in ts})
         out.append(d)
     metrics.NLU_MODEL_SECONDS.labels("retrieval").observe(time.perf_counter() - t1)
@@ -180,6 +248,7 @@ def _annotate_texts(texts: list[str]) -> list[dict]:
         "NLU batch",
         extra={
             "size": len(texts),
+            "model_version": version,
             "ms": round((t1 - t0) * 1000, 1),
             "retrieval_texts": sum(map(len, wanted)),
             "retrieval_ms": round((time.perf_counter() - t1) * 1000, 1),
@@ -365,6 +434,8 @@ def _start_housekeeping(sender=None, **_kw) -> None:
     except AttributeError:  # not started by a Celery consumer: assume every queue
         queues = ["dialogue", "nlu"]
     threading.Thread(target=_housekeeping, args=(_stop, name, queues), name="housekeeping", daemon=True).start()
+    if "nlu" in queues:
+        threading.Thread(target=_watch_models, args=(_stop,), name="models-watch", daemon=True).start()
 
 
 @signals.worker_shutdown.connect
