@@ -483,14 +483,16 @@ _KEY_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
 
 
 def _mash(word: str) -> bool:
-    """A Latin 'word' no language has: three or more letters and no vowel ("zzzxxx"), or six or more off one
-    row of the keyboard with three consonants in a row ("asdkjh"; "pottery" and "typewriter" are words)."""
+    """A Latin 'word' no language has: three or more letters and no vowel ("zzzxxx"), six or more off one
+    row of the keyboard with three consonants in a row ("asdkjh"; "pottery" and "typewriter" are words), or
+    three or more keys side by side on one row ("qwe", "asdf", "lkj")."""
     w = word.lower()
     if not w.isascii() or not w.isalpha():
         return False
     run = max((len(r) for r in re.split("[aeiouy]+", w)), default=0)
     one_row = len(w) >= 6 and run >= 3 and any(set(w) <= set(row) for row in _KEY_ROWS)
-    return (len(w) >= 3 and not (set(w) & _VOWELS)) or one_row
+    side_by_side = len(w) >= 3 and any(w in row or w in row[::-1] for row in _KEY_ROWS)
+    return (len(w) >= 3 and not (set(w) & _VOWELS)) or one_row or side_by_side
 
 
 def _says_nothing(turn: _Turn) -> bool:

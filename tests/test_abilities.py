@@ -500,7 +500,8 @@ def test_a_clear_lead_answers_below_the_answer_score_unless_the_message_is_out_o
 
 
 def test_a_message_of_words_that_ask_nothing_is_not_understood_whatever_the_intent(shop):
-    for text, lang in [("额那个啥来着", "zh"), ("嗯 就是那样的", "zh"), ("um, that thing", "en"), ("zzzxxx 呃", "en")]:
+    for text, lang in [("额那个啥来着", "zh"), ("嗯 就是那样的", "zh"), ("um, that thing", "en"), ("zzzxxx 呃", "en"),
+                       ("asdkjh qwe", "zh"), ("asdf", "en")]:  # fmt: skip
         r = talk(shop, [(text, ann("track_order", lang, conf=1.0))])[0]
         assert r.action == "not_understood", (text, r.action)
     # Twice in a row: a person.
