@@ -478,6 +478,10 @@ class ConversationStore:
         """Conversations whose episode is due to end by silence (``close_at`` of their last commit passed)."""
         return self.r.zrangebyscore(CLOSING, "-inf", now, start=0, num=limit)
 
+    def close_due(self, cid: str) -> float | None:
+        """When ``cid``'s episode is due to end by silence (None: none is open)."""
+        return self.r.zscore(CLOSING, cid)
+
     def schedule_close(self, cid: str, at: float) -> None:
         """Move the end of ``cid``'s episode to ``at`` (0: none is open). Call it holding the lock."""
         if at:

@@ -85,7 +85,9 @@ def close_idle(store: ConversationStore, policy: Policy, now: float | None = Non
             if state is None or state.opened_at is None:
                 store.schedule_close(cid, 0)  # expired, or ended already
                 continue
-            due = close_at(state, policy, state.updated_at)
+            # The later of what the last commit scheduled (read again under the lock: a commit since the listing
+            # moved it) and what the state's own last change gives.
+            due = max(store.close_due(cid) or 0.0, close_at(state, policy, state.updated_at))
             if due > now:
                 store.schedule_close(cid, due)
                 continue
