@@ -8,6 +8,7 @@ RUN pip install --no-cache-dir torch==2.13.0 --index-url ${TORCH_INDEX}
 COPY pyproject.toml README.md ./
 COPY nlu nlu
 COPY shopbot shopbot
+COPY admin admin
 COPY channels channels
 COPY gateway gateway
 COPY workers workers

@@ -1,7 +1,7 @@
-"""Each channel's own credentials check, for the admin side (``gateway.admin``, the admin API) to call:
+"""Each channel's own credentials check, for the admin side (``admin.cli``, the admin API) to call:
 does the platform accept these credentials? A plain answer either way, never an exception.
 
-Here, beside the adapters, so that the credential store (``shopbot.credentials``) imports no adapter: the
+Here, beside the adapters, so that the credential store (``admin.credentials``) imports no adapter: the
 admin side passes :func:`check_platform` to ``CredentialStore.check``.
 """
 

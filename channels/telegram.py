@@ -223,16 +223,14 @@ def main(argv: list[str] | None = None) -> int:
     sw.add_argument("--url", help="public base URL of the gateway (default: SHOPBOT_PUBLIC_URL)")
     sub.add_parser("webhook-info", help="what Telegram knows about our webhook (getWebhookInfo)")
     sub.add_parser("delete-webhook", help="stop Telegram from calling the gateway")
-    ap.add_argument(
-        "--bot", help="a bot stored with `python -m gateway.admin channels set telegram NAME` (default: env)"
-    )
+    ap.add_argument("--bot", help="a bot stored with `python -m admin channels set telegram NAME` (default: env)")
     args = ap.parse_args(argv)
     s = get_settings()
     token = s.telegram_bot_token.get_secret_value() if s.telegram_bot_token else None
     secret = s.telegram_webhook_secret.get_secret_value() if s.telegram_webhook_secret else None
     base_url = s.telegram_api_base_url
     if args.bot:
-        from shopbot.credentials import CredentialError, CredentialStore
+        from admin.credentials import CredentialError, CredentialStore
         from shopbot.db import engine_for
 
         try:
@@ -241,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc.reason}", file=sys.stderr)
             return 2
         if found is None:
-            print(f"error: no stored Telegram bot named {args.bot!r} (gateway.admin channels list)", file=sys.stderr)
+            print(f"error: no stored Telegram bot named {args.bot!r} (python -m admin channels list)", file=sys.stderr)
             return 2
         token, secret = found[0]["bot_token"], found[0].get("webhook_secret")
         base_url = found[1].get("api_base_url") or base_url

@@ -1,7 +1,7 @@
 """The admin API (``/admin/api/...``), its page (``/admin``), and who may call what.
 
 Every ``/admin/api`` and ``/handoff/api`` route needs ``Authorization: Bearer
-<token>`` (``shopbot.access``): 401 without a valid token, 403 when its role is
+<token>`` (``admin.access``): 401 without a valid token, 403 when its role is
 too low. What the stores refuse (``shopbot.errors.Refused``) is answered here as a 4xx
 with its reason. Every change, and every read of personal data (an export), is written
 to the audit log with who, what, when and from where; refusals for a too-low
@@ -20,12 +20,12 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import func, select
 
+from admin import privacy
+from admin.access import ROLES, Principal
+from admin.credentials import SPECS, learns_team
 from channels import web as web_channel
 from channels.checks import check_platform
 from shopbot import analytics as reports
-from shopbot import privacy
-from shopbot.access import ROLES, Principal
-from shopbot.credentials import SPECS, learns_team
 from shopbot.errors import Refused
 from shopbot.transcripts import messages
 
@@ -100,7 +100,7 @@ async def authorize(request: web.Request, handler) -> web.StreamResponse:
         return await handler(request)
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        return json_error(401, "send Authorization: Bearer <token> (python -m gateway.admin tokens create)")
+        return json_error(401, "send Authorization: Bearer <token> (python -m admin tokens create)")
     who = await asyncio.to_thread(request.app[tokens_key].verify, token.strip())
     if who is None:
         try:

@@ -15,10 +15,10 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from admin.access import AuditLog, TokenStore
+from admin.credentials import CredentialStore, LiveChannels
 from dialogue import load_policy
 from handoff.queue import HandoffQueue
-from shopbot.access import AuditLog, TokenStore
-from shopbot.credentials import CredentialStore, LiveChannels
 from shopbot.db import engine_for
 from shopbot.settings import Settings
 from shopbot.store import ConversationStore

@@ -12,12 +12,12 @@ from aiohttp import web
 from celery import Celery
 from sqlalchemy.engine import Engine
 
+from admin.access import AuditLog, TokenStore
+from admin.credentials import VERSION_KEY, Channels, CredentialStore, LiveChannels
 from channels.base import InboundMessage
 from handoff.queue import HandoffQueue
 from shopbot import metrics
-from shopbot.access import AuditLog, TokenStore
 from shopbot.corrections import CorrectionStore
-from shopbot.credentials import VERSION_KEY, Channels, CredentialStore, LiveChannels
 from shopbot.settings import Settings
 from shopbot.store import ConversationStore
 from workers.app import ANNOTATE, SLACK_CALL, SYNC_CONVERSATION

@@ -3,7 +3,7 @@
 Every route needs an agent's (or an admin's) token: ``Authorization: Bearer
 <token>``, checked by ``gateway.admin_routes.authorize``; every change is in the
 audit log. The agent who claims, replies or resolves is the token's own name
-(``python -m gateway.admin tokens create NAME --role agent``): a body's
+(``python -m admin tokens create NAME --role agent``): a body's
 ``agent`` field may repeat it and is refused where it names someone else.
 
 Agents also correct the bot's reading of a shopper message (``POST .../messages/{mid}/correction``,

@@ -17,9 +17,9 @@ from typing import Any, Literal, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from admin.access import NAME_RE, ROLES
 from channels import web as web_channel
 from dialogue.importer import FaqRow
-from shopbot.access import NAME_RE, ROLES
 from shopbot.corrections import SENTIMENTS
 from shopbot.errors import Refused
 
@@ -158,7 +158,7 @@ class Correction(AgentAction):
 
 class ChannelFields(BaseModel):
     """``PUT /admin/api/channels/{platform}/{name}``: the fields of any platform; which ones a platform
-    takes, and their formats, are the credential store's (``shopbot.credentials.SPECS``). Fields left
+    takes, and their formats, are the credential store's (``admin.credentials.SPECS``). Fields left
     out keep their value; a setting sent empty is removed."""
 
     # Unknown fields go on to the store, which names the ones the platform takes.

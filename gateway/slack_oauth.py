@@ -4,7 +4,7 @@
   expiring (``STATE_TTL_S``) in Redis, shared by every gateway; consumed with
   GETDEL, so a state works once, on any gateway, and not after it expired.
 - ``SqlInstallationStore``: bolt's installation store over
-  ``shopbot.slack_installs`` (SQL, tokens sealed); saving bumps the credentials
+  ``admin.slack_installs`` (SQL, tokens sealed); saving bumps the credentials
   version so every gateway and worker uses the new token at its next request.
 - ``issue_ticket`` / ``consume_ticket``: the one-time install tickets an admin
   asks for (``POST /admin/api/slack/install-link``); ``/install`` starts an
@@ -41,8 +41,8 @@ from slack_sdk.oauth.installation_store.models.installation import Installation
 from slack_sdk.oauth.state_store.async_state_store import AsyncOAuthStateStore
 from slack_sdk.web.async_client import AsyncWebClient
 
+from admin.slack_installs import SlackInstallation
 from shopbot.settings import Settings
-from shopbot.slack_installs import SlackInstallation
 
 from .context import aredis_key, audit_key, credentials_key, current_channels
 
@@ -142,7 +142,7 @@ def _installation(inst: SlackInstallation) -> Installation:
 
 
 class SqlInstallationStore(AsyncInstallationStore):
-    """bolt's installation store over the product's SQL table (``shopbot.slack_installs``), tokens sealed."""
+    """bolt's installation store over the product's SQL table (``admin.slack_installs``), tokens sealed."""
 
     def __init__(self, web_app: web.Application, client_id: str, allowed_teams: frozenset[str] | None = None):
         self.web_app, self.client_id, self.allowed_teams = web_app, client_id, allowed_teams

@@ -58,6 +58,7 @@ from slack_bolt.authorization.async_authorize import AsyncAuthorize
 from slack_bolt.error import BoltUnhandledRequestError
 from slack_bolt.response import BoltResponse
 
+from admin.credentials import Channels, SlackApp, SlackAuth
 from channels import slack
 from channels.base import ChannelError
 from handoff.queue import HandoffError
@@ -75,7 +76,6 @@ from handoff.slack_desk import (
     picked_corrections,
 )
 from shopbot.corrections import CorrectionError
-from shopbot.credentials import Channels, SlackApp, SlackAuth
 
 from . import limits, slack_oauth
 from .context import (

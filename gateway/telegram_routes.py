@@ -14,9 +14,9 @@ import logging
 
 from aiohttp import web
 
+from admin.credentials import Channels, TelegramBot
 from channels import telegram
 from channels.base import ChannelError
-from shopbot.credentials import Channels, TelegramBot
 from shopbot.store import Outgoing
 
 from .context import accept, current_channels, enqueue_sync, json_error, queue_key, read_json, store_key

@@ -2,7 +2,7 @@
 
 An agent corrects a message from the agents' API or the Slack desk; both come here. The row keeps a copy
 of the message's text and language and the model's reading (so the training export works after the
-transcript is gone, and a forgotten shopper's corrections are deleted with the rest: ``shopbot.privacy``),
+transcript is gone, and a forgotten shopper's corrections are deleted with the rest: ``admin.privacy``),
 the labels, the agent (the token's name, or ``slack:<user id>`` from the verified Slack payload) and when.
 
 One row per message (unique conversation and message id): a later correction replaces the labels it
@@ -39,7 +39,7 @@ corrections = Table(
     Column("conversation_id", String(200), nullable=False),
     Column("message_id", String(80), nullable=False),
     Column("channel", String(40), nullable=False),
-    Column("shopper", String(200)),  # as in the transcript: found again by shopbot.privacy after it is gone
+    Column("shopper", String(200)),  # as in the transcript: found again by admin.privacy after it is gone
     Column("text", Text, nullable=False),
     Column("language", String(8)),
     Column("intent", String(80)),  # None: the agent did not correct the intent

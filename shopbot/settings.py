@@ -31,9 +31,9 @@ class Settings(BaseSettings):
     device: str | None = Field(None, description="cuda, cpu; default: cuda when present")
     policies_file: Path | None = Field(None, description="dialogue policies YAML; default: the packaged one")
     agent_token: SecretStr | None = Field(
-        None, description="an agent-role token for the human-queue API (from before roles; see gateway.admin tokens)"
+        None, description="an agent-role token for the human-queue API (from before roles; see python -m admin tokens)"
     )
-    # Admin: the key that seals stored channel credentials (python -m gateway.admin keys generate)
+    # Admin: the key that seals stored channel credentials (python -m admin keys generate)
     secret_key: SecretStr | None = Field(None, description="32 bytes, URL-safe base64; encrypts stored credentials")
     secret_key_file: Path | None = Field(None, description="a file holding the secret key (start.sh makes one)")
     previous_secret_keys: SecretStr | None = Field(

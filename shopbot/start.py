@@ -135,7 +135,7 @@ def load_demo_data(database_url: str) -> list[str]:
 
 def ensure_secret_key(path: Path) -> Path:
     """A first start: the key that encrypts stored channel credentials, made once, readable by us only."""
-    from .crypto import generate_key
+    from admin.crypto import generate_key
 
     if not path.exists():
         _secret_file(path, generate_key)
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     _say(f"workers (nlu, dialogue) and gateway starting (logs in {VAR}); loading the models...")
     wait_ready(f"http://127.0.0.1:{settings.port}/", procs)
     print(f"\n  Web chat: {settings.web_url}",
-          f"  Admin: {settings.web_url}admin (a token: python -m gateway.admin tokens create --name you --role admin)",
+          f"  Admin: {settings.web_url}admin (a token: python -m admin tokens create --name you --role admin)",
           "  Ctrl-C stops everything.\n", sep="\n", flush=True)  # fmt: skip
     while True:
         for p in procs:

@@ -202,9 +202,9 @@ def wait_ready(url: str, timeout: float = 120, proc: Process | None = None) -> N
 
 
 def admin_cli(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    """``python -m gateway.admin ...`` as an operator runs it."""
+    """``python -m admin ...`` as an operator runs it."""
     return subprocess.run(
-        [sys.executable, "-m", "gateway.admin", *args], cwd=ROOT, env=env, input=stdin,
+        [sys.executable, "-m", "admin", *args], cwd=ROOT, env=env, input=stdin,
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
 

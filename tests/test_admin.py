@@ -792,8 +792,8 @@ def test_widget_shows_the_polite_message_when_the_shopper_is_too_fast(admin_gw):
 
 
 def test_a_user_id_with_a_like_wildcard_finds_only_its_own_transcripts(redis_server, tmp_path):
+    from admin.privacy import conversations_of
     from shopbot import db, transcripts
-    from shopbot.privacy import conversations_of
     from shopbot.store import ConversationStore
 
     engine = db.engine_for(f"sqlite:///{tmp_path / 'forget.db'}")
@@ -856,9 +856,9 @@ def test_forgetting_finds_transcripts_by_their_shopper_and_waits_for_the_flusher
 
 
 def test_moving_a_bot_to_another_api_address_needs_its_token_again(tmp_path):
+    from admin.credentials import CredentialError, CredentialStore
+    from admin.crypto import SecretBox
     from shopbot import db
-    from shopbot.credentials import CredentialError, CredentialStore
-    from shopbot.crypto import SecretBox
     from shopbot.settings import Settings
 
     store = CredentialStore(
@@ -1091,10 +1091,10 @@ def test_a_conversation_that_expired_while_queued_leaves_the_queue(redis_server)
 
 
 def test_the_desk_takes_only_its_agents_from_the_agents_channel(tmp_path):
+    from admin.credentials import CredentialError, CredentialStore, SlackApp
+    from admin.crypto import SecretBox
     from gateway.slack_routes import NOT_DESK_AGENT, OTHER_WORKSPACE, _desk_refusal
     from shopbot import db
-    from shopbot.credentials import CredentialError, CredentialStore, SlackApp
-    from shopbot.crypto import SecretBox
     from shopbot.settings import Settings
 
     # (Membership of the agents' channel is asked from Slack when no desk_agents are listed: test_platforms.)

@@ -262,8 +262,8 @@ async def test_the_cards_correct_reading_opens_a_modal_and_saves_as_the_slack_ag
 def test_corrections_export_as_training_csv_and_leave_with_the_shopper(tmp_path, redis_server):
     """``python -m nlu.feedback export`` writes what nlu's reader takes, one task a file, importing nothing of
     the product; a shopper's corrections are in their data export and go when they are forgotten."""
+    from admin import privacy
     from nlu.data import read_csv
-    from shopbot import privacy
     from shopbot.corrections import CorrectionStore
 
     url = f"sqlite:///{tmp_path / 'shop.db'}"

@@ -85,8 +85,8 @@ async def agent(
 
 def agent_token(product, name: str) -> str:
     """A token of the agent ``name``, made as an admin makes one (the agent is the token's own name)."""
+    from admin.access import TokenStore
     from shopbot import db
-    from shopbot.access import TokenStore
 
     return TokenStore(db.engine_for(product["env"]["SHOPBOT_DATABASE_URL"])).create(name, "agent", "tests")[1]
 
@@ -539,9 +539,9 @@ async def test_unanswered_questions_are_grouped_by_the_nlu_worker_and_become_an_
     the NLU worker (it has the encoder), and an FAQ entry added from a group."""
     from sqlalchemy import insert, select
 
+    from admin.access import TokenStore
     from dialogue.shop_data import faq
     from shopbot import db
-    from shopbot.access import TokenStore
     from shopbot.transcripts import messages
 
     engine = db.engine_for(product["env"]["SHOPBOT_DATABASE_URL"])

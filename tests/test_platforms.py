@@ -313,8 +313,8 @@ async def test_slack_shopper_with_a_handoff_worked_by_slash_commands(product, pl
 
 
 def audit_entries(product) -> list[dict]:
+    from admin.access import AuditLog
     from shopbot import db
-    from shopbot.access import AuditLog
 
     return AuditLog(db.engine_for(product["env"]["SHOPBOT_DATABASE_URL"])).entries(500)
 

@@ -29,8 +29,8 @@ def slack_gw(tmp_path_factory, redis_server, platforms):
 def installations(env: dict) -> list[dict]:
     from sqlalchemy import select
 
+    from admin.slack_installs import installations as table
     from shopbot import db
-    from shopbot.slack_installs import installations as table
 
     with db.engine_for(env["SHOPBOT_DATABASE_URL"]).connect() as conn:
         return [dict(r) for r in conn.execute(select(table)).mappings().all()]
@@ -88,7 +88,7 @@ async def test_add_to_slack_installs_a_workspace_with_its_token_sealed_in_sql(sl
         ("T0NEWSHOP", "New Shop", "U0BOTNEW", "U0ADMIN")
     ]
     assert token not in json.dumps(rows) and rows[0]["sealed"].startswith("v1:")  # sealed, as credentials are
-    from shopbot.crypto import SecretBox, parse_key
+    from admin.crypto import SecretBox, parse_key
 
     opened = json.loads(SecretBox(parse_key(SECRET_KEY)).open(rows[0]["sealed"], "slack-install/-/T0NEWSHOP"))
     assert opened["bot_token"] == token
@@ -211,9 +211,9 @@ def test_installations_are_kept_sealed_on_sqlite_and_postgresql(backend, tmp_pat
     it), read back opened, re-sealed by a key rotation, deleted."""
     import uuid
 
+    from admin.crypto import SecretBox, generate_key, parse_key
+    from admin.slack_installs import InstallationTable
     from shopbot import db
-    from shopbot.crypto import SecretBox, generate_key, parse_key
-    from shopbot.slack_installs import InstallationTable
 
     if backend == "postgresql":
         psycopg = pytest.importorskip("psycopg")
@@ -273,8 +273,8 @@ async def _audit(http, gw: dict) -> list[dict]:
 
 def _channels(env: dict, monkeypatch):
     """The credentials in force, as a worker loads them from the gateway's database."""
+    from admin.credentials import CredentialStore
     from shopbot import db
-    from shopbot.credentials import CredentialStore
     from shopbot.settings import Settings
 
     for k, v in env.items():
@@ -397,9 +397,9 @@ async def test_only_an_admin_starts_an_install_and_only_for_the_shops_workspaces
 
 def _save_row(env: dict, **values) -> None:
     """An installation row as another app (or an org-wide install) left it in the same database."""
+    from admin.crypto import SecretBox, parse_key
+    from admin.slack_installs import InstallationTable
     from shopbot import db
-    from shopbot.crypto import SecretBox, parse_key
-    from shopbot.slack_installs import InstallationTable
 
     base = {"client_id": SLACK_CLIENT_ID, "bot_user_id": "U0BOTX", "is_enterprise_install": False}
     InstallationTable(db.engine_for(env["SHOPBOT_DATABASE_URL"]), SecretBox(parse_key(SECRET_KEY))).save(

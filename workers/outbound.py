@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 from functools import lru_cache
 
+from admin.credentials import Channels
 from channels import slack as slack_channel
 from channels import telegram as telegram_channel
 from channels.base import SendFailed
 from handoff.queue import HandoffQueue
 from handoff.slack_desk import SlackDesk
 from shopbot import metrics
-from shopbot.credentials import Channels
 from shopbot.store import ConversationStore
 
 log = logging.getLogger(__name__)

@@ -56,7 +56,7 @@ def engine():
 
 @lru_cache(maxsize=1)
 def _live_channels():
-    from shopbot.credentials import CredentialStore, LiveChannels
+    from admin.credentials import CredentialStore, LiveChannels
 
     return LiveChannels(CredentialStore.from_settings(settings, engine(), store().r))
 

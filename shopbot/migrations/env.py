@@ -2,14 +2,9 @@
 
 from alembic import context
 
+from admin import access, credentials, slack_installs  # noqa: F401 - register their tables
 from dialogue import shop_data  # noqa: F401 - registers its tables
-from shopbot import (  # noqa: F401
-    access,
-    corrections,
-    credentials,
-    slack_installs,
-    transcripts,  # noqa: F401
-)
+from shopbot import corrections, transcripts  # noqa: F401 - register their tables
 from shopbot.db import metadata
 
 connection = context.config.attributes.get("connection")

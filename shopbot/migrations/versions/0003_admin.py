@@ -19,7 +19,7 @@ def upgrade() -> None:
         sa.Column("platform", sa.String(20), primary_key=True),
         sa.Column("name", sa.String(60), primary_key=True),
         sa.Column("settings", sa.Text, nullable=False),  # JSON: what is not secret (agent channel, origins)
-        sa.Column("sealed", sa.Text, nullable=False),  # the secrets' JSON, AES-GCM sealed (shopbot.crypto)
+        sa.Column("sealed", sa.Text, nullable=False),  # the secrets' JSON, AES-GCM sealed (admin.crypto)
         sa.Column("hints", sa.Text, nullable=False),  # JSON: secret field -> its last 4 characters
         sa.Column("updated_at", sa.Float, nullable=False),
         sa.Column("updated_by", sa.String(200), nullable=False),

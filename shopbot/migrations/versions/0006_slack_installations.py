@@ -26,7 +26,7 @@ def upgrade() -> None:
         sa.Column("bot_scopes", sa.Text),
         sa.Column("installer_user_id", sa.String(40)),
         sa.Column("is_enterprise_install", sa.Boolean, nullable=False),
-        sa.Column("sealed", sa.Text, nullable=False),  # the tokens' JSON, AES-GCM sealed (shopbot.crypto)
+        sa.Column("sealed", sa.Text, nullable=False),  # the tokens' JSON, AES-GCM sealed (admin.crypto)
         sa.Column("installed_at", sa.Float, nullable=False),
     )
 

@@ -8,7 +8,7 @@ Roles, each including the rights of the ones after it:
 
 A token is ``sbt_<id>_<secret>``; only its SHA-256 is stored (the secret is 256
 random bits, so a plain hash is enough: nothing to guess). Tokens are made and
-revoked with ``python -m gateway.admin tokens ...`` (or by an admin through the
+revoked with ``python -m admin tokens ...`` (or by an admin through the
 API) and shown once. ``SHOPBOT_AGENT_TOKEN``, from before roles, still works as
 an agent token.
 """
@@ -27,8 +27,8 @@ from typing import Any
 from sqlalchemy import Column, Float, Index, Integer, String, Table, Text, select, update
 from sqlalchemy.engine import Engine
 
-from .db import metadata
-from .errors import Refused
+from shopbot.db import metadata
+from shopbot.errors import Refused
 
 ROLES = ("viewer", "agent", "admin")
 TOKEN_RE = re.compile(r"^sbt_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")

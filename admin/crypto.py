@@ -4,7 +4,7 @@ The current key (``SHOPBOT_SECRET_KEY`` or the file ``SHOPBOT_SECRET_KEY_FILE``)
 encrypts; it and the previous keys (``SHOPBOT_PREVIOUS_SECRET_KEYS``, comma
 separated) decrypt. A sealed value is ``v1:<key id>:<base64(nonce | ciphertext)>``;
 the key id says which key sealed it, so rotation is: make a new key current, keep
-the old one as previous, run ``python -m gateway.admin keys rotate``, then drop the
+the old one as previous, run ``python -m admin keys rotate``, then drop the
 old key. Every value is bound to where it is stored (the associated data), so a
 sealed value copied to another row does not open.
 """
@@ -39,9 +39,7 @@ def parse_key(text: str) -> bytes:
     except (binascii.Error, ValueError):
         raw = b""
     if len(raw) != KEY_BYTES:
-        raise SecretKeyError(
-            "a secret key must be 32 random bytes in URL-safe base64 (python -m gateway.admin keys generate)"
-        )
+        raise SecretKeyError("a secret key must be 32 random bytes in URL-safe base64 (python -m admin keys generate)")
     return raw
 
 
@@ -67,7 +65,7 @@ class SecretBox:
         if not text:
             raise SecretKeyError(
                 "no secret key: set SHOPBOT_SECRET_KEY (or SHOPBOT_SECRET_KEY_FILE) to the output of "
-                "`python -m gateway.admin keys generate`; stored channel credentials are encrypted with it"
+                "`python -m admin keys generate`; stored channel credentials are encrypted with it"
             )
         previous = settings.previous_secret_keys.get_secret_value() if settings.previous_secret_keys else ""
         return cls(parse_key(text), [parse_key(p) for p in previous.split(",") if p.strip()])

@@ -18,11 +18,11 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 
-from .corrections import corrections
-from .errors import Refused
-from .pii import mask
-from .store import CLOSING, HANDOFF_QUEUE, PENDING, PREFIX, TRANSCRIPTS, TRANSCRIPTS_LOCK, ConversationStore, key
-from .transcripts import messages
+from shopbot.corrections import corrections
+from shopbot.errors import Refused
+from shopbot.pii import mask
+from shopbot.store import CLOSING, HANDOFF_QUEUE, PENDING, PREFIX, TRANSCRIPTS, TRANSCRIPTS_LOCK, ConversationStore, key
+from shopbot.transcripts import messages
 
 CHANNELS = ("web", "telegram", "slack")
 USER_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,200}$")

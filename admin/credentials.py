@@ -2,7 +2,7 @@
 
 One row per (platform, name): several Telegram bots and Slack workspaces can be
 configured at once. What is secret (bot tokens, webhook and signing secrets) is
-sealed with :mod:`shopbot.crypto`; what is not (the agents' channel, the web
+sealed with :mod:`admin.crypto`; what is not (the agents' channel, the web
 widget's allowed origins, an API base URL) stays readable. Listings show only
 the last 4 characters of a secret.
 
@@ -32,9 +32,10 @@ from urllib.parse import urlsplit
 from sqlalchemy import Column, Float, String, Table, Text, delete, select
 from sqlalchemy.engine import Engine
 
+from shopbot.db import metadata
+from shopbot.errors import Refused
+
 from .crypto import SecretBox, SecretKeyError
-from .db import metadata
-from .errors import Refused
 from .slack_installs import InstallationTable, SlackInstallation
 
 log = logging.getLogger(__name__)
@@ -201,7 +202,7 @@ class Channels:
     slack: tuple[SlackApp, ...] = ()
     web_origins: tuple[str, ...] = ()
     version: str = "0"
-    # Workspaces connected by "Add to Slack" (OAuth), newest first (shopbot.slack_installs).
+    # Workspaces connected by "Add to Slack" (OAuth), newest first (admin.slack_installs).
     installations: tuple[SlackInstallation, ...] = ()
     # Where the installations' tokens were exchanged (SHOPBOT_SLACK_API_BASE_URL): the only URL they go to.
     install_api_base_url: str = "https://slack.com/api/"
@@ -340,7 +341,7 @@ class CredentialStore:
         if self.box is None:
             raise CredentialError(
                 "credentials cannot be stored: no secret key (set SHOPBOT_SECRET_KEY; "
-                "python -m gateway.admin keys generate makes one)",
+                "python -m admin keys generate makes one)",
                 503,
             )
         return self.box

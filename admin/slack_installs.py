@@ -3,11 +3,11 @@
 Slack's OAuth install (``gateway/slack_routes.py``, bolt's OAuth flow) ends with
 ``oauth.v2.access`` handing over a bot token for the workspace that installed
 the app. It is kept here, in the product's SQL database, sealed with
-:mod:`shopbot.crypto` like the other channel credentials (AES-256-GCM, bound to
+:mod:`admin.crypto` like the other channel credentials (AES-256-GCM, bound to
 the row: ``slack-install/<enterprise>/<team>``); what is not secret (workspace,
 bot user, scopes, who installed it) stays readable. Every change bumps the
 credentials version in Redis, so gateways and workers pick the token up at
-their next request (``shopbot.credentials.Channels.installations``).
+their next request (``admin.credentials.Channels.installations``).
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from typing import Any
 from sqlalchemy import Boolean, Column, Float, String, Table, Text, delete, or_, select
 from sqlalchemy.engine import Engine
 
+from shopbot.db import metadata
+
 from .crypto import SecretBox, SecretKeyError
-from .db import metadata
 
 log = logging.getLogger(__name__)
 
