@@ -815,8 +815,9 @@ def test_forgetting_finds_transcripts_by_their_shopper_and_waits_for_the_flusher
     """Gone from Redis, a Slack shopper's DM (keyed by its D... channel) and their conversation in a
     shared channel are still found by their user id; a web shopper's by the session id. Forgetting
     never interleaves with the transcript flusher (it read a batch and will trim it)."""
+    from admin import privacy
     from channels import web
-    from shopbot import db, privacy, transcripts
+    from shopbot import db, transcripts
     from shopbot.store import TRANSCRIPTS, TRANSCRIPTS_LOCK, ConversationStore
 
     engine = db.engine_for(f"sqlite:///{tmp_path / 'forget-by-shopper.db'}")
