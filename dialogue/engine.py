@@ -273,6 +273,15 @@ def _helped(turn: _Turn, yes: bool) -> StepResult:
     return StepResult(s, (reply,), action="helped:no", events=(("helped:no", rated),))
 
 
+def episode_end(state: ConversationState, policy: Policy, now: float) -> float:
+    """When the state's episode ends if nothing more happens (0: none is open): ``outcomes.idle_s`` after the
+    last change with the bot, ``agent_idle_s`` while a person has it."""
+    if state.opened_at is None:
+        return 0
+    with_person = state.status in ("queued", "agent")
+    return now + (policy.outcomes.agent_idle_s if with_person else policy.outcomes.idle_s)
+
+
 def close_episode(
     state: ConversationState, now: float, outcome: str | None = None
 ) -> tuple[ConversationState, tuple[str, str]]:

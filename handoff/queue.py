@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from dialogue import ConversationState, Policy
-from dialogue.engine import agent_claimed, agents_busy, resolved
+from dialogue.engine import agent_claimed, agents_busy, episode_end, resolved
 from shopbot.store import ConversationStore, Outgoing
 from shopbot.transcripts import event_rows, transcript_row
 
@@ -181,6 +181,6 @@ class HandoffQueue:
             transcript_row(cid, meta, f"{m.sender}:{uuid.uuid4().hex}", m.sender, m.text, now, agent=who) for m in out
         ]
         rows += event_rows(cid, meta, f"agent:{uuid.uuid4().hex}", events, now, language=state.locale, agent=who)
-        if close_at is None and state.opened_at is not None and state.status in ("queued", "agent"):
-            close_at = now + self.policy.outcomes.agent_idle_s  # a person has it: handed off if never resolved
+        if close_at is None:
+            close_at = episode_end(state, self.policy, now)  # with a person: handed off unless resolved in time
         self.store.commit(cid, token, state.to_dict(), out, transcript=rows, dequeue=dequeue, close_at=close_at)

@@ -9,9 +9,9 @@ import time
 import pytest
 
 from dialogue import ConversationState, load_policy
-from dialogue.engine import Annotation, agent_claimed, close_episode, resolved, step
+from dialogue.engine import Annotation, agent_claimed, close_episode, episode_end, resolved, step
 from shopbot.store import CLOSING, TRANSCRIPTS, ConversationStore
-from workers.dialogue_runner import close_at, close_idle
+from workers.dialogue_runner import close_idle
 
 POLICY = load_policy()
 
@@ -83,9 +83,9 @@ def test_an_episode_ends_by_silence_as_what_it_was():
     ended, outcome = close_episode(s, 2000.0)
     assert outcome == ("outcome:handed_off", "angry") and ended.opened_at is None
     # A person has it: a day; the bot: the idle time.
-    assert close_at(s, POLICY, 10.0) == 10.0 + POLICY.outcomes.agent_idle_s
-    assert close_at(ConversationState(opened_at=1.0), POLICY, 10.0) == 10.0 + POLICY.outcomes.idle_s
-    assert close_at(ConversationState(), POLICY, 10.0) == 0
+    assert episode_end(s, POLICY, 10.0) == 10.0 + POLICY.outcomes.agent_idle_s
+    assert episode_end(ConversationState(opened_at=1.0), POLICY, 10.0) == 10.0 + POLICY.outcomes.idle_s
+    assert episode_end(ConversationState(), POLICY, 10.0) == 0
 
 
 def test_an_agent_resolving_asks_for_a_rating_once():

@@ -12,7 +12,7 @@ import logging
 import time
 
 from dialogue import Annotation, ConversationState, Policy, step
-from dialogue.engine import close_episode
+from dialogue.engine import close_episode, episode_end
 from shopbot import metrics
 from shopbot.store import ConversationStore, LockLost, Outgoing
 from shopbot.transcripts import event_rows, transcript_row
@@ -60,14 +60,6 @@ def run_conversation(store: ConversationStore, policy: Policy, cid: str, shop=No
             return handled
 
 
-def close_at(state: ConversationState, policy: Policy, now: float) -> float:
-    """When the state's episode ends if nothing more happens (0: none is open)."""
-    if state.opened_at is None:
-        return 0
-    with_person = state.status in ("queued", "agent")
-    return now + (policy.outcomes.agent_idle_s if with_person else policy.outcomes.idle_s)
-
-
 def close_idle(store: ConversationStore, policy: Policy, now: float | None = None) -> int:
     """End the episodes that saw nothing for their idle time (dialogue.engine.close_episode); returns how many.
 
@@ -87,7 +79,7 @@ def close_idle(store: ConversationStore, policy: Policy, now: float | None = Non
                 continue
             # The later of what the last commit scheduled (read again under the lock: a commit since the listing
             # moved it) and what the state's own last change gives.
-            due = max(store.close_due(cid) or 0.0, close_at(state, policy, state.updated_at))
+            due = max(store.close_due(cid) or 0.0, episode_end(state, policy, state.updated_at))
             if due > now:
                 store.schedule_close(cid, due)
                 continue
@@ -152,7 +144,7 @@ def _one_step(
         consume=mid,
         transcript=rows,
         queue_score=score,
-        close_at=close_at(result.state, policy, now),
+        close_at=episode_end(result.state, policy, now),
     )
     if result.handoff is not None and state.status != "queued":  # not a re-scoring while it waits
         metrics.HANDOFFS.labels(result.handoff.reason).inc()
