@@ -430,26 +430,21 @@ def _table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
     return out.getvalue()
 
 
+# The per-intent and per-entry reports: their rows' columns, for the header of an empty one.
+_LISTS = {
+    "intents": ["intent", "volume", "answered", "unanswered", "answer_rate", "handoffs", "helped_yes", "helped_no"],
+    "faq": ["entry", "question_en", "question_zh", "volume", "helped_yes", "helped_no", "handoffs_after"],
+}
+
+
 def to_csv(report: Mapping[str, Any]) -> str:
     """One of the reports as CSV with a header row. Outcomes: one row per day or week (``scope`` = day or week,
     ``key`` = its first day), then ``total`` (empty key), then per ``channel`` and per ``language``; intents
     and FAQ: one row each."""
-    if "intents" in report:
-        rows = report["intents"]
-        return _table(
-            rows,
-            list(rows[0])
-            if rows
-            else ["intent", "volume", "answered", "unanswered", "answer_rate", "handoffs", "helped_yes", "helped_no"],
-        )
-    if "faq" in report:
-        rows = report["faq"]
-        return _table(
-            rows,
-            list(rows[0])
-            if rows
-            else ["entry", "question_en", "question_zh", "volume", "helped_yes", "helped_no", "handoffs_after"],
-        )
+    for name, empty in _LISTS.items():
+        if name in report:
+            rows = report[name]
+            return _table(rows, list(rows[0]) if rows else empty)
     figures = list(report["totals"])
     rows = [{"scope": report["period"], "key": r["period"], **r} for r in report["series"]]
     rows.append({"scope": "total", "key": "", **report["totals"]})
