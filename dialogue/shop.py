@@ -83,7 +83,8 @@ class Shop:
         """Embed one text here. The workers' dialogue step has the NLU pass's vectors and gets here only
         for a text they lack (dialogue.retrieval), which the log says."""
         log.info("retrieval vector computed in the dialogue step", extra={"chars": len(text)})
-        return self.embedder.embed([text])[0]
+        # A shopper's text is embedded, never kept: past a vector cache (nlu.embed.CachedEmbedder) to its encoder.
+        return getattr(self.embedder, "embedder", self.embedder).embed([text])[0]
 
     def faq(self, vec: np.ndarray, k: int = 3) -> list[FaqHit]:
         self.refresh()

@@ -58,3 +58,54 @@ class Embedder:
             pooled = mean_pool(hidden, enc["attention_mask"])
             out[rows] = torch.nn.functional.normalize(pooled, dim=-1).numpy().astype(np.float32)
         return out
+
+
+class CachedEmbedder:
+    """An embedder whose vectors are kept in Redis, one hash per encoder (``sb:vectors:NAME``), a field per
+    text and prefix: what one process embedded (the shop's FAQ and catalogue, at start or after an import)
+    the next reads back instead of running the encoder again. The encoder is loaded only for a text no one
+    has embedded yet. Texts change only when the shop's data does, so the hash grows with the shop's
+    imports, a few KB per text; ``DEL`` it to start over (a worker fills it again)."""
+
+    def __init__(self, load, redis, name: str = "e5-small", dim: int = 384):
+        self._load = load  # () -> Embedder, called at most once, when a text is missing
+        self._embedder = None
+        self.redis = redis
+        self.key = f"sb:vectors:{name}"
+        self.dim = dim
+
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            self._embedder = self._load()
+            self.dim = self._embedder.dim
+        return self._embedder
+
+    @staticmethod
+    def field(text: str, prefix: str) -> str:
+        import hashlib
+
+        return hashlib.sha256((prefix + text.strip()).encode("utf-8")).hexdigest()[:32]
+
+    def embed(self, texts: list[str], prefix: str = QUERY, batch_size: int = 16) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        fields = [self.field(t, prefix) for t in texts]
+        try:
+            found = self.redis.hmget(self.key, fields)
+        except Exception:  # noqa: BLE001 - a cache: without Redis the encoder answers
+            found = [None] * len(texts)
+        rows = [np.frombuffer(b, dtype=np.float32) if b else None for b in found]
+        missing = [i for i, v in enumerate(rows) if v is None or v.shape != (self.dim,)]
+        if missing:
+            vecs = self.embedder.embed([texts[i] for i in missing], prefix, batch_size)
+            for i, v in zip(missing, vecs, strict=True):
+                rows[i] = v
+            try:
+                self.redis.hset(
+                    self.key,
+                    mapping={fields[i]: v.astype(np.float32).tobytes() for i, v in zip(missing, vecs, strict=True)},
+                )
+            except Exception:  # noqa: BLE001
+                pass
+        return np.stack(rows).astype(np.float32, copy=False)

@@ -227,3 +227,48 @@ def test_the_demo_page_shows_products_as_the_catalogue_has_them():
     page = (ROOT / "gateway" / "static" / "shop.html").read_text(encoding="utf-8")
     cards = re.findall(r'<div class="card">([^<]+)<br><span class="price">([^<]+)</span>', page)
     assert cards and all(any(text.startswith(n) and price == p for n, p in catalogue) for text, price in cards), cards
+
+
+def test_the_shops_vectors_are_kept_in_redis_and_a_second_worker_runs_no_encoder(redis_server, tmp_path):
+    """What one dialogue worker embedded of the FAQ and catalogue, the next reads back: it loads e5 only for
+    a text nobody has embedded yet, and a shopper's text goes to the encoder, never into the cache."""
+    import numpy as np
+    import redis
+
+    from dialogue.shop import Shop
+    from nlu.embed import CachedEmbedder, Embedder
+    from shopbot.db import engine_for
+    from shopbot.start import load_demo_data
+
+    r = redis.Redis.from_url(redis_server.url.rsplit("/", 1)[0] + "/11")
+    r.flushdb()
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    load_demo_data(url)
+    loads: list[str] = []
+
+    def loader(name):
+        def load():
+            loads.append(name)
+            return Embedder.load()
+
+        return load
+
+    def shop(name: str) -> Shop:
+        s = Shop(None, engine_for(url), CachedEmbedder(loader(name), r))
+        s.refresh(force=True)
+        return s
+
+    first, second = shop("first"), shop("second")
+    assert loads == ["first"]  # the second worker read every vector back
+    assert len(first.kb) and np.array_equal(first.kb._q, second.kb._q)
+    assert np.array_equal(first.catalog._vecs, second.catalog._vecs)
+    fields = r.hlen("sb:vectors:e5-small")
+    assert np.allclose(second.vector("where is my parcel"), first.vector("where is my parcel"), atol=1e-5)
+    assert loads == ["first", "second"] and r.hlen("sb:vectors:e5-small") == fields  # the shopper's text: not kept
+    with engine_for(url).begin() as conn:  # an import changes one answer: only its texts are embedded again
+        conn.execute(text("UPDATE faq SET answer_en = answer_en || ' Updated.' WHERE id = (SELECT min(id) FROM faq)"))
+    third = shop("third")
+    changed = next(e for e in third.kb.entries if e.answer_in("en")[0].endswith(" Updated."))
+    new = r.hlen("sb:vectors:e5-small") - fields  # one passage per English phrasing of that entry
+    assert loads[-1] == "third" and new == sum(lang == "en" for lang, _ in changed.phrasings()), new
+    r.flushdb()

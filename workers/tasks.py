@@ -101,7 +101,11 @@ def _load_shop():
     from dialogue.shop import Shop
 
     t0 = time.perf_counter()
-    s = Shop.from_settings(settings, embedder())
+    from nlu.embed import CachedEmbedder
+
+    # The FAQ's and catalogue's vectors are kept in Redis: a worker that starts after another (or restarts)
+    # reads them back, and loads e5 only for texts nobody has embedded yet.
+    s = Shop.from_settings(settings, CachedEmbedder(embedder, store().r))
     s.refresh(force=True)
     log.info(
         "shop data ready", extra={"seconds": round(time.perf_counter() - t0, 1), "order_source": settings.order_source}
