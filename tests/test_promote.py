@@ -376,8 +376,11 @@ async def test_a_promotion_while_messages_flow_loses_and_duplicates_nothing(
                 assert asked == [n for _, n in mine]  # each message recorded once, in order
                 assert [next(n for n in asked if n in r) for r in replies] == asked  # and answered once, in order
                 anns = [store.annotation(chat.cid, m["id"]) for m in history if m["from"] == "shopper"]
-                got = [a["model_version"] for a in anns]
-                assert got == sorted(got), got  # v1 then v2, never back
+                got = [(when, a["model_version"]) for (when, _), a in zip(mine, anns, strict=True)]
+                first_v2 = next((i for i, (_, v) in enumerate(got) if v == "v2"), len(got))
+                # Batches run side by side on the worker's threads: only while it switches may a message be
+                # read by v1 after one read by v2 (docs/nlu.md: model versions); never before or after.
+                assert {w for w, v in got[first_v2:] if v == "v1"} <= {"during", "switching"}, got
                 for (when, _), a in zip(mine, anns, strict=True):
                     read_by.setdefault(when, []).append((a["model_version"], a["intent_confidence"]))
                 await chat.close()
