@@ -76,3 +76,15 @@ def test_readme_is_a_short_front_page():
     assert "./scripts/start.sh" in head
     assert "./scripts/test.sh" in head
     assert "docs/index.md" in "\n".join(lines)
+
+
+def test_the_hand_off_card_picture_is_drawn_from_the_desks_own_blocks_with_shopper_text_as_text():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import render_handoff_card as card
+
+    drawn = "".join(card.block_html(b) for b in card.example())
+    assert "Claim" in drawn and "1 of 3 in the queue" in drawn and "contact_human_agent" in drawn
+    assert card.mrkdwn("*Shopper*: &lt;b&gt;hi&lt;/b&gt; <@U0AGENT1>") == (
+        '<b>Shopper</b>: &lt;b&gt;hi&lt;/b&gt; <span class="mention">@U0AGENT1</span>'
+    )
+    assert (ROOT / "docs" / "img" / "handoff-card.png").is_file()
