@@ -434,7 +434,7 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
     if signal and not number and (found := _products(turn, signal)) is not None:
         # Nothing found: "not found" unless the intent model is sure the message is something else.
         other = ann.intent not in ("place_order", OUT_OF_SCOPE) and ann.intent_confidence >= 0.9
-        if found.action == "products" or (signal == "strong" and not other):
+        if found.action == "products" or (signal == "strong" and not other and not _about_the_shop(turn)):
             s.misunderstood = 0
             return found
 
@@ -462,7 +462,11 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
     if _positive(turn) and not number and (talk := _small_talk(turn, "thanks")) is not None:
         return talk  # praise in words the patterns do not know: thanks, and "anything else?"
 
-    sure_out_of_scope = ann.intent == OUT_OF_SCOPE and ann.intent_confidence >= policy.min_intent_confidence
+    sure_out_of_scope = (
+        ann.intent == OUT_OF_SCOPE
+        and ann.intent_confidence >= policy.min_intent_confidence
+        and not _about_the_shop(turn)
+    )
     if faq is not None and faq.action == "clarify" and not sure_out_of_scope:
         return _did_you_mean(turn, faq.hits)
 
@@ -740,6 +744,12 @@ def _intent_answer(turn: _Turn, intent: str, follow_up: bool = False) -> StepRes
     return _answer(turn.policy, turn.s, intent)
 
 
+def _about_the_shop(turn: _Turn) -> bool:
+    """The message asks about the shop itself (its app, a store in a city): shop business, whatever the
+    intent model reads (policy.about_the_shop)."""
+    return any(p.search(turn.text) for p in turn.policy.about_the_shop.values())
+
+
 def _disagree(turn: _Turn, intent: str) -> bool:
     """The intent has FAQ entries and the knowledge base ranks none of them among its three best."""
     ip = turn.policy.intents.get(intent)
@@ -781,6 +791,10 @@ def _order(turn: _Turn, intent: str, number: str, follow_up: bool = False) -> St
     if intent == "cancel_order" and (asked := turn.policy.orders.cancelled_question.get(turn.lang)) is not None:
         if asked.search(turn.text):
             intent = "track_order"  # "has my order been cancelled?" asks its status; it asks for no cancellation
+    if intent == "cancel_order" and order.status == "delivered":
+        words = turn.policy.orders.return_words.get(turn.lang)
+        if words is not None and words.search(turn.text):
+            intent = "get_refund"  # "有点杂音 我想退了" about a delivered order: a return, nothing to cancel
     negative = turn.ann.sentiment == "negative" and turn.ann.sentiment_score <= turn.policy.mood.negative_score
     ans = answers.for_order(
         turn.policy, turn.lang, intent, order, verified=owner is True, negative=negative, faq=turn.faq_texts()

@@ -121,6 +121,9 @@ class OrderPolicy:
     how: dict[str, re.Pattern[str]] = field(default_factory=dict)
     # "Has it been cancelled?": a question about the order's status, not a request to cancel it.
     cancelled_question: dict[str, re.Pattern[str]] = field(default_factory=dict)
+    # "Return it" read as a cancellation, on an order already delivered (where nothing can be cancelled): a
+    # return, answered as get_refund. Chinese 退 is return and refund alike.
+    return_words: dict[str, re.Pattern[str]] = field(default_factory=dict)
     # A complaint about an order is the order question its words name: intent -> words per language
     # ("my refund never came" is a refund question). Without them it is "where is it".
     complaint_topics: dict[str, dict[str, re.Pattern[str]]] = field(default_factory=dict)
@@ -165,6 +168,9 @@ class Policy:
     put_through: dict[str, re.Pattern[str]] = field(default_factory=dict)
     # What a message the intent model calls out of scope gets (default: messages.not_understood).
     out_of_scope: dict[str, str] = field(default_factory=dict)
+    # Words that make a message about the shop itself (its app, a store in a city): never out of scope, and
+    # no product search; what the bot does not know of it is "not understood", on the way to a person.
+    about_the_shop: dict[str, re.Pattern[str]] = field(default_factory=dict)
 
     @property
     def order_intents(self) -> frozenset[str]:
@@ -375,6 +381,7 @@ def load_policy(path: str | Path | None = None) -> Policy:
             small_talk=_small_talk(raw),
             fillers=_regex(raw["fillers"], "fillers") if raw.get("fillers") else {},
             out_of_scope=_texts(msgs["out_of_scope"], "messages.out_of_scope") if "out_of_scope" in msgs else {},
+            about_the_shop=_regex(raw["about_the_shop"], "about_the_shop") if raw.get("about_the_shop") else {},
         )
     except (TypeError, ValueError) as exc:
         raise PolicyError(f"{where}: a threshold is not a number: {exc}") from exc
@@ -411,6 +418,7 @@ def _orders(raw: dict, intents: dict[str, IntentPolicy]) -> OrderPolicy:
         "unsure_where",
         "how",
         "cancelled_question",
+        "return_words",
     }
     if unknown := set(spec) - known:
         raise PolicyError(f"orders: unknown setting(s) {', '.join(sorted(unknown))}")
@@ -445,11 +453,12 @@ def _orders(raw: dict, intents: dict[str, IntentPolicy]) -> OrderPolicy:
     how = _regex(spec["how"], "orders.how") if spec.get("how") else {}
     cq = spec.get("cancelled_question")
     cancelled_question = _regex(cq, "orders.cancelled_question") if cq else {}
+    return_words = _regex(spec["return_words"], "orders.return_words") if spec.get("return_words") else {}
     try:
         return OrderPolicy(
             order_intents, context_turns, follow_ups, faq_follow_ups, actions, bare, personal,
             complaint_topics=complaint_topics, unsure_where=unsure_where, how=how,
-            cancelled_question=cancelled_question,
+            cancelled_question=cancelled_question, return_words=return_words,
         )  # fmt: skip
     except (TypeError, ValueError) as exc:
         raise PolicyError(f"orders.context_turns: {exc}") from exc

@@ -563,3 +563,29 @@ def test_asking_whether_an_order_was_cancelled_asks_its_status_and_cancels_nothi
     ]:
         r = talk(shop, [(text, ann("cancel_order", lang, conf=1.0))])[0]
         assert r.action == "order:cancel_order", (text, r.action)
+
+
+def test_a_question_about_the_shop_itself_is_never_out_of_scope_nor_a_product_search(shop):
+    """A question like "do you have a store in Paris?", read as out of scope (and a product search for
+    "store in Paris"), is about the shop: not understood (which leads to a person) or the FAQ's nearest;
+    a poem stays out of scope."""
+    asked = [("do you have a store in Paris?", "en"), ("do you have an app?", "en"), ("你们家有手机app吗", "zh")]
+    for text, lang in asked:
+        r = talk(shop, [(text, ann("out_of_scope", lang=lang, conf=0.99))])[0]
+        assert r.action in ("not_understood", "did_you_mean"), (text, r.action, r.replies[0].text)  # FAQ near
+    poem = talk(shop, [("write me a poem about the sea", ann("out_of_scope", conf=0.99))])[0]
+    assert poem.action == "out_of_scope"
+
+
+@pytest.mark.parametrize(
+    ("text", "lang", "action"),
+    [
+        ("有点杂音 我想退了 10021", "zh", "order:get_refund"),  # 退 on a delivered order: a return
+        ("i want to send it back, order 10021", "en", "order:get_refund"),
+        ("cancel order 10021", "en", "order:cancel_order"),  # delivered: too late, said as a cancellation
+        ("我想退了 10024", "zh", "order:cancel_order"),  # not delivered yet: it can still be cancelled
+    ],
+)
+def test_return_words_on_a_delivered_order_read_as_cancellation_are_a_return(shop, text, lang, action):
+    r = talk(shop, [(text, ann("cancel_order", lang=lang))])[0]
+    assert r.action == action, r.replies[0].text
