@@ -383,6 +383,8 @@ def load_policy(path: str | Path | None = None) -> Policy:
             out_of_scope=_texts(msgs["out_of_scope"], "messages.out_of_scope") if "out_of_scope" in msgs else {},
             about_the_shop=_regex(raw["about_the_shop"], "about_the_shop") if raw.get("about_the_shop") else {},
         )
+    except PolicyError as exc:
+        raise PolicyError(f"{where}: {exc}") from exc
     except (TypeError, ValueError) as exc:
         raise PolicyError(f"{where}: a threshold is not a number: {exc}") from exc
 

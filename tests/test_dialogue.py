@@ -121,6 +121,8 @@ def test_state_round_trips_through_json():
         (lambda raw: raw["intents"]["track_order"].update(needs=["email"]), "needs slot 'email'"),
         (lambda raw: raw["slots"]["order_number"].update(pattern="(["), "not a valid regular expression"),
         (lambda raw: raw["thresholds"].update(min_intent_confidence="high"), "not a number"),
+        (lambda raw: raw["orders"].update(bogus=1), "p.yaml: orders: unknown setting"),  # not "not a number"
+        (lambda raw: raw.update(about_the_shop={"en": "(["}), "about_the_shop.en is not a valid regular expression"),
     ],
 )
 def test_policy_errors_say_what_is_wrong(tmp_path, edit, message):
