@@ -70,6 +70,9 @@ class CachedEmbedder:
     def __init__(self, load, redis, name: str = "e5-small", dim: int = 384):
         self._load = load  # () -> Embedder, called at most once, when a text is missing
         self._embedder = None
+        kwargs = redis.connection_pool.connection_kwargs
+        if kwargs.get("decode_responses"):  # vectors are bytes: the same server, without decoding
+            redis = type(redis)(connection_pool=type(redis.connection_pool)(**{**kwargs, "decode_responses": False}))
         self.redis = redis
         self.key = f"sb:vectors:{name}"
         self.dim = dim

@@ -240,7 +240,8 @@ def test_the_shops_vectors_are_kept_in_redis_and_a_second_worker_runs_no_encoder
     from shopbot.db import engine_for
     from shopbot.start import load_demo_data
 
-    r = redis.Redis.from_url(redis_server.url.rsplit("/", 1)[0] + "/11")
+    db = redis_server.url.rsplit("/", 1)[0] + "/11"
+    r = redis.Redis.from_url(db)
     r.flushdb()
     url = f"sqlite:///{tmp_path / 'shop.db'}"
     load_demo_data(url)
@@ -253,8 +254,8 @@ def test_the_shops_vectors_are_kept_in_redis_and_a_second_worker_runs_no_encoder
 
         return load
 
-    def shop(name: str) -> Shop:
-        s = Shop(None, engine_for(url), CachedEmbedder(loader(name), r))
+    def shop(name: str) -> Shop:  # with a client that decodes replies, as the workers' store has
+        s = Shop(None, engine_for(url), CachedEmbedder(loader(name), redis.Redis.from_url(db, decode_responses=True)))
         s.refresh(force=True)
         return s
 
