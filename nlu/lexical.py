@@ -93,8 +93,13 @@ class LexicalModel:
             idf.append(block_idf)
             blocks.append(_tfidf(counts, block_idf))
         y = np.array([label_names.index(label) for label in labels])
-        clf = LogisticRegression(C=C, max_iter=2000, random_state=seed).fit(hstack(blocks).tocsr(), y)
-        coef = np.ascontiguousarray(clf.coef_, dtype=np.float32)
+        x = hstack(blocks).tocsr()
+        # Fitted on the columns some text has: a column no text has keeps a zero weight at the optimum (only
+        # the L2 term pulls on it), and L-BFGS over the millions of hashed columns is most of the time.
+        used = np.flatnonzero(np.bincount(x.indices, minlength=x.shape[1]))
+        clf = LogisticRegression(C=C, max_iter=2000, random_state=seed).fit(x[:, used], y)
+        coef = np.zeros((clf.coef_.shape[0], x.shape[1]), dtype=np.float32)
+        coef[:, used] = clf.coef_
         intercept = clf.intercept_.astype(np.float32)
         if len(label_names) == 2:  # one score s for class 1; softmax([-s/2, s/2]) is sigmoid(s)
             coef = np.vstack([-coef / 2, coef / 2])
