@@ -239,3 +239,24 @@ class SlackSender:
                 "message_ts", ""
             )
         )
+
+
+def check_credentials(secret: dict[str, str], conf: dict[str, Any], settings) -> dict[str, Any]:
+    """This channel's credentials check (``channels.checks``): does Slack accept the bot token
+    (``auth.test``), and which workspace is it? A plain answer either way, never an exception."""
+    token = secret.get("bot_token", "")
+    base = conf.get("api_base_url") or settings.slack_api_base_url
+    try:
+        who = SlackSender(token, base, timeout_s=5).call("auth.test")
+    except Exception as exc:  # noqa: BLE001 - reported to the admin, never raised
+        text = f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}"
+        return {
+            "ok": False,
+            "detail": f"Slack did not accept the bot token ({text.replace(token, '[token]') if token else text})",
+        }
+    desk = f"; hand-off cards go to {conf['agent_channel']}" if conf.get("agent_channel") else ""
+    return {
+        "ok": True,
+        "detail": f"Slack workspace {who.get('team') or who.get('team_id')}, bot {who.get('user_id')}{desk}",
+        "team_id": who.get("team_id"),
+    }

@@ -111,3 +111,10 @@ def inbound(session_id: str, text: str, client_message_id: str | None, locale: s
         sent_at=time.time(),
         raw=raw,
     )
+
+
+def check_credentials(secret: dict[str, str], conf: dict[str, Any], settings) -> dict[str, Any]:
+    """This channel's credentials check (``channels.checks``): the web widget has no platform to ask, so
+    its settings are in order when some origin may open it."""
+    origins = conf.get("allowed_origins") or []
+    return {"ok": bool(origins), "detail": "allowed origins: " + (", ".join(origins) or "none")}
