@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -360,11 +361,12 @@ async def test_a_dialogue_worker_killed_mid_step_holds_nobody_up(product):
     slow LLM): the conversation is answered within 10 s of a new worker being up, not after a 30 s lock."""
     from aiohttp import web
 
-    asked = asyncio.Event()
+    asked, done = asyncio.Event(), asyncio.Event()
 
-    async def slow_llm(_request):  # an OpenAI-style endpoint that never answers in time
+    async def slow_llm(_request):  # an OpenAI-style endpoint that never answers in time (until the test ends)
         asked.set()
-        await asyncio.sleep(120)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), 120)
         return web.json_response({})
 
     llm = web.Application()
@@ -405,6 +407,7 @@ async def test_a_dialogue_worker_killed_mid_step_holds_nobody_up(product):
             await chat.close()
     finally:
         stuck.kill()
+        done.set()  # the request the killed worker left open ends now, not after the runner's shutdown timeout
         await runner.cleanup()
 
 
