@@ -51,3 +51,9 @@ class InboundMessage:
         if self.via:
             m["via"] = self.via
         return m
+
+
+def plain_error(exc: Exception, secret: str = "") -> str:
+    """An error as an admin reads it (type and message), with ``secret`` (a bot token) never in it."""
+    text = f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}"
+    return text.replace(secret, "[token]") if secret else text

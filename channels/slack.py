@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from .base import ChannelError, InboundMessage, RateLimited, SendFailed
+from .base import ChannelError, InboundMessage, RateLimited, SendFailed, plain_error
 
 NAME = "slack"
 DEFAULT_API_BASE_URL = "https://slack.com/api/"
@@ -249,11 +249,7 @@ def check_credentials(secret: dict[str, str], conf: dict[str, Any], settings) ->
     try:
         who = SlackSender(token, base, timeout_s=5).call("auth.test")
     except Exception as exc:  # noqa: BLE001 - reported to the admin, never raised
-        text = f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}"
-        return {
-            "ok": False,
-            "detail": f"Slack did not accept the bot token ({text.replace(token, '[token]') if token else text})",
-        }
+        return {"ok": False, "detail": f"Slack did not accept the bot token ({plain_error(exc, token)})"}
     desk = f"; hand-off cards go to {conf['agent_channel']}" if conf.get("agent_channel") else ""
     return {
         "ok": True,

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .base import ChannelError, InboundMessage, RateLimited, SendFailed
+from .base import ChannelError, InboundMessage, RateLimited, SendFailed, plain_error
 
 NAME = "telegram"
 DEFAULT_API_BASE_URL = "https://api.telegram.org/bot"
@@ -209,6 +209,23 @@ class TelegramSender:
             await request.shutdown()
 
 
+def check_credentials(secret: dict[str, str], conf: dict[str, Any], settings) -> dict[str, Any]:
+    """This channel's credentials check (``channels.checks``): does Telegram know this bot (``getMe``)?
+    A plain answer either way, never an exception."""
+    token = secret.get("bot_token", "")
+    base = conf.get("api_base_url") or settings.telegram_api_base_url
+    try:
+        me = TelegramSender(token, base, timeout_s=5).call("getMe")
+    except Exception as exc:  # noqa: BLE001 - reported to the admin, never raised
+        if type(exc).__name__ == "InvalidToken":
+            return {
+                "ok": False,
+                "detail": "Telegram rejected the bot token (401 Unauthorized): check it with @BotFather",
+            }
+        return {"ok": False, "detail": f"Telegram could not be asked ({plain_error(exc, token)})"}
+    return {"ok": True, "detail": f"Telegram knows this bot: @{me.get('username')} (id {me.get('id')})"}
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m channels.telegram set-webhook --url URL | webhook-info | delete-webhook``."""
     import argparse
@@ -278,26 +295,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-
-
-def _plain(exc: Exception, token: str) -> str:
-    """An error as the admin reads it, with the token never in it."""
-    text = f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}"
-    return text.replace(token, "[token]") if token else text
-
-
-def check_credentials(secret: dict[str, str], conf: dict[str, Any], settings) -> dict[str, Any]:
-    """This channel's credentials check (``channels.checks``): does Telegram know this bot (``getMe``)?
-    A plain answer either way, never an exception."""
-    token = secret.get("bot_token", "")
-    base = conf.get("api_base_url") or settings.telegram_api_base_url
-    try:
-        me = TelegramSender(token, base, timeout_s=5).call("getMe")
-    except Exception as exc:  # noqa: BLE001 - reported to the admin, never raised
-        if type(exc).__name__ == "InvalidToken":
-            return {
-                "ok": False,
-                "detail": "Telegram rejected the bot token (401 Unauthorized): check it with @BotFather",
-            }
-        return {"ok": False, "detail": f"Telegram could not be asked ({_plain(exc, token)})"}
-    return {"ok": True, "detail": f"Telegram knows this bot: @{me.get('username')} (id {me.get('id')})"}
