@@ -7,7 +7,7 @@
 * intent: ``intents-bitext-en.csv`` plus the hand-written Chinese seed set
   (``nlu/data/intents-zh-seed.csv``);
   and chat phrasings written for this project in both languages
-  (``nlu/data/intents-{en,zh}-chat.csv``), with an ``out_of_scope`` class;
+  (``nlu/data/intents-{en,zh}-chat.csv``, ``intents-chat-{more,sixth}.csv``), with an ``out_of_scope`` class;
 * sentiment: ``sentiment-support-tweets-en.csv``,
   ``sentiment-shopping-reviews-zh.csv`` (negative/positive only: trained among
   those two labels, never taught that neutral does not exist), chat messages
@@ -85,6 +85,7 @@ DEFAULTS: dict[str, dict] = {
             SEED_DIR / "intents-en-chat.csv",
             SEED_DIR / "intents-zh-chat.csv",
             SEED_DIR / "intents-chat-more.csv",
+            SEED_DIR / "intents-chat-sixth.csv",
         ],
         "epochs": 3,
         # Bitext's 300 templated rows per intent are capped (about 130 per intent) so that the
@@ -95,11 +96,17 @@ DEFAULTS: dict[str, dict] = {
             "intents-en-chat.csv": 2,
             "intents-zh-chat.csv": 2,
             "intents-chat-more.csv": 2,
+            "intents-chat-sixth.csv": 2,
         },
         "augment_typos": 0.5,
         # Confidence is calibrated on held-out chat phrasings, not on Bitext's templates
         # (which the model gets right 99.6% of the time).
-        "calibrate_on": ["intents-en-chat.csv", "intents-zh-chat.csv", "intents-chat-more.csv"],
+        "calibrate_on": [
+            "intents-en-chat.csv",
+            "intents-zh-chat.csv",
+            "intents-chat-more.csv",
+            "intents-chat-sixth.csv",
+        ],
         # No TF-IDF fit for metrics.json (minutes on 28 labels): bench/bench_nlu.py fits its own.
         "baseline": False,
         **COMMON,
