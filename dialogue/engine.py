@@ -358,7 +358,7 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
         if policy.mood.on_falling == "handoff":
             return _hand_off(policy, s, "mood", now)
 
-    if confident and (ann.intent in policy.handoff_intents or _puts_through(turn)):
+    if (confident and ann.intent in policy.handoff_intents) or _puts_through(turn):
         s.misunderstood = 0
         return _hand_off(policy, s, "requested", now)
 
@@ -421,7 +421,7 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
         return _ask_order_action(turn, number)
 
     faq = turn.faq  # the message is embedded here, not before: an order with its number needs no FAQ
-    if faq is not None and faq.action == "answer":
+    if faq is not None and faq.action == "answer" and not _own_answer(turn):
         s.misunderstood = 0
         entry = faq.hits[0].entry
         follow = policy.orders.faq_follow_ups.get(entry.id)
@@ -592,7 +592,8 @@ def _positive(turn: _Turn) -> bool:
 
 
 def _puts_through(turn: _Turn) -> bool:
-    """ "connect me to customer service": read as asking how to contact the shop, but asking for a person."""
+    """ "connect me to customer service": read as asking how to contact the shop, but asking for a person
+    (the words say so, however unsure the intent model is between asking how and asking for)."""
     p = turn.policy
     words = p.put_through.get(turn.lang)
     return turn.ann.intent in p.put_through_intents and words is not None and bool(words.search(turn.text[:300]))
@@ -748,6 +749,22 @@ def _about_the_shop(turn: _Turn) -> bool:
     """The message asks about the shop itself (its app, a store in a city): shop business, whatever the
     intent model reads (policy.about_the_shop)."""
     return any(p.search(turn.text) for p in turn.policy.about_the_shop.values())
+
+
+def _own_answer(turn: _Turn) -> bool:
+    """The intent model is sure of an intent that lists no FAQ entry and answers by itself ("how do I
+    change the e-mail on my account?" is no question of how to create one, however alike they look)."""
+    floor = turn.policy.faq.own_answer_confidence
+    ip = turn.policy.intents.get(turn.ann.intent)
+    return (
+        floor is not None
+        and ip is not None
+        and turn.ann.intent_confidence >= max(floor, turn.policy.min_intent_confidence)
+        and turn.ann.intent not in turn.policy.order_intents
+        and turn.ann.intent not in turn.policy.handoff_intents
+        and not ip.faq
+        and not ip.related_faq
+    )
 
 
 def _disagree(turn: _Turn, intent: str) -> bool:

@@ -76,6 +76,10 @@ class FaqPolicy:
     # Below answer_score, an entry at suggest_score or more this far ahead of the runner-up is answered too
     # (None: never).
     clear_lead: float | None = None
+    # An intent this sure whose intent lists no FAQ entry (it has an answer of its own: changing the e-mail
+    # on an account, switching accounts) is answered by the intent, not by an entry that looks like it
+    # (None: the knowledge base's answer wins).
+    own_answer_confidence: float | None = None
 
 
 @dataclass(frozen=True)

@@ -475,6 +475,15 @@ def test_asking_to_be_put_through_is_a_hand_off_whichever_contact_intent_is_read
     assert zh.handoff is not None and zh.handoff.reason == "requested"
     how = step(ConversationState(), "how can I contact customer service?", ann("contact_customer_service"), POLICY, 1.0)
     assert how.handoff is None  # asking how to reach the shop: the answer, and the offer of a person
+    # The words ask for a person, however unsure the model is between asking how and asking for one.
+    unsure = step(
+        ConversationState(),
+        "connect me to customer service agent",
+        ann("contact_customer_service", conf=0.45),
+        POLICY,
+        1.0,
+    )
+    assert unsure.handoff is not None and unsure.handoff.reason == "requested"
 
 
 def test_an_intent_with_one_entry_answers_only_where_the_knowledge_base_has_that_entry_near(shop):
@@ -575,6 +584,20 @@ def test_a_question_about_the_shop_itself_is_never_out_of_scope_nor_a_product_se
         assert r.action in ("not_understood", "did_you_mean"), (text, r.action, r.replies[0].text)  # FAQ near
     poem = talk(shop, [("write me a poem about the sea", ann("out_of_scope", conf=0.99))])[0]
     assert poem.action == "out_of_scope"
+
+
+def test_a_sure_intent_with_an_answer_of_its_own_is_not_answered_by_an_entry_that_looks_like_it(shop):
+    """ "How do I change the e-mail on my account?" is near the FAQ's account-creation entry; the intent
+    model is sure it is editing the account, an intent that lists no FAQ entry: its own answer."""
+    text = "How do I change the email address on my account?"
+    r = talk(shop, [(text, ann("edit_account", conf=0.99))])[0]
+    assert r.action == "answer:edit_account", r.action
+    # Unsure, the knowledge base's nearest entry is what the bot offers, not the intent's answer.
+    r = talk(shop, [(text, ann("edit_account", conf=0.6))])[0]
+    assert r.action != "answer:edit_account"
+    # An intent with FAQ entries is still answered from them.
+    r = talk(shop, [("How do I create an account?", ann("create_account", conf=0.99))])[0]
+    assert r.action == "faq:account-create"
 
 
 @pytest.mark.parametrize(
