@@ -457,7 +457,9 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
             return _hand_off(policy, s, "angry", now)
         if ann.intent == "review" and _positive(turn):
             return _small_talk(turn, "thanks") or _with_slots(turn, ann.intent)
-        return _with_slots(turn, ann.intent)
+        if ann.intent != "place_order" or not _in_person(turn):
+            return _with_slots(turn, ann.intent)
+        # "is there a shop in London where I can see things?": no question of how to order online.
 
     if _positive(turn) and not number and (talk := _small_talk(turn, "thanks")) is not None:
         return talk  # praise in words the patterns do not know: thanks, and "anything else?"
@@ -765,6 +767,11 @@ def _own_answer(turn: _Turn) -> bool:
         and not ip.faq
         and not ip.related_faq
     )
+
+
+def _in_person(turn: _Turn) -> bool:
+    """The message asks about going to a shop in person (policy.in_person)."""
+    return any(p.search(turn.text) for p in turn.policy.in_person.values())
 
 
 def _disagree(turn: _Turn, intent: str) -> bool:

@@ -175,6 +175,8 @@ class Policy:
     # Words that make a message about the shop itself (its app, a store in a city): never out of scope, and
     # no product search; what the bot does not know of it is "not understood", on the way to a person.
     about_the_shop: dict[str, re.Pattern[str]] = field(default_factory=dict)
+    # Questions about going to a shop in person: the online how-to-order answer is not theirs.
+    in_person: dict[str, re.Pattern[str]] = field(default_factory=dict)
 
     @property
     def order_intents(self) -> frozenset[str]:
@@ -386,6 +388,7 @@ def load_policy(path: str | Path | None = None) -> Policy:
             fillers=_regex(raw["fillers"], "fillers") if raw.get("fillers") else {},
             out_of_scope=_texts(msgs["out_of_scope"], "messages.out_of_scope") if "out_of_scope" in msgs else {},
             about_the_shop=_regex(raw["about_the_shop"], "about_the_shop") if raw.get("about_the_shop") else {},
+            in_person=_regex(raw["in_person"], "in_person") if raw.get("in_person") else {},
         )
     except PolicyError as exc:
         raise PolicyError(f"{where}: {exc}") from exc

@@ -586,6 +586,24 @@ def test_a_question_about_the_shop_itself_is_never_out_of_scope_nor_a_product_se
     assert poem.action == "out_of_scope"
 
 
+def test_going_to_a_shop_in_person_gets_no_answer_on_ordering_online(shop):
+    """Read as "how do I order", a question about a shop to visit is not understood (on the way to a person);
+    how to order on the site or in the app still gets the how-to-order answer."""
+    for text, lang in [
+        ("is there a shop in london where i can see the stuff in person before buying", "en"),
+        ("你们有实体店吗 想去看看", "zh"),
+    ]:
+        r = talk(shop, [(text, ann("place_order", lang=lang, conf=0.81))])[0]
+        assert r.action in ("not_understood", "did_you_mean"), (text, r.action)
+    for text, lang in [
+        ("how do i buy something on your site?", "en"),
+        ("can I order in the app?", "en"),
+        ("怎么下单", "zh"),
+    ]:
+        r = talk(shop, [(text, ann("place_order", lang=lang, conf=0.81))])[0]
+        assert r.action == "answer:place_order", (text, r.action)
+
+
 def test_a_sure_intent_with_an_answer_of_its_own_is_not_answered_by_an_entry_that_looks_like_it(shop):
     """ "How do I change the e-mail on my account?" is near the FAQ's account-creation entry; the intent
     model is sure it is editing the account, an intent that lists no FAQ entry: its own answer."""
