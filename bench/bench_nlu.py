@@ -231,6 +231,13 @@ def typo_robustness(nlu: NLU, metrics: dict[str, object]) -> dict[str, object]:
     }
 
 
+def _data_path(path: str, models: Path) -> str:
+    """A training file's path as metrics.json gives it; a derived file (calm requests) is looked for in the
+    models folder's ``.data`` when the folder was moved since training."""
+    moved = models / ".data" / Path(path).name
+    return str(moved) if not Path(path).is_file() and moved.is_file() else path
+
+
 def validation_quality(nlu: NLU, models: Path) -> dict[str, dict[str, float]]:
     """Accuracy on each model's validation split (same files, seed and fraction as its
     training), per source file, computed through ``nlu`` (so int8 serving is measured too)."""
@@ -240,7 +247,7 @@ def validation_quality(nlu: NLU, models: Path) -> dict[str, dict[str, float]]:
     for task in ("intent", "sentiment"):
         m = json.loads((models / task / "metrics.json").read_text())
         hp = m["hyperparameters"]
-        ds = load_datasets([f["path"] for f in m["data_files"]])
+        ds = load_datasets([_data_path(f["path"], models) for f in m["data_files"]])
         _, val = stratified_split(ds.examples, hp["val_fraction"], hp["seed"])
         anns = nlu.annotate([e.text for e in val])
         got = [a.intent if task == "intent" else a.sentiment for a in anns]
