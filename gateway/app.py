@@ -75,19 +75,21 @@ async def errors_as_json(request: web.Request, handler) -> web.StreamResponse:
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     s = app[settings_key]
-    # Redis connections do not grow with load or sockets: two small pools whose users wait for a free
-    # connection (the event loop's, and the threads'), one connection that reads every open socket's log
-    # in a blocking XREAD (gateway.fanout: its timeout outlasts the block), and Celery's producer.
-    n = s.gateway_redis_connections
-    app[store_key] = ConversationStore.bounded(s, n)
+    # Redis connections do not grow with load or sockets: SHOPBOT_GATEWAY_REDIS_CONNECTIONS in all (3 by
+    # default). One reads every open socket's log in a blocking XREAD (gateway.fanout: its timeout
+    # outlasts the block); the rest make two small pools whose users wait for a free connection: the
+    # event loop's, and the threads', which also carry the Celery tasks the gateway sends.
+    threads, loop = split_connections(s.gateway_redis_connections)
+    app[store_key] = ConversationStore.bounded(s, threads)
     app[aredis_key] = aioredis.Redis(
         connection_pool=aioredis.BlockingConnectionPool.from_url(
-            s.redis_url, max_connections=n, timeout=10, decode_responses=True, socket_timeout=10
+            s.redis_url, max_connections=loop, timeout=10, decode_responses=True, socket_timeout=10
         )
     )
     reader = aioredis.Redis.from_url(s.redis_url, decode_responses=True, socket_timeout=fanout.BLOCK_MS / 1000 + 10)
     app[fanout_key] = fanout.LogFanout(app[aredis_key], reader)
-    app[celery_key] = make_app(s, producer_connections=2)  # sending only: the tasks are named, not imported
+    # Sending only (the tasks are named, not imported), over the threads' pool: no connection of its own.
+    app[celery_key] = make_app(s, send_over=app[store_key].r.connection_pool)
     app[queue_key] = HandoffQueue(app[store_key], load_policy(s.policies_file))
     app[engine_key] = await asyncio.to_thread(engine_for, s.database_url)  # migrates the schema if needed
     app[credentials_key] = CredentialStore.from_settings(s, app[engine_key], app[store_key].r)
@@ -102,8 +104,14 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     await app[fanout_key].reader.aclose()
     app[engine_key].dispose()
     await app[aredis_key].aclose()
-    app[store_key].r.close()
-    app[celery_key].close()
+    app[celery_key].close()  # before the pool it sends over
+    app[store_key].r.connection_pool.disconnect()
+
+
+def split_connections(total: int) -> tuple[int, int]:
+    """A gateway's Redis connections in all -> (threads' pool, event loop's pool); one more reads the logs."""
+    threads = max(1, (total - 1) // 2)
+    return threads, max(1, total - 1 - threads)
 
 
 async def _going_away(app: web.Application) -> None:

@@ -48,7 +48,11 @@ class Settings(BaseSettings):
     sockets_per_ip: int = Field(20, ge=1, description="open chat WebSockets one client IP may hold on a gateway")
     sockets_per_session: int = Field(4, ge=1, description="open chat WebSockets one chat session may hold (tabs)")
     gateway_redis_connections: int = Field(
-        4, ge=1, le=64, description="Redis connections in each of a gateway's two pools (async, threads); requests wait"
+        3,
+        ge=3,
+        le=129,
+        description="Redis connections of a gateway process in all, whatever its load and sockets: one reads the "
+        "logs of every open socket, the rest are shared by its requests (they wait for a free one)",
     )
     trust_forwarded_for: bool = Field(
         False, description="behind your own proxy: take the client IP from the last X-Forwarded-For hop"

@@ -8,6 +8,7 @@ import signal
 import time
 
 import aiohttp
+import redis
 from services import lone_gateway, redis_connections
 
 
@@ -44,32 +45,41 @@ async def test_sigterm_closes_the_sockets_with_going_away_and_exits_within_the_t
     assert exit_code == 0
 
 
-async def test_sockets_opened_in_bursts_cost_the_gateway_noredis_connections(tmp_path, redis_server, platforms):
-    """Idle sockets cost memory, not Redis connections: every socket of a gateway is read by one blocking
-    reader, and its other Redis traffic shares two small pools (SHOPBOT_GATEWAY_REDIS_CONNECTIONS each)
-    whose users wait for a free connection, however many sockets open at once."""
+async def test_sockets_and_messages_in_bursts_cost_the_gateway_no_more_than_three_redis_connections(
+    tmp_path, redis_server, platforms
+):
+    """Idle sockets cost memory, not Redis connections, and so does load: every socket of a gateway is
+    read by one blocking reader, and all its other Redis traffic (requests, the Celery tasks it sends)
+    shares two pools of one connection each at the default SHOPBOT_GATEWAY_REDIS_CONNECTIONS (3), whose
+    users wait for a free connection, however many sockets open and messages arrive at once."""
     gw = lone_gateway(
         tmp_path, redis_server.url, 9, platforms, "sockets admin",
-        SHOPBOT_GATEWAY_REDIS_CONNECTIONS="2", SHOPBOT_SOCKETS_PER_IP="100000", SHOPBOT_RATE_IP_PER_MIN="1000000",
+        SHOPBOT_SOCKETS_PER_IP="100000", SHOPBOT_RATE_IP_PER_MIN="1000000",
     )  # fmt: skip
     pid, port = gw["proc"].proc.pid, int(redis_server.url.rsplit(":", 1)[1].split("/")[0])
-    cap = 2 + 2 + 1 + 2  # the two pools, the log reader, Celery's producer pool
+    r = redis.Redis.from_url(gw["env"]["SHOPBOT_REDIS_URL"])
+    queued = r.llen("nlu")
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
 
-            async def one():
-                async with http.post(f"{gw['url']}/web/sessions", json={"locale": "en"}) as r:
-                    assert r.status == 201, await r.text()
-                    sid = (await r.json())["session_id"]
-                return await http.ws_connect(f"{gw['url']}/web/ws?session_id={sid}")
+            async def one(i: int):
+                async with http.post(f"{gw['url']}/web/sessions", json={"locale": "en"}) as resp:
+                    assert resp.status == 201, await resp.text()
+                    sid = (await resp.json())["session_id"]
+                ws = await http.ws_connect(f"{gw['url']}/web/ws?session_id={sid}")
+                body = {"session_id": sid, "text": f"where is order {10000 + i}?", "client_message_id": f"m{i}"}
+                async with http.post(f"{gw['url']}/web/messages", json=body) as resp:
+                    assert resp.status == 202, await resp.text()
+                return ws
 
             sockets = []
-            for _ in range(3):
-                sockets += await asyncio.gather(*(one() for _ in range(100)))
-                assert redis_connections(pid, port) <= cap
+            for burst in range(3):
+                sockets += await asyncio.gather(*(one(100 * burst + i) for i in range(100)))
+                assert redis_connections(pid, port) <= 3
             await asyncio.sleep(1)
             assert sum(not ws.closed for ws in sockets) == 300
-            assert redis_connections(pid, port) <= cap
+            assert redis_connections(pid, port) <= 3
+            assert r.llen("nlu") - queued == 300  # every message queued for the NLU worker, over those pools
             for ws in sockets:
                 await ws.close()
     finally:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 
+import redis
 from celery import Celery
 from kombu import Queue
+from kombu.transport import redis as kombu_redis
 
 from shopbot.settings import Settings, get_settings
 
@@ -28,11 +30,33 @@ SLACK_CALL = "workers.tasks.slack_call"
 GROUP_UNANSWERED = "workers.tasks.group_unanswered"
 
 
-def make_app(settings: Settings, producer_connections: int | None = None) -> Celery:
-    """The Celery app; ``producer_connections`` caps the broker connections used to send tasks (a gateway)."""
+def sending_over(pool: redis.ConnectionPool) -> type[kombu_redis.Transport]:
+    """A kombu Redis transport whose channels send over ``pool`` (a process's own Redis pool) instead of
+    opening two connections each: a gateway only sends tasks, so its producer needs no connection of its
+    own. Only for sending: a consumer needs kombu's own asynchronous connections."""
+
+    class Channel(kombu_redis.Channel):
+        def _get_pool(self, asynchronous: bool = False) -> redis.ConnectionPool:
+            db = pool.connection_kwargs.get("db", 0)
+            self.keyprefix_fanout = self.keyprefix_fanout.format(db=db)
+            return pool
+
+        def _disconnect_pools(self) -> None:
+            self._pool = self._async_pool = None  # the pool is its owner's to close, not a channel's
+
+    class Transport(kombu_redis.Transport):
+        pass
+
+    Transport.Channel = Channel
+    return Transport
+
+
+def make_app(settings: Settings, send_over: redis.ConnectionPool | None = None) -> Celery:
+    """The Celery app. ``send_over``: send tasks over this Redis pool, opening no broker connection of
+    its own (a gateway, which only sends; see :func:`sending_over`)."""
     celery = Celery("shopbot", broker=settings.redis_url, include=["workers.tasks"])
-    if producer_connections is not None:
-        celery.conf.broker_pool_limit = producer_connections
+    if send_over is not None:
+        celery.conf.broker_transport = sending_over(send_over)
     celery.conf.update(
         # "outbound": calls to Telegram and Slack, which may wait out a rate limit,
         # kept off the queue that runs dialogue steps.
