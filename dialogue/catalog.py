@@ -20,6 +20,7 @@ import numpy as np
 
 NUM = r"(\d{1,9}(?:[.,]\d{1,2})?)"
 CUR = r"(?:\s*(?:usd|dollars?|bucks|eur|euros?|rmb|cny|yuan|元|块钱?|美元|美金|刀|人民币))?"
+CUR_NAMED = CUR.removesuffix("?")  # the same, but there must be one
 # Only this much of a message is read for prices: a bound on the patterns' work.
 MAX_TEXT = 300
 _CURRENCIES = [
@@ -36,7 +37,9 @@ _PRICE_PATTERNS = [
                 re.I), "max"),
     (re.compile(rf"(?:不超过|低于|少于|不到|小于|便宜于)\s*[¥￥]?{NUM}{CUR}"), "max"),
     (re.compile(rf"[\$¥￥]?{NUM}{CUR}\s*(?:以下|以内|之内|以下的|内)"), "max"),
-    (re.compile(rf"(?:over|above|more than|at least|from)\s*[\$¥￥]?{NUM}{CUR}", re.I), "min"),
+    (re.compile(rf"(?:over|above|more than|at least)\s*[\$¥￥]?{NUM}{CUR}", re.I), "min"),
+    # "from" bounds a price only with its currency: "the speaker from 10028" names an order.
+    (re.compile(rf"\bfrom\s*(?:[\$¥￥]{NUM}{CUR}|{NUM}{CUR_NAMED})", re.I), "min"),
     (re.compile(rf"(?:超过|高于|多于|不低于)\s*[¥￥]?{NUM}{CUR}"), "min"),
     (re.compile(rf"[\$¥￥]?{NUM}{CUR}\s*(?:以上)"), "min"),
 ]  # fmt: skip
@@ -134,6 +137,7 @@ class Catalog:
                 owners.append(i)
                 texts.append(f"{name}. {p.description.get(lang, '')}".strip())
         self._owner = np.array(owners, dtype=np.int64)
+        self._terms = frozenset().union(*map(terms, texts)) if texts else frozenset()
         if texts:
             from nlu.embed import PASSAGE
 
@@ -143,6 +147,12 @@ class Catalog:
 
     def __len__(self) -> int:
         return len(self.products)
+
+    def mentions(self, text: str) -> bool:
+        """Whether ``text`` has a word the catalogue's names and descriptions use ("earbuds", "手表"), not
+        only chat ("pls", "got", "for my nephew", "有"): a subject that names nothing the shop describes
+        narrows no search."""
+        return not terms(text).isdisjoint(self._terms)
 
     def scores(self, vec: np.ndarray) -> np.ndarray:
         best = np.full(len(self.products), -1.0, dtype=np.float32)
@@ -217,6 +227,23 @@ class Catalog:
         pool = [i for i, p in enumerate(self.products) if p.category in cats and p.stock > 0 and p.sku not in exclude]
         pool.sort(key=lambda i: -scores[i])
         return [self.products[i] for i in pool[:k]]
+
+
+_WORD = re.compile(r"[a-z][a-z0-9-]{2,}")
+_HAN = re.compile(r"[\u4e00-\u9fff]+")
+_COMMON = frozenset("and with for the one two all you your are has have from not per set pack".split())
+
+
+def terms(text: str) -> set[str]:
+    """A text's words for telling whether it names something: English words of three letters or more
+    (without a plural s), and every two Chinese characters side by side."""
+    low = text.lower()
+    words = {
+        w.removesuffix("es") if w.endswith(("ches", "shes", "xes")) else w.removesuffix("s") for w in _WORD.findall(low)
+    }
+    words = {w for w in words if len(w) > 2}
+    han = {run[i : i + 2] for run in _HAN.findall(text) for i in range(len(run) - 1)}
+    return (words - _COMMON) | han
 
 
 def products_from_rows(rows) -> list[Product]:

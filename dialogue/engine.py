@@ -880,7 +880,8 @@ def _search_products(turn: _Turn) -> StepResult | None:
 
 
 def _specific(turn: _Turn, query: ProductQuery) -> bool:
-    """Whether the subject names more than the category ("运动手表" besides "运动")."""
+    """Whether the subject names more than the category ("运动手表" besides "运动"), in words the catalogue uses
+    ("sports gear below $30 pls", "got any toys ... its for my nephew" name only their category)."""
     pp = turn.policy.products
     rest = query.subject.lower()
     for w in pp.categories.get(query.category or "", ()):  # type: ignore[union-attr]
@@ -888,7 +889,7 @@ def _specific(turn: _Turn, query: ProductQuery) -> bool:
     generic = pp.generic.get(turn.lang)  # type: ignore[union-attr]
     if generic is not None:
         rest = generic.sub(" ", rest)
-    return bool(rest.strip())
+    return bool(rest.strip()) and turn.shop.catalog.mentions(rest)  # type: ignore[union-attr]
 
 
 def _from_answer(turn: _Turn, ans: answers.Answer, action: str) -> StepResult:

@@ -245,6 +245,32 @@ def test_products_found_filtered_and_suggested_from_recent_orders(shop):
     assert any(name in tail for name in ("Sunscreen", "Lip balm", "Hairbrush"))
 
 
+def test_a_category_with_chat_words_around_it_lists_the_category(shop):
+    # Words the catalogue never uses ("pls", "got", "its for my nephew", "有") name nothing more specific than
+    # the category; a word it uses ("waterproof") does.
+    cases = [
+        ("sports gear below $30 pls", "en", "Resistance bands", "Yoga mat"),
+        ("got any toys between 15 and 25 dollars? its for my nephew", "en", "Kite", "building blocks"),
+        ("¥150以内的玩具有哪些", "zh", "家庭桌游卡牌", "1000 片拼图"),
+    ]
+    for text, lang, listed, too_dear in cases:
+        r = talk(shop, [(text, ann("place_order", lang=lang, conf=0.2))])[0]
+        assert r.action == "products" and listed in r.replies[0].text and too_dear not in r.replies[0].text, text
+    assert shop.catalog.mentions("waterproof") and shop.catalog.mentions("手表")
+    assert not shop.catalog.mentions("got pls its for my nephew") and not shop.catalog.mentions("有")
+
+
+def test_from_and_a_number_is_a_price_only_with_its_currency(shop):
+    cats = POLICY.products.categories
+    assert parse_query("anything from $20?", cats).min_price == Decimal("20")
+    assert parse_query("mugs from 12 dollars", cats).min_price == Decimal("12")
+    assert parse_query("the speaker from 10028 isnt for me", cats).min_price is None
+    # So the order number stays an order number, and its return is answered from the order.
+    text = "hi the speaker from 10028 isnt really for me, can I send it back"
+    r = talk(shop, [(text, ann("get_refund", conf=0.91))], customer="6120098812")[0]
+    assert r.action == "order:get_refund" and "10028" in r.replies[0].text
+
+
 def test_mood_apology_thanks_and_a_falling_trend(shop):
     # Just past the apology threshold (chosen by nlu.thresholds), and just short of it.
     below = POLICY.mood.negative_score - 0.05
