@@ -358,6 +358,8 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
         if policy.mood.on_falling == "handoff":
             return _hand_off(policy, s, "mood", now)
 
+    if confident and ann.intent in policy.handoff_intents and _praise(turn) and not _puts_through(turn):
+        return _small_talk(turn, "thanks")  # "you've been super helpful, great bot": praise, no call for a person
     if (confident and ann.intent in policy.handoff_intents) or _puts_through(turn):
         s.misunderstood = 0
         return _hand_off(policy, s, "requested", now)
@@ -591,6 +593,13 @@ def _other_entry(turn: _Turn, intent: str) -> StepResult | None:
 
 def _positive(turn: _Turn) -> bool:
     return turn.ann.sentiment == "positive" and turn.ann.sentiment_score >= turn.policy.mood.positive_score
+
+
+def _praise(turn: _Turn) -> bool:
+    """A positive message that names no person (handoff.person): praise of the bot or the shop, which the
+    intent model may read as asking for a person ("great bot, thanks")."""
+    person = turn.policy.handoff_person.get(turn.lang)
+    return _positive(turn) and person is not None and not person.search(turn.text[:300])
 
 
 def _puts_through(turn: _Turn) -> bool:
@@ -920,9 +929,15 @@ def _with_mood(turn: _Turn, result: StepResult) -> StepResult:
         turn.s.apologized = False  # the grievance is over: a new one gets its own apology
     if negative and turn.s.apologized:
         return result  # one apology per grievance, not one per message
-    if negative and result.action.startswith("products") and ann.sentiment_score > turn.policy.angry_sentiment_score:
+    asked_for_person = result.handoff is not None and result.handoff.reason == "requested"
+    if (
+        negative
+        and (result.action.startswith("products") or asked_for_person)
+        and ann.sentiment_score > turn.policy.angry_sentiment_score
+    ):
         # A product question is no grievance: the "negative" of "那200元以内的玩具呢" is the model's
-        # misreading of a follow-up question; only an angry one gets an apology before products.
+        # misreading of a follow-up question; nor is asking for a person ("can I talk to an actual human
+        # being please"). Only an angry one gets an apology first.
         return result
     if negative:
         prefix = turn.msg("apology")

@@ -170,6 +170,8 @@ class Policy:
     # Intents that are a hand-off too when the message asks to be put through (handoff.put_through).
     put_through_intents: frozenset[str] = frozenset()
     put_through: dict[str, re.Pattern[str]] = field(default_factory=dict)
+    # Words that name a person (handoff.person): a positive message without them is praise, not a hand-off.
+    handoff_person: dict[str, re.Pattern[str]] = field(default_factory=dict)
     # What a message the intent model calls out of scope gets (default: messages.not_understood).
     out_of_scope: dict[str, str] = field(default_factory=dict)
     # Words that make a message about the shop itself (its app, a store in a city): never out of scope, and
@@ -373,6 +375,7 @@ def load_policy(path: str | Path | None = None) -> Policy:
             handoff_intents=frozenset(_need(ho, "intents", "handoff")),
             put_through_intents=frozenset((ho.get("put_through") or {}).get("intents") or ()),
             put_through=_regex(ho["put_through"], "handoff.put_through") if ho.get("put_through") else {},
+            handoff_person=_regex(ho["person"], "handoff.person") if ho.get("person") else {},
             angry_handoff_intents=frozenset(th.get("angry_handoff_intents") or ()),
             priority=priority,
             slot_patterns=slots,

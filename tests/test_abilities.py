@@ -260,6 +260,24 @@ def test_a_category_with_chat_words_around_it_lists_the_category(shop):
     assert not shop.catalog.mentions("got pls its for my nephew") and not shop.catalog.mentions("有")
 
 
+def test_praise_read_as_asking_for_a_person_gets_thanks_and_asking_for_one_gets_no_apology(shop):
+    def one(text, lang="en", sentiment="positive", score=0.95):
+        return talk(shop, [(text, ann("contact_human_agent", lang=lang, conf=0.9, sentiment=sentiment, score=score))])[
+            0
+        ]
+
+    praise = one("you've been super helpful honestly, great bot")
+    assert praise.action == "small_talk:thanks" and praise.handoff is None
+    for text, lang in [("a real person would be great, thanks", "en"), ("帮我转人工 谢谢", "zh")]:
+        assert one(text, lang).handoff.reason == "requested", text
+    # Asking for a person is no grievance: a negative reading short of anger gets no apology first.
+    score = (POLICY.mood.negative_score + POLICY.angry_sentiment_score) / 2
+    calm = one("can I talk to an actual human being please", sentiment="negative", score=score)
+    assert calm.handoff.reason == "requested" and POLICY.message("apology", "en") not in calm.replies[0].text
+    late = talk(shop, [("my order 10024 is late", ann(sentiment="negative", score=score))])[0]
+    assert late.replies[0].text.startswith(POLICY.message("apology", "en"))  # a grievance still gets one
+
+
 def test_from_and_a_number_is_a_price_only_with_its_currency(shop):
     cats = POLICY.products.categories
     assert parse_query("anything from $20?", cats).min_price == Decimal("20")
