@@ -872,8 +872,13 @@ def _search_products(turn: _Turn) -> StepResult | None:
     query, note = _in_catalogue_currency(turn, parse_query(turn.text, pp.categories, pp.filler[turn.lang]))
     shop = turn.shop
     vec = turn.vector(query.subject) if query.subject else None
-    # A category and nothing more specific ("sports stuff"): that category's products.
-    by_category = query.category is not None and not _specific(turn, query)
+    # A category and nothing more specific ("sports stuff"): that category's products. Words beside it that
+    # the catalogue does not use ("pls", "for my nephew") narrow nothing, unless the FAQ comes close to the
+    # message: then they may be its question ("measurements in inches for the clothes?": sizes).
+    rest = _beside_category(turn, query)
+    by_category = query.category is not None and not (rest and shop.catalog.mentions(rest))  # type: ignore[union-attr]
+    if by_category and rest and turn.near and turn.near[0].score >= turn.policy.faq.suggest_score:
+        by_category = False
     hits = shop.products(query, vec, pp.min_lead, pp.spread, pp.max_results, by_category)  # type: ignore[union-attr]
     nearest = [] if hits or by_category else shop.catalog.nearest(query, vec, pp.min_lead)  # type: ignore[union-attr]
     suggestions = []
@@ -888,9 +893,9 @@ def _search_products(turn: _Turn) -> StepResult | None:
     return _from_answer(turn, ans, "products" if hits else "products_none")
 
 
-def _specific(turn: _Turn, query: ProductQuery) -> bool:
-    """Whether the subject names more than the category ("运动手表" besides "运动"), in words the catalogue uses
-    ("sports gear below $30 pls", "got any toys ... its for my nephew" name only their category)."""
+def _beside_category(turn: _Turn, query: ProductQuery) -> str:
+    """The subject without the category's words and words that name no product ("stuff", "for my son"):
+    "手表" of "运动手表", "pls" of "sports gear below $30 pls"; empty when the category is all it names."""
     pp = turn.policy.products
     rest = query.subject.lower()
     for w in pp.categories.get(query.category or "", ()):  # type: ignore[union-attr]
@@ -898,7 +903,7 @@ def _specific(turn: _Turn, query: ProductQuery) -> bool:
     generic = pp.generic.get(turn.lang)  # type: ignore[union-attr]
     if generic is not None:
         rest = generic.sub(" ", rest)
-    return bool(rest.strip()) and turn.shop.catalog.mentions(rest)  # type: ignore[union-attr]
+    return rest.strip()
 
 
 def _from_answer(turn: _Turn, ans: answers.Answer, action: str) -> StepResult:

@@ -256,6 +256,9 @@ def test_a_category_with_chat_words_around_it_lists_the_category(shop):
     for text, lang, listed, too_dear in cases:
         r = talk(shop, [(text, ann("place_order", lang=lang, conf=0.2))])[0]
         assert r.action == "products" and listed in r.replies[0].text and too_dear not in r.replies[0].text, text
+    # ... unless the FAQ comes close to the message: then those words may be its question.
+    sizes = talk(shop, [("Do you have measurements in inches for the clothes?", ann("change_order", conf=0.97))])[0]
+    assert sizes.action == "faq:sizes"
     assert shop.catalog.mentions("waterproof") and shop.catalog.mentions("手表")
     assert not shop.catalog.mentions("got pls its for my nephew") and not shop.catalog.mentions("有")
 
