@@ -131,6 +131,9 @@ class OrderPolicy:
     # A complaint about an order is the order question its words name: intent -> words per language
     # ("my refund never came" is a refund question). Without them it is "where is it".
     complaint_topics: dict[str, dict[str, re.Pattern[str]]] = field(default_factory=dict)
+    # A refund asked for a delivered order in a low mood is a dispute only with these words (money said to
+    # be due and missing: "I never got my money back"); otherwise it is a return.
+    refund_missing: dict[str, re.Pattern[str]] = field(default_factory=dict)
     # An intent confidence too low to act on, at which "where is it" (track_order, delivery_period) is
     # still taken as the likeliest reading of a message with an order number, or about the current order.
     unsure_where: float = 0.3
@@ -431,6 +434,7 @@ def _orders(raw: dict, intents: dict[str, IntentPolicy]) -> OrderPolicy:
         "how",
         "cancelled_question",
         "return_words",
+        "refund_missing",
     }
     if unknown := set(spec) - known:
         raise PolicyError(f"orders: unknown setting(s) {', '.join(sorted(unknown))}")
@@ -466,11 +470,12 @@ def _orders(raw: dict, intents: dict[str, IntentPolicy]) -> OrderPolicy:
     cq = spec.get("cancelled_question")
     cancelled_question = _regex(cq, "orders.cancelled_question") if cq else {}
     return_words = _regex(spec["return_words"], "orders.return_words") if spec.get("return_words") else {}
+    missing = _regex(spec["refund_missing"], "orders.refund_missing") if spec.get("refund_missing") else {}
     try:
         return OrderPolicy(
             order_intents, context_turns, follow_ups, faq_follow_ups, actions, bare, personal,
             complaint_topics=complaint_topics, unsure_where=unsure_where, how=how,
-            cancelled_question=cancelled_question, return_words=return_words,
+            cancelled_question=cancelled_question, return_words=return_words, refund_missing=missing,
         )  # fmt: skip
     except (TypeError, ValueError) as exc:
         raise PolicyError(f"orders.context_turns: {exc}") from exc

@@ -85,10 +85,20 @@ def test_order_actions_follow_the_real_status(shop, intent, number, message, han
         assert r.state.status == "queued" and r.handoff.priority == POLICY.priority[handoff]
 
 
-def test_a_negative_refund_request_on_a_delivered_order_is_a_dispute(shop):
+def test_a_negative_refund_request_on_a_delivered_order_is_a_dispute_only_if_it_says_money_is_missing(shop):
     upset = ann("get_refund", sentiment="negative", score=POLICY.mood.negative_score - 0.05)
     r = talk(shop, [("I never got my money back for 10021!", upset)])[0]
     assert r.handoff and r.handoff.reason == "refund_dispute"
+    zh = ann("get_refund", lang="zh", sentiment="negative", score=POLICY.mood.negative_score - 0.05)
+    assert talk(shop, [("10021的退款一直没到账", zh)])[0].handoff.reason == "refund_dispute"
+    # A return asked in a low mood: the return route, with the apology, and no person.
+    for text, a in [
+        ("my order 10021 came but honestly the mugs aren't my style. refund?", upset),
+        ("10021不喜欢 想退款", zh),
+    ]:
+        r = talk(shop, [(text, a)])[0]
+        assert r.handoff is None and r.action == "order:get_refund", text
+        assert r.replies[0].text.startswith(POLICY.message("apology", a.language)) and "64.80" in r.replies[0].text
 
 
 @pytest.mark.parametrize(
