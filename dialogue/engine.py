@@ -886,6 +886,11 @@ def _search_products(turn: _Turn) -> StepResult | None:
     if by_category and rest and turn.near and turn.near[0].score >= turn.policy.faq.suggest_score:
         by_category = False
     hits = shop.products(query, vec, pp.min_lead, pp.spread, pp.max_results, by_category)  # type: ignore[union-attr]
+    if not hits and not by_category and query.category is not None:
+        # The category word was part of what is asked for ("fitness watch", "运动手表": the watch is
+        # electronics): the subject, in any category.
+        query = replace(query, category=None)
+        hits = shop.products(query, vec, pp.min_lead, pp.spread, pp.max_results, False)  # type: ignore[union-attr]
     nearest = [] if hits or by_category else shop.catalog.nearest(query, vec, pp.min_lead)  # type: ignore[union-attr]
     suggestions = []
     if turn.customer:

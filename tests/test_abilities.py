@@ -291,6 +291,19 @@ def test_praise_read_as_asking_for_a_person_gets_thanks_and_asking_for_one_gets_
     assert late.replies[0].text.startswith(POLICY.message("apology", "en"))  # a grievance still gets one
 
 
+def test_a_category_word_inside_a_product_name_does_not_hide_the_product(shop):
+    # "fitness" and "运动" name the sports category, but the fitness watch is electronics.
+    for text, lang, name in [
+        ("do you have a fitness watch?", "en", "Fitness watch"),
+        ("有运动手表吗", "zh", "运动手表"),
+    ]:
+        r = talk(shop, [(text, ann("place_order", lang=lang, conf=0.6))])[0]
+        assert r.action == "products" and name in r.replies[0].text, text
+    # Not at the price asked: "not found", and the watch as the nearest match.
+    r = talk(shop, [("do you have a fitness watch under 100", ann("place_order", conf=0.6))])[0]
+    assert r.action == "products_none" and "Fitness watch" in r.replies[0].text and "179.00" in r.replies[0].text
+
+
 def test_from_and_a_number_is_a_price_only_with_its_currency(shop):
     cats = POLICY.products.categories
     assert parse_query("anything from $20?", cats).min_price == Decimal("20")
