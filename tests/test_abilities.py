@@ -534,6 +534,10 @@ def test_a_corrected_number_keeps_the_request_it_answers(shop):
     assert mixed.action == "order:track_order" and "10022" in mixed.replies[0].text
     _, asks = talk(shop, [("订单99999到哪了", ann(lang="zh")), ("sorry 10022 取消吧", ann("cancel_order", "zh", 0.9))])
     assert asks.action == "order:cancel_order"  # Chinese words that ask something: that request
+    # Interjections ask nothing either ("哦是10025", "oh yes 10025"): the request stays the cancellation.
+    for first, again, lang in [("取消订单99999", "哦是10025", "zh"), ("cancel order 99999", "oh yes 10025", "en")]:
+        _, fixed = talk(shop, [(first, ann("cancel_order", lang)), (again, ann("track_order", lang, 0.99))])
+        assert fixed.action == "order:cancel_order" and "10025" in fixed.replies[0].text, again
 
 
 def test_asking_to_be_put_through_is_a_hand_off_whichever_contact_intent_is_read():
