@@ -99,6 +99,7 @@ def test_a_negative_refund_request_on_a_delivered_order_is_a_dispute_only_if_it_
         r = talk(shop, [(text, a)])[0]
         assert r.handoff is None and r.action == "order:get_refund", text
         assert r.replies[0].text.startswith(POLICY.message("apology", a.language)) and "64.80" in r.replies[0].text
+        assert ("Returns are free" if a.language == "en" else "退货免费") in r.replies[0].text  # who pays, too
 
 
 @pytest.mark.parametrize(
