@@ -829,12 +829,14 @@ def _order(turn: _Turn, intent: str, number: str, follow_up: bool = False) -> St
         if words is not None and words.search(turn.text):
             intent = "get_refund"  # "有点杂音 我想退了" about a delivered order: a return, nothing to cancel
     negative = turn.ann.sentiment == "negative" and turn.ann.sentiment_score <= turn.policy.mood.negative_score
-    if negative and intent == "get_refund" and order.status == "delivered":
-        missing = turn.policy.orders.refund_missing.get(turn.lang)
-        if missing is None or not missing.search(turn.text):
-            # "the mugs aren't my style. refund?": a return asked in a low mood, not a refund said to be missing
-            # ("I never got my money back for 10021!"): the return route (the apology comes with the mood).
-            negative = False
+    missing = turn.policy.orders.refund_missing.get(turn.lang)
+    says_missing = missing is not None and bool(missing.search(turn.text))
+    if negative and intent == "get_refund" and order.status == "delivered" and not says_missing:
+        # "the mugs aren't my style. refund?": a return asked in a low mood, not a refund said to be missing
+        # ("I never got my money back for 10021!"): the return route (the apology comes with the mood).
+        negative = False
+    if says_missing and intent == "track_refund" and order.status == "refunded":
+        negative = True  # the refund sent is said not to be there: a dispute for a person, however calm
     ans = answers.for_order(
         turn.policy, turn.lang, intent, order, verified=owner is True, negative=negative, faq=turn.faq_texts()
     )

@@ -113,6 +113,11 @@ def test_a_complaint_about_money_on_a_refunded_order_is_a_dispute_not_a_status(s
     angry = ann("complaint", lang=lang, conf=0.95, sentiment="negative", score=-0.95)
     r = talk(shop, [(text, angry)])[0]
     assert r.handoff and r.handoff.reason == "refund_dispute", r.replies[0].text
+    # Said calmly, money said to be missing is still a dispute; asking where the refund is, a status.
+    calm = talk(shop, [("10027显示已经退款了,可是我银行卡一分钱都没收到", ann("track_refund", lang="zh"))])[0]
+    assert calm.handoff and calm.handoff.reason == "refund_dispute"
+    status = talk(shop, [("where's my refund for 10027?", ann("track_refund"))])[0]
+    assert status.handoff is None and "36.00" in status.replies[0].text
     # Without words about money, a complaint with an order number is still "where is it".
     late = talk(shop, [("10022 still not here, useless", ann("complaint", conf=0.95))])[0]
     assert late.action == "order:track_order" and "DHL" in late.replies[0].text
