@@ -119,7 +119,10 @@ class _Turn:
             return None
         fp = self.policy.faq
         # A clear lead answers below answer_score unless the intent model is sure no shop business is asked.
-        ann, floor = self.ann, self.policy.min_intent_confidence
+        ann = self.ann
+        floor = (
+            fp.clear_lead_out_of_scope if fp.clear_lead_out_of_scope is not None else self.policy.min_intent_confidence
+        )
         clear = None if ann.intent == OUT_OF_SCOPE and ann.intent_confidence >= floor else fp.clear_lead
         return decide(self.near[:3], fp.answer_score, fp.suggest_score, fp.min_lead, clear)
 

@@ -76,6 +76,9 @@ class FaqPolicy:
     # Below answer_score, an entry at suggest_score or more this far ahead of the runner-up is answered too
     # (None: never).
     clear_lead: float | None = None
+    # ... unless the intent model reads the message as out of scope with at least this confidence (None: at
+    # thresholds.min_intent_confidence).
+    clear_lead_out_of_scope: float | None = None
     # An intent this sure whose intent lists no FAQ entry (it has an answer of its own: changing the e-mail
     # on an account, switching accounts) is answered by the intent, not by an entry that looks like it
     # (None: the knowledge base's answer wins).

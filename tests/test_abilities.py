@@ -310,6 +310,14 @@ def test_a_category_word_inside_a_product_name_does_not_hide_the_product(shop):
     assert r.action == "products_none" and "Fitness watch" in r.replies[0].text and "179.00" in r.replies[0].text
 
 
+def test_a_clear_lead_answers_unless_the_intent_model_is_sure_the_message_is_out_of_scope(shop):
+    text = "and what if something arrives broken"
+    unsure = talk(shop, [(text, ann("out_of_scope", conf=0.79))])[0]
+    assert unsure.action == "faq:damaged"
+    sure = talk(shop, [(text, ann("out_of_scope", conf=POLICY.faq.clear_lead_out_of_scope + 0.05))])[0]
+    assert sure.action != "faq:damaged"
+
+
 def test_from_and_a_number_is_a_price_only_with_its_currency(shop):
     cats = POLICY.products.categories
     assert parse_query("anything from $20?", cats).min_price == Decimal("20")
