@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -168,6 +168,17 @@ class Settings(BaseSettings):
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/") + "/"
 
 
+class SettingsError(SystemExit):
+    """A setting from the environment that cannot be used: the process stops with its name and the reason."""
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = "SHOPBOT_" + "_".join(str(p) for p in err["loc"]).upper()
+            lines.append(f"shopbot: setting {name}: {err['msg']}")  # not its value: it may be a secret
+        raise SettingsError("\n".join(lines)) from None

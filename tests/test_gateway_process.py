@@ -84,3 +84,15 @@ async def test_sockets_and_messages_in_bursts_cost_the_gateway_no_more_than_thre
                 await ws.close()
     finally:
         gw["proc"].stop()
+
+
+def test_a_setting_that_cannot_be_used_stops_the_process_with_its_name_and_no_value(tmp_path):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SHOPBOT_GATEWAY_REDIS_CONNECTIONS": "1", "SHOPBOT_SECRET_KEY": "", "HF_HUB_OFFLINE": "1"}
+    env["SHOPBOT_RATE_IP_PER_MIN"] = "s3cret-looking-value"
+    done = subprocess.run([sys.executable, "-m", "gateway"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "SHOPBOT_GATEWAY_REDIS_CONNECTIONS: Input should be greater than or equal to 3" in done.stderr
+    assert "SHOPBOT_RATE_IP_PER_MIN" in done.stderr and "s3cret-looking-value" not in done.stderr
