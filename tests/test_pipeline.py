@@ -385,6 +385,7 @@ async def test_a_dialogue_worker_killed_mid_step_holds_nobody_up(product):
         {**env, "SHOPBOT_LLM_BASE_URL": llm_url, "SHOPBOT_LLM_MODEL": "slow", "SHOPBOT_LLM_TIMEOUT_S": "120"},
         tmp / "worker-dialogue-stuck.log", "dialogue", name="stuck",
     )  # fmt: skip
+    fresh = None
     try:
         async with aiohttp.ClientSession() as http:
             chat = await Chat(http, product["url"]).open()
@@ -407,6 +408,9 @@ async def test_a_dialogue_worker_killed_mid_step_holds_nobody_up(product):
             await chat.close()
     finally:
         stuck.kill()
+        if fresh is None:  # failed before the new worker started: the tests after this one need a dialogue worker
+            fresh = worker(env, tmp / "worker-dialogue-fresh.log", "dialogue", name="fresh")
+            product["workers"] = [w for w in product["workers"] if w not in dialogue] + [fresh]
         done.set()  # the request the killed worker left open ends now, not after the runner's shutdown timeout
         await runner.cleanup()
 
