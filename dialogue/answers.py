@@ -101,9 +101,17 @@ def status_text(policy: Policy, lang: str, order: Order, verified: bool, faq: Fa
 
 
 def for_order(
-    policy: Policy, lang: str, intent: str, order: Order, verified: bool, negative: bool, faq: FaqTexts | None = None
+    policy: Policy,
+    lang: str,
+    intent: str,
+    order: Order,
+    verified: bool,
+    negative: bool,
+    faq: FaqTexts | None = None,
+    says_missing: bool = False,
 ) -> Answer:
-    """The answer to an order intent, from the order's real status (and the shop's FAQ answers it quotes)."""
+    """The answer to an order intent, from the order's real status (and the shop's FAQ answers it quotes).
+    ``says_missing``: the message says money due is not there (orders.refund_missing)."""
     m = _say(policy, lang, faq)
     st, number = order.status, order.order_number
     facts = order_facts(order, verified)
@@ -136,7 +144,7 @@ def for_order(
         return ans(m("too_late", order_number=number, status=status_word))
     if intent == "track_refund":
         if st in CLOSED:
-            if st == "refunded" and negative:  # says the refund that was sent is not there: a dispute
+            if st == "refunded" and (negative or says_missing):  # the refund sent is said not to be there
                 return ans(m("refund_dispute", order_number=number), handoff="refund_dispute")
             if st == "cancelled":
                 return ans(m("refund_cancelled", order_number=number))
@@ -148,7 +156,9 @@ def for_order(
         if st == "shipped":
             return ans(m("refund_after_delivery", order_number=number))
         if st == "delivered":
-            if negative:
+            # In a low mood and saying money is missing ("I never got my money back"): a dispute. Only in a low
+            # mood ("the mugs aren't my style. refund?"): a return, with the apology the mood brings.
+            if negative and says_missing:
                 return ans(m("refund_dispute", order_number=number), handoff="refund_dispute")
             return ans(m("refund_return", order_number=number, total=total))
         # A refund asked again for an order already refunded or returned: a dispute for a person.

@@ -361,9 +361,10 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
         if policy.mood.on_falling == "handoff":
             return _hand_off(policy, s, "mood", now)
 
-    if confident and ann.intent in policy.handoff_intents and _praise(turn) and not _puts_through(turn):
-        return _small_talk(turn, "thanks")  # "you've been super helpful, great bot": praise, no call for a person
-    if (confident and ann.intent in policy.handoff_intents) or _puts_through(turn):
+    put_through = _puts_through(turn)
+    if (confident and ann.intent in policy.handoff_intents) or put_through:
+        if not put_through and _praise(turn):
+            return _small_talk(turn, "thanks")  # "you've been super helpful, great bot": praise, no call for a person
         s.misunderstood = 0
         return _hand_off(policy, s, "requested", now)
 
@@ -833,16 +834,10 @@ def _order(turn: _Turn, intent: str, number: str, follow_up: bool = False) -> St
             intent = "get_refund"  # "有点杂音 我想退了" about a delivered order: a return, nothing to cancel
     negative = turn.ann.sentiment == "negative" and turn.ann.sentiment_score <= turn.policy.mood.negative_score
     missing = turn.policy.orders.refund_missing.get(turn.lang)
-    says_missing = missing is not None and bool(missing.search(turn.text))
-    if negative and intent == "get_refund" and order.status == "delivered" and not says_missing:
-        # "the mugs aren't my style. refund?": a return asked in a low mood, not a refund said to be missing
-        # ("I never got my money back for 10021!"): the return route (the apology comes with the mood).
-        negative = False
-    if says_missing and intent == "track_refund" and order.status == "refunded":
-        negative = True  # the refund sent is said not to be there: a dispute for a person, however calm
     ans = answers.for_order(
-        turn.policy, turn.lang, intent, order, verified=owner is True, negative=negative, faq=turn.faq_texts()
-    )
+        turn.policy, turn.lang, intent, order, verified=owner is True, negative=negative, faq=turn.faq_texts(),
+        says_missing=missing is not None and bool(missing.search(turn.text)),
+    )  # fmt: skip
     if not ans.quick_replies:
         ans = replace(ans, quick_replies=turn.policy.intents[intent].quick_replies.get(turn.lang, ()))
     return _from_answer(turn, ans, f"order:{intent}")

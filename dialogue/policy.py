@@ -134,8 +134,8 @@ class OrderPolicy:
     # A complaint about an order is the order question its words name: intent -> words per language
     # ("my refund never came" is a refund question). Without them it is "where is it".
     complaint_topics: dict[str, dict[str, re.Pattern[str]]] = field(default_factory=dict)
-    # A refund asked for a delivered order in a low mood is a dispute only with these words (money said to
-    # be due and missing: "I never got my money back"); otherwise it is a return.
+    # Money said to be due and missing ("I never got my money back"): with a low mood, a refund asked for a
+    # delivered order is a dispute (otherwise a return); a refund already sent is a dispute however calm.
     refund_missing: dict[str, re.Pattern[str]] = field(default_factory=dict)
     # An intent confidence too low to act on, at which "where is it" (track_order, delivery_period) is
     # still taken as the likeliest reading of a message with an order number, or about the current order.

@@ -35,7 +35,7 @@ def sending_over(pool: redis.ConnectionPool) -> type[kombu_redis.Transport]:
     opening two connections each: a gateway only sends tasks, so its producer needs no connection of its
     own. Only for sending: a consumer needs kombu's own asynchronous connections."""
 
-    class Channel(kombu_redis.Channel):
+    class SharedPoolChannel(kombu_redis.Channel):
         def _get_pool(self, asynchronous: bool = False) -> redis.ConnectionPool:
             db = pool.connection_kwargs.get("db", 0)
             self.keyprefix_fanout = self.keyprefix_fanout.format(db=db)
@@ -45,9 +45,8 @@ def sending_over(pool: redis.ConnectionPool) -> type[kombu_redis.Transport]:
             self._pool = self._async_pool = None  # the pool is its owner's to close, not a channel's
 
     class Transport(kombu_redis.Transport):
-        pass
+        Channel = SharedPoolChannel
 
-    Transport.Channel = Channel
     return Transport
 
 
