@@ -566,7 +566,9 @@ def _general_answer(turn: _Turn, intent: str) -> StepResult | None:
     personal = turn.policy.orders.personal.get(turn.lang)
     how = turn.policy.orders.how.get(turn.lang)
     if personal is not None and personal.search(turn.text) and not (how is not None and how.search(turn.text)):
-        return None  # "I want to cancel my order": the order number is what is needed (but not "how do I ...")
+        sure = turn.policy.orders.personal_sure
+        if sure is None or turn.ann.intent_confidence >= sure or turn.faq is None or turn.faq.action != "answer":
+            return None  # "I want to cancel my order": the order number is what is needed (but not "how do I ...")
     result = None
     if turn.faq is not None and turn.faq.action == "answer":
         result = _faq_answer(turn, turn.faq.hits[0].entry)

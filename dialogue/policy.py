@@ -140,6 +140,10 @@ class OrderPolicy:
     # An intent confidence too low to act on, at which "where is it" (track_order, delivery_period) is
     # still taken as the likeliest reading of a message with an order number, or about the current order.
     unsure_where: float = 0.3
+    # Personal words call for the order number when the order intent is at least this sure; below it, a
+    # question the knowledge base is sure of gets the FAQ's answer, then the offer to check an order
+    # ("用礼品卡买的东西退了钱退到哪": "到哪" is personal, the question is how refunds are paid). None: always.
+    personal_sure: float | None = None
 
 
 @dataclass(frozen=True)
@@ -434,6 +438,7 @@ def _orders(raw: dict, intents: dict[str, IntentPolicy]) -> OrderPolicy:
         "personal",
         "complaint_topics",
         "unsure_where",
+        "personal_sure",
         "how",
         "cancelled_question",
         "return_words",
@@ -467,6 +472,10 @@ def _orders(raw: dict, intents: dict[str, IntentPolicy]) -> OrderPolicy:
         unsure_where = float(spec.get("unsure_where", 0.3))
     except (TypeError, ValueError) as exc:
         raise PolicyError(f"orders.unsure_where: {exc}") from exc
+    try:
+        personal_sure = None if spec.get("personal_sure") is None else float(spec["personal_sure"])
+    except (TypeError, ValueError) as exc:
+        raise PolicyError(f"orders.personal_sure: {exc}") from exc
     bare = _regex(spec["bare"], "orders.bare") if spec.get("bare") else {}
     personal = _regex(spec["personal"], "orders.personal") if spec.get("personal") else {}
     how = _regex(spec["how"], "orders.how") if spec.get("how") else {}
@@ -477,7 +486,7 @@ def _orders(raw: dict, intents: dict[str, IntentPolicy]) -> OrderPolicy:
     try:
         return OrderPolicy(
             order_intents, context_turns, follow_ups, faq_follow_ups, actions, bare, personal,
-            complaint_topics=complaint_topics, unsure_where=unsure_where, how=how,
+            complaint_topics=complaint_topics, unsure_where=unsure_where, personal_sure=personal_sure, how=how,
             cancelled_question=cancelled_question, return_words=return_words, refund_missing=missing,
         )  # fmt: skip
     except (TypeError, ValueError) as exc:

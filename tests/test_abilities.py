@@ -470,9 +470,12 @@ def test_informational_intents_answer_with_the_shops_facts(shop):
         assert len(contact.replies[0].quick_replies) == 2, contact.replies[0].quick_replies
     else:
         assert contact.action == "faq:contact"
+    # Import tax asked as a payment question: payment methods list the customs entry among their related ones.
+    duties = talk(shop, [("收货的时候还要交税吗?", ann("check_payment_methods", "zh"))])[0]
+    assert duties.action == "faq:customs" and "关税" in duties.replies[0].text, duties.action
     # Where the intent and the knowledge base point to different entries, the bot asks.
-    unsure = talk(shop, [("will I pay import duties in Norway?", ann("check_payment_methods"))])[0]
-    assert unsure.action in ("did_you_mean", "faq:customs"), unsure.action
+    unsure = talk(shop, [("how much is shipping to Norway?", ann("check_cancellation_fee"))])[0]
+    assert unsure.action in ("did_you_mean", "faq:shipping-cost"), unsure.action
 
 
 def test_one_apology_per_grievance_and_praise_is_thanked(shop):
@@ -635,6 +638,20 @@ def test_asking_how_to_do_it_gets_the_how_even_about_ones_own_order(shop):
     assert how.replies[-1].text == POLICY.message("ask_order_number_after_faq", "zh")
     mine = talk(shop, [("我想退货", ann("get_refund", "zh", conf=0.92))])[0]
     assert mine.action == "ask:order_number"
+
+
+def test_personal_words_with_an_unsure_order_intent_get_the_sure_faq_answer_then_the_offer(shop):
+    text = "用礼品卡买的东西退了钱退到哪"  # 到哪 reads as "where is mine", but it asks where refunds are paid to
+    unsure = talk(shop, [(text, ann("track_refund", "zh", conf=POLICY.orders.personal_sure - 0.2))])[0]
+    assert unsure.action == "faq:refund-method", unsure.action
+    assert unsure.replies[-1].text == POLICY.message("ask_order_number_after_faq", "zh")
+    assert unsure.state.awaiting == {"intent": "track_refund", "slot": "order_number"}
+    # The same words with a sure order intent ask for the order: the shopper's own refund is meant.
+    sure = talk(shop, [(text, ann("track_refund", "zh", conf=POLICY.orders.personal_sure + 0.1))])[0]
+    assert sure.action == "ask:order_number", sure.action
+    # Unsure, and nothing the knowledge base is sure of: still the order number.
+    mine = talk(shop, [("我的快递还没到", ann("track_order", "zh", conf=POLICY.orders.personal_sure - 0.2))])[0]
+    assert mine.action == "ask:order_number", mine.action
 
 
 def test_a_follow_up_intent_yields_to_an_faq_entry_it_does_not_cover(shop):
