@@ -219,6 +219,7 @@ ADDED_MESSAGES = frozenset(
         "helped_no",
         "csat_question",
         "csat_thanks",
+        "refund_none_delivered",
     }
 )
 

@@ -72,6 +72,7 @@ def test_the_order_number_is_asked_for_and_taken_from_a_later_message(shop):
         ("get_refund", "10021", "refund_return", None),  # delivered: the return route
         ("get_refund", "10027", "refund_dispute", "refund_dispute"),  # already refunded: a dispute
         ("track_refund", "10022", "refund_none", None),
+        ("track_refund", "10021", "refund_none_delivered", None),  # delivered, never sent back: how a refund is had
         ("get_refund", "10026", "refund_cancelled", None),  # cancelled: where the money goes, no dispute
         ("track_refund", "10026", "refund_cancelled", None),
     ],
@@ -83,6 +84,15 @@ def test_order_actions_follow_the_real_status(shop, intent, number, message, han
     assert (r.handoff.reason if r.handoff else None) == handoff
     if handoff:
         assert r.state.status == "queued" and r.handoff.priority == POLICY.priority[handoff]
+
+
+def test_a_refund_asked_after_for_a_delivered_order_says_how_to_get_one_and_who_pays_the_postage(shop):
+    for lang, text in [("zh", "那退货运费谁出"), ("en", "where is my refund then")]:
+        asked = talk(shop, [("10021", ann(lang=lang)), (text, ann("track_refund", lang))])[1]
+        said = asked.replies[0].text
+        assert asked.action == "order:track_refund" and "10021" in said, asked.action
+        faq = {e.id: e.answer_in(lang)[0] for e in shop.kb.entries}
+        assert faq["return-cost"] in said and faq["return-how"] in said, said
 
 
 def test_a_negative_refund_request_on_a_delivered_order_is_a_dispute_only_if_it_says_money_is_missing(shop):
