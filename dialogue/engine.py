@@ -437,6 +437,14 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
         qr = ip.quick_replies.get(turn.lang, ()) if confident and ip and entry.id in ip.faq else ()
         return _faq_answer(turn, entry, qr)
 
+    current = _current_order(turn)
+    unsure_order = ann.intent in policy.order_intents and ann.intent_confidence >= policy.orders.unsure_where
+    if not number and not confident and unsure_order and current and shop is not None and not signal:
+        # An unsure order request about the order in the conversation ("I want to change the colour of the
+        # speaker" after 10028 was shown): what to do with that order, with buttons, not FAQ entries.
+        s.misunderstood = 0
+        return _ask_order_action(turn, current)
+
     if signal and not number and (found := _products(turn, signal)) is not None:
         # Nothing found: "not found" unless the intent model is sure the message is something else.
         other = ann.intent not in ("place_order", OUT_OF_SCOPE) and ann.intent_confidence >= 0.9

@@ -745,3 +745,14 @@ def test_a_sure_intent_with_an_answer_of_its_own_is_not_answered_by_an_entry_tha
 def test_return_words_on_a_delivered_order_read_as_cancellation_are_a_return(shop, text, lang, action):
     r = talk(shop, [(text, ann("cancel_order", lang=lang))])[0]
     assert r.action == action, r.replies[0].text
+
+
+def test_an_unsure_order_request_about_the_order_shown_asks_what_to_do_with_it(shop):
+    unsure = ann("change_order", conf=(POLICY.orders.unsure_where + POLICY.min_intent_confidence) / 2)
+    shown, asked = talk(shop, [("where is 10028", ann()), ("I want to change the colour of the speaker", unsure)])
+    assert shown.action == "order:track_order"
+    assert asked.action == "ask_order_action" and "10028" in asked.replies[0].text, asked.action
+    assert asked.replies[0].quick_replies == tuple(POLICY.orders.actions["en"])
+    # No order in the conversation: nothing to ask about, so no order buttons.
+    alone = talk(shop, [("I want to change the colour of the speaker", unsure)])[0]
+    assert alone.action != "ask_order_action", alone.action
