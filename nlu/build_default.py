@@ -7,7 +7,7 @@
 * intent: ``intents-bitext-en.csv`` plus the hand-written Chinese seed set
   (``nlu/data/intents-zh-seed.csv``);
   and chat phrasings written for this project in both languages
-  (``nlu/data/intents-{en,zh}-chat.csv``, ``intents-chat-{more,sixth}.csv``), with an ``out_of_scope`` class;
+  (``nlu/data/intents-{en,zh}-chat.csv``, ``intents-chat-{more,sixth,seventh}.csv``), with an ``out_of_scope`` class;
 * sentiment: ``sentiment-support-tweets-en.csv``,
   ``sentiment-shopping-reviews-zh.csv`` (negative/positive only: trained among
   those two labels, never taught that neutral does not exist), chat messages
@@ -86,6 +86,7 @@ DEFAULTS: dict[str, dict] = {
             SEED_DIR / "intents-zh-chat.csv",
             SEED_DIR / "intents-chat-more.csv",
             SEED_DIR / "intents-chat-sixth.csv",
+            SEED_DIR / "intents-chat-seventh.csv",
         ],
         "epochs": 3,
         # Bitext's 300 templated rows per intent are capped (about 130 per intent) so that the
@@ -97,6 +98,7 @@ DEFAULTS: dict[str, dict] = {
             "intents-zh-chat.csv": 2,
             "intents-chat-more.csv": 2,
             "intents-chat-sixth.csv": 2,
+            "intents-chat-seventh.csv": 2,
         },
         "augment_typos": 0.5,
         # Confidence is calibrated on held-out chat phrasings, not on Bitext's templates
@@ -106,6 +108,7 @@ DEFAULTS: dict[str, dict] = {
             "intents-zh-chat.csv",
             "intents-chat-more.csv",
             "intents-chat-sixth.csv",
+            "intents-chat-seventh.csv",
         ],
         # No TF-IDF fit for metrics.json (minutes on 28 labels): bench/bench_nlu.py fits its own.
         "baseline": False,
