@@ -390,6 +390,8 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
         no_order = not number and not _current_order(turn)
         if not number and (other := _other_entry(turn, ann.intent)) is not None:
             return other  # "my watch stopped working, is it under warranty?": not an order matter after all
+        if not number and not no_order and (general := _general_entry(turn, ann.intent)) is not None:
+            return general  # "will there be import tax when the package comes?" after an order: not that order's
         if shop is not None and no_order:
             # No order to look up: a question about products, or a general one the FAQ answers.
             if signal and (found := _products(turn, signal)) is not None and found.action == "products":
@@ -603,6 +605,20 @@ def _other_entry(turn: _Turn, intent: str) -> StepResult | None:
     if follow and _current_order(turn):
         return _with_slots(turn, follow, follow_up=True)
     return _faq_answer(turn, faq.hits[0].entry)
+
+
+def _general_entry(turn: _Turn, intent: str) -> StepResult | None:
+    """With an order in the conversation, the FAQ's answer to a general question that the order intent lists
+    among its related entries (the knowledge base ranks it first and clear of the runner-up) but that asks
+    nothing of an order (not in orders.faq_follow_ups): customs or express asked beside delivery timing."""
+    near, fp = turn.near, turn.policy.faq
+    related = turn.policy.intents[intent].related_faq
+    if not near or near[0].entry.id not in related or near[0].entry.id in turn.policy.orders.faq_follow_ups:
+        return None
+    lead = near[0].score - near[1].score if len(near) > 1 else 1.0
+    if near[0].score < fp.suggest_score or lead < fp.agree_lead:
+        return None
+    return _faq_answer(turn, near[0].entry)
 
 
 def _positive(turn: _Turn) -> bool:

@@ -756,3 +756,13 @@ def test_an_unsure_order_request_about_the_order_shown_asks_what_to_do_with_it(s
     # No order in the conversation: nothing to ask about, so no order buttons.
     alone = talk(shop, [("I want to change the colour of the speaker", unsure)])[0]
     assert alone.action != "ask_order_action", alone.action
+
+
+def test_a_general_question_beside_an_order_intent_is_answered_generally_after_an_order(shop):
+    # Import tax, read as delivery timing while order 10028 is the current order: the customs entry, not 10028.
+    tax = "I live in Norway - will there be import tax when the package comes?"
+    shown, asked = talk(shop, [("where is 10028", ann()), (tax, ann("delivery_period", conf=0.6))])
+    assert asked.action == "faq:customs", asked.action
+    # A related entry that is a question about an order (orders.faq_follow_ups) stays about the current order.
+    when = talk(shop, [("where is 10024", ann()), ("how long does delivery take?", ann("delivery_period"))])[1]
+    assert when.action == "order:delivery_period" and "10024" in when.replies[0].text, when.action
