@@ -648,6 +648,12 @@ def test_asking_how_to_do_it_gets_the_how_even_about_ones_own_order(shop):
     assert how.replies[-1].text == POLICY.message("ask_order_number_after_faq", "zh")
     mine = talk(shop, [("我想退货", ann("get_refund", "zh", conf=0.92))])[0]
     assert mine.action == "ask:order_number"
+    # Asking whether one can: the rule and the offer, however personal the words.
+    can = talk(shop, [("can I change the shipping address on my order?", ann("change_shipping_address"))])[0]
+    assert can.action == "faq:change-address", can.action
+    assert can.replies[-1].text == POLICY.message("ask_order_number_after_faq", "en")
+    need = talk(shop, [("I need to change the shipping address on my order", ann("change_shipping_address"))])[0]
+    assert need.action == "ask:order_number", need.action
 
 
 def test_personal_words_with_an_unsure_order_intent_get_the_sure_faq_answer_then_the_offer(shop):
