@@ -149,9 +149,8 @@ def for_order(
             if st == "cancelled":
                 return ans(m("refund_cancelled", order_number=number))
             return ans(status_text(policy, lang, order, verified, faq))
-        if (
-            st == "delivered"
-        ):  # nothing returned, so nothing refunded yet: how a refund is had, and who pays the postage
+        if st == "delivered":
+            # Nothing sent back, so nothing refunded yet: how a refund is had, and who pays the postage.
             return ans(m("refund_none_delivered", order_number=number))
         return ans(m("refund_none", order_number=number, status=status_word))
     if intent == "get_refund":

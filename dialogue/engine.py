@@ -612,13 +612,11 @@ def _general_entry(turn: _Turn, intent: str) -> StepResult | None:
     among its related entries (the knowledge base ranks it first and clear of the runner-up) but that asks
     nothing of an order (not in orders.faq_follow_ups): customs or express asked beside delivery timing."""
     near, fp = turn.near, turn.policy.faq
-    related = turn.policy.intents[intent].related_faq
-    if not near or near[0].entry.id not in related or near[0].entry.id in turn.policy.orders.faq_follow_ups:
+    if not near or near[0].entry.id in turn.policy.orders.faq_follow_ups:
         return None
-    lead = near[0].score - near[1].score if len(near) > 1 else 1.0
-    if near[0].score < fp.suggest_score or lead < fp.agree_lead:
+    if len(near) > 1 and near[0].score - near[1].score < fp.agree_lead:
         return None
-    return _faq_answer(turn, near[0].entry)
+    return _related_answer(turn, intent, fp.suggest_score)
 
 
 def _positive(turn: _Turn) -> bool:
