@@ -38,6 +38,9 @@ HANDOFF_QUEUE = f"{PREFIX}:handoff:queue"
 TRANSCRIPTS = f"{PREFIX}:transcripts"
 # Held by whoever reads-then-trims or edits the TRANSCRIPTS list (the flusher, forgetting a shopper).
 TRANSCRIPTS_LOCK = f"{PREFIX}:transcripts:lock"
+# The flusher's hold on it is a short lease, renewed before each trim: a worker killed mid-flush holds
+# the transcripts up for this long at most (a lost renewal stops the flush before it trims anything).
+TRANSCRIPTS_LOCK_S = 10
 # Conversations with an open episode, by when it ends if nothing more happens (dialogue.engine.close_episode).
 CLOSING = f"{PREFIX}:closing"
 WORKERS = f"{PREFIX}:workers"

@@ -11,6 +11,8 @@ import json
 from collections.abc import Sequence
 
 import redis
+from redis.exceptions import LockError
+from redis.lock import Lock
 from sqlalchemy import (
     Column,
     Float,
@@ -109,8 +111,12 @@ def _insert_ignoring_duplicates(engine: Engine, rows: list[dict[str, object]]) -
         conn.execute(insert(messages).on_conflict_do_nothing(index_elements=["conversation_id", "message_id"]), rows)
 
 
-def flush(r: redis.Redis, engine: Engine, batch: int = 500) -> int:
-    """Move waiting rows from Redis into SQL; returns how many were moved."""
+def flush(r: redis.Redis, engine: Engine, batch: int = 500, lock: Lock | None = None) -> int:
+    """Move waiting rows from Redis into SQL; returns how many were moved.
+
+    With ``lock`` (the caller holds it), its lease is renewed before each trim; if it was lost (the
+    flush outlived it and someone else may be trimming), the flush stops there: the rows it wrote
+    are in SQL and stay queued, and the next flush adds them nothing twice."""
     moved = 0
     while True:
         raw = r.lrange(TRANSCRIPTS, 0, batch - 1)
@@ -121,6 +127,11 @@ def flush(r: redis.Redis, engine: Engine, batch: int = 500) -> int:
             row = json.loads(item)
             rows.append({c: row.get(c) for c in COLUMNS})
         _insert_ignoring_duplicates(engine, rows)
+        if lock is not None:
+            try:
+                lock.reacquire()
+            except LockError:
+                return moved
         r.ltrim(TRANSCRIPTS, len(raw), -1)
         moved += len(raw)
 

@@ -61,3 +61,38 @@ def test_a_holder_that_dies_lets_go_within_its_lease_and_cannot_commit(redis_ser
         mid = store.record_inbound(cid, "hello", client_message_id="lease-1")[0]
         with pytest.raises(LockLost):
             store.commit(cid, token, {}, consume=mid)
+
+
+def test_the_transcript_flusher_holds_a_short_lease_and_never_trims_after_losing_it(redis_server, tmp_path):
+    """A worker killed mid-flush holds the transcripts up for a short lease, not a minute; a flush that
+    outlived its lease writes its batch (a repeat adds nothing twice) but trims nothing it no longer holds."""
+    import json
+
+    from shopbot import db, transcripts
+    from shopbot.store import TRANSCRIPTS, TRANSCRIPTS_LOCK, TRANSCRIPTS_LOCK_S
+    from workers.tasks import flush_transcripts
+
+    engine = db.engine_for(f"sqlite:///{tmp_path / 'flush.db'}")
+    store = ConversationStore.from_url(redis_server.url)
+    r = store.r
+    r.delete(TRANSCRIPTS, TRANSCRIPTS_LOCK)
+    meta = {"channel": "web", "sender": "s1"}
+    rows = [transcripts.transcript_row("web:default:s1", meta, f"{i}-0", "shopper", f"m{i}", i) for i in range(5)]
+    r.rpush(TRANSCRIPTS, *[json.dumps(row) for row in rows])
+
+    # The lease ran out mid-flush and another flusher holds the lock now: the batch reaches SQL, stays queued.
+    lost = r.lock(TRANSCRIPTS_LOCK, timeout=TRANSCRIPTS_LOCK_S)
+    assert lost.acquire(blocking=False)
+    r.delete(TRANSCRIPTS_LOCK)
+    other = r.lock(TRANSCRIPTS_LOCK, timeout=TRANSCRIPTS_LOCK_S)
+    assert other.acquire(blocking=False)
+    assert transcripts.flush(r, engine, batch=2, lock=lost) == 0
+    assert r.llen(TRANSCRIPTS) == 5 and len(transcripts.conversation(engine, "web:default:s1")) == 2
+    # The housekeeping flush waits while the lock is held, and the lease of a holder that died is short.
+    flush_transcripts(store, engine)
+    assert r.llen(TRANSCRIPTS) == 5
+    assert 0 < r.pttl(TRANSCRIPTS_LOCK) <= TRANSCRIPTS_LOCK_S * 1000 <= 15_000
+    r.delete(TRANSCRIPTS_LOCK)  # as if the lease ran out
+    flush_transcripts(store, engine)
+    assert r.llen(TRANSCRIPTS) == 0 and r.get(TRANSCRIPTS_LOCK) is None
+    assert [row["text"] for row in transcripts.conversation(engine, "web:default:s1")] == [f"m{i}" for i in range(5)]

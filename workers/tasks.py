@@ -33,7 +33,7 @@ from handoff.queue import HandoffQueue
 from shopbot import db, metrics, transcripts
 from shopbot.logs import setup_logging
 from shopbot.settings import get_settings
-from shopbot.store import TRANSCRIPTS, TRANSCRIPTS_LOCK, ConversationStore
+from shopbot.store import TRANSCRIPTS, TRANSCRIPTS_LOCK, TRANSCRIPTS_LOCK_S, ConversationStore
 
 from . import outbound
 from .app import app
@@ -378,12 +378,15 @@ def sweep_once(s: ConversationStore) -> None:
 def flush_transcripts(s: ConversationStore, engine) -> None:
     if not s.r.llen(TRANSCRIPTS):
         return
-    lock = s.r.lock(TRANSCRIPTS_LOCK, timeout=60, blocking=False)
+    lock = s.r.lock(TRANSCRIPTS_LOCK, timeout=TRANSCRIPTS_LOCK_S, blocking=False)
     if lock.acquire():
         try:
-            transcripts.flush(s.r, engine)
+            transcripts.flush(s.r, engine, lock=lock)
         finally:
-            lock.release()
+            try:
+                lock.release()
+            except LockError:
+                pass  # the lease ran out mid-flush: the flush stopped before trimming what it no longer held
 
 
 def _housekeeping(stop: threading.Event, name: str, queues: list[str]) -> None:
