@@ -14,7 +14,7 @@ import torch
 from dialogue import Annotation, ConversationState, load_policy, step
 from nlu.calibration import expected_calibration_error, fit_label_offsets, fit_temperature, masked_cross_entropy
 
-from .conftest import run_cli
+from .conftest import run_main
 
 ROOT = Path(__file__).resolve().parent.parent
 NLU_DATA = ROOT / "nlu" / "data"
@@ -303,12 +303,12 @@ def test_out_of_scope_messages_are_told_from_requests(tmp_path, data_dir):
     # nlu.thresholds chooses the dialogue's thresholds on the held-out rows of the files the
     # models were calibrated on, and keeps to the shares it is given.
     options = ["--calm-apology", "0.1", "--min-intent-confidence", "0.4"]
-    r = run_cli("nlu.thresholds", "--models", str(tmp_path / "m"), *options)
+    r = run_main("nlu.thresholds", "--models", str(tmp_path / "m"), *options)
     assert r.returncode == 2 and "sentiment model names no chat files" in r.stderr
     meta = json.loads((tmp_path / "m" / "sentiment" / "metrics.json").read_text())
     meta["hyperparameters"]["calibrate_on"] = ["tweets.csv"]
     (tmp_path / "m" / "sentiment" / "metrics.json").write_text(json.dumps(meta))
-    r = run_cli("nlu.thresholds", "--models", str(tmp_path / "m"), *options)
+    r = run_main("nlu.thresholds", "--models", str(tmp_path / "m"), *options)
     assert r.returncode == 0, r.stderr[-2000:]
     chosen = json.loads(r.stdout)
     assert -1 <= chosen["mood.negative_score"] <= 0 and -1 <= chosen["thresholds.angry_sentiment_score"] <= 0

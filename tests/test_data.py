@@ -9,7 +9,7 @@ import pytest
 
 from nlu.data import DataError, Example, check_label_counts, read_csv, stratified_split
 
-from .conftest import run_cli
+from .conftest import run_cli, run_main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,17 +70,17 @@ def test_stratified_split_is_disjoint_and_keeps_proportions():
 
 def test_train_cli_errors_are_clear(tmp_path):
     bad = write(tmp_path / "bad.csv", "sentence,intent\nhello,greet\n")
-    r = run_cli("nlu.train", "--task", "intent", "--data", str(bad), "--out", str(tmp_path / "m"))
+    r = run_cli("nlu.train", "--task", "intent", "--data", str(bad), "--out", str(tmp_path / "m"))  # as a user runs it
     assert r.returncode == 2
     assert "nlu.train: error:" in r.stderr and "'text' and 'label' columns" in r.stderr
     assert "Traceback" not in r.stderr
-    r = run_cli("nlu.train", "--task", "intent", "--data", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "m"))
+    r = run_main("nlu.train", "--task", "intent", "--data", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "m"))
     assert r.returncode == 2 and "no such file" in r.stderr
     few = write(tmp_path / "few.csv", "text,label\n" + "".join(f"hi {i},greet\n" for i in range(6)) + "bye,leave\n")
-    r = run_cli("nlu.train", "--task", "intent", "--data", str(few), "--out", str(tmp_path / "m"))
+    r = run_main("nlu.train", "--task", "intent", "--data", str(few), "--out", str(tmp_path / "m"))
     assert r.returncode == 2 and "'leave' (1)" in r.stderr
     ok = write(tmp_path / "ok.csv", "text,label\n" + "".join(f"hi {i},greet\nbye {i},leave\n" for i in range(6)))
-    r = run_cli(
+    r = run_main(
         "nlu.train",
         "--task",
         "intent",
@@ -97,11 +97,11 @@ def test_train_cli_errors_are_clear(tmp_path):
 
 def test_oversample_must_name_a_data_file(tmp_path):
     ok = write(tmp_path / "ok.csv", "text,label\n" + "".join(f"hi {i},greet\nbye {i},leave\n" for i in range(6)))
-    r = run_cli(
+    r = run_main(
         "nlu.train", "--task", "intent", "--data", str(ok), "--out", str(tmp_path / "m"), "--oversample", "other.csv=3"
     )
     assert r.returncode == 2 and "--oversample takes NAME=K" in r.stderr and "ok.csv" in r.stderr
-    r = run_cli(
+    r = run_main(
         "nlu.train", "--task", "intent", "--data", str(ok), "--out", str(tmp_path / "m"), "--oversample", "ok.csv=x"
     )
     assert r.returncode == 2 and "NAME=K" in r.stderr

@@ -13,7 +13,7 @@ from nlu.data import sha256_of
 from nlu.inference import NLU
 from nlu.model import ModelDirError, load_model
 
-from .conftest import run_cli
+from .conftest import run_cli, run_main
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -70,7 +70,7 @@ def test_lexical_blend_is_what_the_model_serves(small_models, tmp_path):
     (broken / "lexical.safetensors").unlink()
     with pytest.raises(ModelDirError, match="lexical.safetensors"):
         load_model(broken, "cpu")
-    r = run_cli("nlu.predict", "--model", str(broken), "great")
+    r = run_main("nlu.predict", "--model", str(broken), "great")
     assert r.returncode == 2 and "lexical.safetensors" in r.stderr and "Traceback" not in r.stderr
     meta = json.loads((broken / "nlu_model.json").read_text())
     (broken / "nlu_model.json").write_text(json.dumps({**meta, "lexical_weight": 1.5}))
@@ -80,7 +80,7 @@ def test_lexical_blend_is_what_the_model_serves(small_models, tmp_path):
 
 def test_reloaded_model_reproduces_validation_accuracy(small_models, tmp_path):
     """evaluate on the training CSV itself: the JSON last line, and figures in range."""
-    r = run_cli("nlu.evaluate", "--model", str(small_models["intent_dir"]), "--data", str(small_models["intent_csv"]))
+    r = run_main("nlu.evaluate", "--model", str(small_models["intent_dir"]), "--data", str(small_models["intent_csv"]))
     assert r.returncode == 0, r.stderr
     lines = r.stdout.strip().splitlines()
     summary = json.loads(lines[-1])
@@ -96,7 +96,7 @@ def test_reloaded_model_reproduces_validation_accuracy(small_models, tmp_path):
 def test_evaluate_counts_unknown_labels_as_wrong(small_models, tmp_path):
     f = tmp_path / "other.csv"
     f.write_text("text,label\nwhere is my parcel,track_order\nhello there,greeting\n", encoding="utf-8")
-    r = run_cli("nlu.evaluate", "--model", str(small_models["intent_dir"]), "--data", str(f))
+    r = run_main("nlu.evaluate", "--model", str(small_models["intent_dir"]), "--data", str(f))
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["n"] == 2 and summary["accuracy"] <= 0.5
@@ -104,7 +104,7 @@ def test_evaluate_counts_unknown_labels_as_wrong(small_models, tmp_path):
 
 
 def test_predict_prints_label_confidence_and_alternatives(small_models):
-    r = run_cli(
+    r = run_main(
         "nlu.predict",
         "--model",
         str(small_models["intent_dir"]),
@@ -119,16 +119,16 @@ def test_predict_prints_label_confidence_and_alternatives(small_models):
         probs = [p for _, p in o["top_k"]]
         assert probs == sorted(probs, reverse=True) and len(probs) == 3
         assert o["confidence"] == probs[0] and 0.25 < o["confidence"] <= 1
-    r = run_cli("nlu.predict", "--model", str(small_models["intent_dir"]), "cancel my order")
+    r = run_cli("nlu.predict", "--model", str(small_models["intent_dir"]), "cancel my order")  # as a user runs it
     assert r.returncode == 0 and r.stdout.startswith("cancel_order\t")
 
 
 def test_cli_errors_for_bad_model_dir_and_data(tmp_path, small_models):
-    r = run_cli("nlu.predict", "--model", str(tmp_path), "hello")
+    r = run_main("nlu.predict", "--model", str(tmp_path), "hello")
     assert r.returncode == 2 and "not a model directory" in r.stderr and "Traceback" not in r.stderr
     bad = tmp_path / "bad.csv"
     bad.write_text("foo,bar\n1,2\n")
-    r = run_cli("nlu.evaluate", "--model", str(small_models["intent_dir"]), "--data", str(bad))
+    r = run_main("nlu.evaluate", "--model", str(small_models["intent_dir"]), "--data", str(bad))
     assert r.returncode == 2 and "'text' and 'label'" in r.stderr
     with pytest.raises(ModelDirError):
         load_model(tmp_path / "nothing")
@@ -231,7 +231,7 @@ def test_train_command_line_with_every_option(tmp_path, data_dir):
     rows = [line for line in seed.read_text(encoding="utf-8").splitlines()[1:] if line.split(",")[1] in INTENTS_SMALL]
     zh.write_text("text,label\n" + "\n".join(rows) + "\n", encoding="utf-8")
     out = tmp_path / "model"
-    r = run_cli(
+    r = run_main(
         "nlu.train",
         "--task",
         "intent",
@@ -300,7 +300,7 @@ def test_joint_training_writes_two_models_on_one_encoder(tmp_path, data_dir):
     reviews = sample_csv(data_dir / "sentiment-shopping-reviews-zh.csv", tmp_path / "reviews.csv", 40)
     out = tmp_path / "models"
     args = ["--epochs", "1", "--freeze-layers", "9", "--layers", "11", "--max-length", "48", "--batch-size", "16"]
-    r = run_cli(
+    r = run_main(
         "nlu.train", "--task", "joint", "--intent-data", str(intents), "--sentiment-data", str(tweets),
         "--sentiment-data", str(reviews), "--oversample", "tweets.csv=2", "--partial-labels", "reviews.csv",
         "--calibrate-on", "tweets.csv", "--out", str(out), *args,
@@ -336,7 +336,7 @@ def test_joint_training_writes_two_models_on_one_encoder(tmp_path, data_dir):
         assert a.intent_confidence == pytest.approx(float(pi.max()), abs=1e-3)
         assert a.sentiment == nlu.sentiment.labels[int(ps.argmax())]
     # Each directory still stands alone for evaluate.
-    r = run_cli("nlu.evaluate", "--model", str(out / "sentiment"), "--data", str(reviews))
+    r = run_main("nlu.evaluate", "--model", str(out / "sentiment"), "--data", str(reviews))
     n_reviews = len(list(csv.DictReader(reviews.open(encoding="utf-8"))))
     assert r.returncode == 0 and json.loads(r.stdout.strip().splitlines()[-1])["n"] == n_reviews
 
@@ -346,20 +346,20 @@ def test_joint_training_errors_are_clear(tmp_path, data_dir):
 
     intents = sample_csv(data_dir / "intents-bitext-en.csv", tmp_path / "intents.csv", 12, INTENTS_SMALL)
     out = str(tmp_path / "m")
-    r = run_cli("nlu.train", "--task", "joint", "--data", str(intents), "--out", out)
+    r = run_main("nlu.train", "--task", "joint", "--data", str(intents), "--out", out)
     assert r.returncode == 2 and "--intent-data and --sentiment-data" in r.stderr
-    r = run_cli("nlu.train", "--task", "intent", "--intent-data", str(intents), "--out", out)
+    r = run_main("nlu.train", "--task", "intent", "--intent-data", str(intents), "--out", out)
     assert r.returncode == 2 and "takes --data" in r.stderr
-    r = run_cli(
+    r = run_main(
         "nlu.train", "--task", "joint", "--intent-data", str(intents), "--sentiment-data", str(intents),
         "--oversample", "tweets.csv=2", "--out", out,
     )  # fmt: skip
     assert r.returncode == 2 and "--oversample takes NAME=K" in r.stderr and "intents.csv" in r.stderr
-    r = run_cli("nlu.train", "--task", "intent", "--data", str(intents), "--out", out, "--partial-labels", "x.csv")
+    r = run_main("nlu.train", "--task", "intent", "--data", str(intents), "--out", out, "--partial-labels", "x.csv")
     assert r.returncode == 2 and "--partial-labels takes data file names (intents.csv); got x.csv" in r.stderr
-    r = run_cli("nlu.train", "--task", "intent", "--data", str(intents), "--out", out, "--layers", "40")
+    r = run_main("nlu.train", "--task", "intent", "--data", str(intents), "--out", out, "--layers", "40")
     assert r.returncode == 2 and "--layers must be between 1 and 12" in r.stderr and "Traceback" not in r.stderr
-    r = run_cli("nlu.train", "--task", "intent", "--data", str(intents), "--out", out, "--lexical-weight", "1")
+    r = run_main("nlu.train", "--task", "intent", "--data", str(intents), "--out", out, "--lexical-weight", "1")
     assert r.returncode == 2 and "--lexical-weight is a share from 0 up to" in r.stderr and "Traceback" not in r.stderr
     from nlu.train import TrainConfig, train_joint
 

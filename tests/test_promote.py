@@ -19,7 +19,7 @@ from nlu import versions
 from nlu.build_default import FEEDBACK_OVERSAMPLE, feedback_task, with_feedback
 from nlu.promote import main as promote
 
-from .conftest import PIPELINE_INTENTS, ROOT, run_cli, write_rows
+from .conftest import PIPELINE_INTENTS, ROOT, run_cli, run_main, write_rows
 
 CHECK = ROOT / "nlu" / "data" / "check"
 REDIS_DB = 10  # the pipeline test's workers, on a Redis database of their own
@@ -136,13 +136,13 @@ def test_a_feedback_build_writes_a_new_version_and_leaves_current_alone(tmp_path
 
 def test_build_default_feedback_errors_come_before_any_training(tmp_path):
     models = tmp_path / "models"
-    r = run_cli("nlu.build_default", "--models-dir", str(models), "--feedback", str(tmp_path / "none.csv"))
+    r = run_main("nlu.build_default", "--models-dir", str(models), "--feedback", str(tmp_path / "none.csv"))
     assert r.returncode == 2 and "none.csv: no such file" in r.stderr and "Traceback" not in r.stderr
     bad = tmp_path / "bad.csv"
     bad.write_text("text\nhello\n")
-    r = run_cli("nlu.build_default", "--models-dir", str(models), "--feedback", str(bad), "--version", "v9")
+    r = run_main("nlu.build_default", "--models-dir", str(models), "--feedback", str(bad), "--version", "v9")
     assert r.returncode == 2 and "'label'" in r.stderr
-    r = run_cli("nlu.build_default", "--feedback", str(bad), "--task", "intent")
+    r = run_main("nlu.build_default", "--feedback", str(bad), "--task", "intent")
     assert r.returncode == 2 and "--task and --force do not apply" in r.stderr
     assert not models.exists()
 
