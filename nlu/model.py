@@ -339,14 +339,7 @@ def load_model(path: str | Path, device: str | torch.device | None = None, int8:
         raise ModelDirError(f"{p}: model format {meta_raw.get('format_version')} is not supported; retrain it")
     meta = ModelMeta(**meta_raw)
     labels = json.loads((p / LABELS_FILE).read_text(encoding="utf-8"))
-    dev = torch.device(device) if device else pick_device()
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # the encoder has no pooler weights by design
-    try:
-        encoder = AutoModel.from_pretrained(p, add_pooling_layer=False)
-        tokenizer = AutoTokenizer.from_pretrained(p)
-    finally:
-        hf_logging.set_verbosity(verbosity)
+    # The meta's own values first: a broken directory says so before the encoder loads.
     if not meta.temperature > 0:
         raise ModelDirError(f"{p}: temperature in {META_FILE} must be above 0, got {meta.temperature}")
     if not 0 <= meta.lexical_weight < 1:
@@ -368,6 +361,14 @@ def load_model(path: str | Path, device: str | torch.device | None = None, int8:
             ) from exc
         if lexical.labels != labels:
             raise ModelDirError(f"{p}: {LEXICAL_FILE} has other labels than {LABELS_FILE}")
+    dev = torch.device(device) if device else pick_device()
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the encoder has no pooler weights by design
+    try:
+        encoder = AutoModel.from_pretrained(p, add_pooling_layer=False)
+        tokenizer = AutoTokenizer.from_pretrained(p)
+    finally:
+        hf_logging.set_verbosity(verbosity)
     model = TextClassifier(encoder, len(labels), meta.freeze_layers)
     model.head.load_state_dict(load_file(str(p / HEAD_FILE)))
     model.eval().to(dev)

@@ -116,18 +116,22 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         base = in_folder(args.models or models_dir()).path
-        nlu = NLU.load(base / "intent", base / "sentiment", device=args.device)
         metrics = {t: json.loads((base / t / "metrics.json").read_text()) for t in ("intent", "sentiment")}
-    except (ModelDirError, VersionError, OSError) as exc:
+    except (VersionError, OSError, ValueError) as exc:
         print(f"nlu.thresholds: error: {exc}", file=sys.stderr)
         return 2
     dev = {}
-    for task, m in metrics.items():
+    for task, m in metrics.items():  # before the models load: a wrong folder says so at once
         sources = m["hyperparameters"].get("calibrate_on") or []
         if not sources:
             print(f"nlu.thresholds: error: the {task} model names no chat files (calibrate_on)", file=sys.stderr)
             return 2
         dev[task] = validation_of(m, sources)
+    try:
+        nlu = NLU.load(base / "intent", base / "sentiment", device=args.device)
+    except (ModelDirError, OSError) as exc:
+        print(f"nlu.thresholds: error: {exc}", file=sys.stderr)
+        return 2
     result = choose(
         nlu, dev["intent"], dev["sentiment"], args.calm_apology, args.calm_angry, args.min_intent_confidence
     )

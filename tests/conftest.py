@@ -3,6 +3,7 @@ from __future__ import annotations
 import csv
 import os
 import random
+import shutil
 import subprocess
 import sys
 from collections import defaultdict
@@ -226,6 +227,16 @@ def platforms():
     servers.stop()
 
 
+def link_version(src: Path, dest: Path) -> Path:
+    """A copy of a models folder's intent/ and sentiment/ whose files are hard links to the original's;
+    change one by replacing it (test_promote.rewrite), never by writing through the link."""
+    from nlu.versions import TASKS
+
+    for task in TASKS:
+        shutil.copytree(src / task, dest / task, copy_function=os.link)
+    return dest
+
+
 @pytest.fixture(scope="session")
 def product(tmp_path_factory, redis_server, pipeline_models, test_policies, platforms):
     """Gateway, an NLU worker and a dialogue worker on the test Redis, with small real models; yields a handle."""
@@ -236,8 +247,12 @@ def product(tmp_path_factory, redis_server, pipeline_models, test_policies, plat
     tmp = tmp_path_factory.mktemp("product")
     # Every test of the shared product writes from 127.0.0.1: the per-address limit (tested on gateways of
     # their own, test_admin.py) would refuse them in whichever minute they happen to crowd into.
+    # Its models folder is its own, of hard links to pipeline_models: test_promote.py promotes a version
+    # into it (and rolls back) while the product runs, as an operator would; the worker looks every 0.5 s.
+    # That test's chats write faster than a shopper may (20 a minute).
     env = product_env(
-        redis_server.url, pipeline_models, tmp, test_policies, SHOPBOT_RATE_IP_PER_MIN="100000",
+        redis_server.url, link_version(pipeline_models, tmp / "models"), tmp, test_policies,
+        SHOPBOT_RATE_IP_PER_MIN="100000", SHOPBOT_RATE_SESSION_PER_MIN="1000", SHOPBOT_MODELS_CHECK_S="0.5",
         **platform_env(platforms),
     )  # fmt: skip
     load_demo_data(env["SHOPBOT_DATABASE_URL"])  # the demo shop's orders, catalogue and FAQ, as `start` loads them

@@ -273,26 +273,14 @@ def test_a_partly_labelled_source_is_scored_within_its_own_labels(small_models):
 
 
 @pytest.mark.slow
-def test_out_of_scope_messages_are_told_from_requests(tmp_path, data_dir):
-    """A small intent model with an out_of_scope class (the project's own chat rows)."""
+def test_out_of_scope_messages_are_told_from_requests(tmp_path, pipeline_models):
+    """The pipeline's intent model has an out_of_scope class (the project's own chat rows); the
+    copy here is the one nlu.thresholds reads (its metrics name the chat files)."""
+    import shutil
+
     from nlu.inference import NLU
-    from nlu.train import TrainConfig, train_joint
 
-    from .conftest import INTENTS_SMALL, sample_csv
-
-    intents = sample_csv(data_dir / "intents-bitext-en.csv", tmp_path / "intents.csv", 60, INTENTS_SMALL)
-    oos = sample_csv(NLU_DATA / "intents-en-chat.csv", tmp_path / "oos.csv", 120, ["out_of_scope"])
-    sent = sample_csv(data_dir / "sentiment-support-tweets-en.csv", tmp_path / "tweets.csv", 20)
-    common = dict(epochs=3, batch_size=16, freeze_layers=8, progress=False, baseline=False, max_length=48)
-    train_joint(
-        [
-            TrainConfig(
-                task="intent", data=[str(intents), str(oos)], out=tmp_path / "m" / "intent",
-                calibrate_on=["intents.csv", "oos.csv"], val_fraction=0.3, **common,
-            ),
-            TrainConfig(task="sentiment", data=[str(sent)], out=tmp_path / "m" / "sentiment", **common),
-        ]
-    )  # fmt: skip
+    shutil.copytree(pipeline_models, tmp_path / "m", ignore=shutil.ignore_patterns("*.csv"))
     nlu = NLU.load(tmp_path / "m" / "intent", tmp_path / "m" / "sentiment", device="cpu")
     clear_oos = ["write me a poem about the ocean", "what is the capital of france", "book me a flight to rome"]
     requests = ["where is my order?", "i want to cancel my order", "please refund my money"]
@@ -303,11 +291,18 @@ def test_out_of_scope_messages_are_told_from_requests(tmp_path, data_dir):
     # nlu.thresholds chooses the dialogue's thresholds on the held-out rows of the files the
     # models were calibrated on, and keeps to the shares it is given.
     options = ["--calm-apology", "0.1", "--min-intent-confidence", "0.4"]
+
+    def calibrated_on(task: str, name: str) -> None:
+        meta = json.loads((tmp_path / "m" / task / "metrics.json").read_text())
+        meta["hyperparameters"]["calibrate_on"] = [name]
+        (tmp_path / "m" / task / "metrics.json").write_text(json.dumps(meta))
+
+    r = run_main("nlu.thresholds", "--models", str(tmp_path / "m"), *options)
+    assert r.returncode == 2 and "intent model names no chat files" in r.stderr
+    calibrated_on("intent", "intents-chat.csv")
     r = run_main("nlu.thresholds", "--models", str(tmp_path / "m"), *options)
     assert r.returncode == 2 and "sentiment model names no chat files" in r.stderr
-    meta = json.loads((tmp_path / "m" / "sentiment" / "metrics.json").read_text())
-    meta["hyperparameters"]["calibrate_on"] = ["tweets.csv"]
-    (tmp_path / "m" / "sentiment" / "metrics.json").write_text(json.dumps(meta))
+    calibrated_on("sentiment", "sentiment-chat.csv")
     r = run_main("nlu.thresholds", "--models", str(tmp_path / "m"), *options)
     assert r.returncode == 0, r.stderr[-2000:]
     chosen = json.loads(r.stdout)

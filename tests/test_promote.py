@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
-import os
-import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,10 +17,9 @@ from nlu import versions
 from nlu.build_default import FEEDBACK_OVERSAMPLE, feedback_task, with_feedback
 from nlu.promote import main as promote
 
-from .conftest import PIPELINE_INTENTS, ROOT, run_cli, run_main, write_rows
+from .conftest import PIPELINE_INTENTS, ROOT, link_version, run_cli, run_main, write_rows
 
 CHECK = ROOT / "nlu" / "data" / "check"
-REDIS_DB = 10  # the pipeline test's workers, on a Redis database of their own
 
 
 # -- versions and pointers (no models) -------------------------------------------------------------------
@@ -186,14 +183,6 @@ def test_a_worker_switches_only_to_a_version_that_loads_and_keeps_serving_otherw
 # -- nlu.promote on small real models --------------------------------------------------------------------
 
 
-def link_version(src: Path, dest: Path) -> Path:
-    """A copy of a models folder's intent/ and sentiment/ whose files are hard links to the original's;
-    ``rewrite`` replaces a file rather than writing through the link."""
-    for task in versions.TASKS:
-        shutil.copytree(src / task, dest / task, copy_function=os.link)
-    return dest
-
-
 def rewrite(path: Path, data: bytes) -> None:
     path.unlink()
     path.write_bytes(data)
@@ -289,38 +278,33 @@ def test_promote_refuses_a_worse_candidate_takes_an_equal_one_and_rolls_back(
     assert "no version 'no-such-version'" in capsys.readouterr().err
 
 
-# -- a promotion while messages flow: real Redis, NLU and dialogue workers, gateway ----------------------
+# -- a promotion while messages flow: the shared product (real Redis, NLU and dialogue workers, gateway) --
+
+
+def switched_to(log: Path, name: str, since: int) -> bool:
+    """Whether the NLU worker's log, after byte ``since``, says it switched to version ``name``."""
+    with log.open("rb") as fh:
+        fh.seek(since)
+        lines = fh.read().decode("utf-8", "replace").splitlines()
+    return any('"NLU model version switched"' in x and f'"model_version": "{name}"' in x for x in lines)
 
 
 @pytest.mark.slow
-async def test_a_promotion_while_messages_flow_loses_and_duplicates_nothing(
-    tmp_path, redis_server, pipeline_models, test_policies, check_dir
-):
-    import redis
-    from services import gateway, product_env, wait_ready, worker
-
-    from shopbot.start import load_demo_data
+async def test_a_promotion_while_messages_flow_loses_and_duplicates_nothing(product, pipeline_models, check_dir):
+    """The shared product's NLU worker serves its models folder's current version, checked every 0.5 s
+    (conftest.product): a sharper version is promoted while four chats write, and rolled back after."""
     from shopbot.store import ConversationStore
 
     from .test_pipeline import HELPED, Chat, wait_handled
 
-    models = tmp_path / "models"
-    link_version(pipeline_models, models / "versions" / "v1")
+    url, redis_url = product["url"], product["redis_url"]
+    models = Path(product["env"]["SHOPBOT_MODELS_DIR"])
+    v1 = versions.current_name(models)  # what the product serves now
     sharper(link_version(pipeline_models, models / "versions" / "v2"))
-    versions.set_current(models, "v1")
-    redis_url = redis_server.url.rsplit("/", 1)[0] + f"/{REDIS_DB}"
-    redis.Redis.from_url(redis_url).flushdb()
-    env = product_env(
-        redis_url, models, tmp_path, test_policies, SHOPBOT_MODELS_CHECK_S="0.5",
-        SHOPBOT_RATE_SESSION_PER_MIN="1000", SHOPBOT_RATE_IP_PER_MIN="100000",
-    )  # fmt: skip
-    load_demo_data(env["SHOPBOT_DATABASE_URL"])
-    procs = [worker(env, tmp_path / "nlu.log", "nlu"), worker(env, tmp_path / "dialogue.log", "dialogue")]
+    nlu_log = product["workers"][0].log
+    log_from = nlu_log.stat().st_size
+    store = ConversationStore.from_url(redis_url)
     try:
-        g, url = gateway(env, tmp_path / "gateway.log")
-        procs.append(g)
-        await asyncio.to_thread(wait_ready, url, 180, procs[0])
-        store = ConversationStore.from_url(redis_url)
         async with aiohttp.ClientSession() as http:
             chats = [await Chat(http, url).open() for _ in range(4)]
             sent: list[list[tuple[str, str]]] = [[] for _ in chats]  # (phase, order number) per chat
@@ -357,7 +341,7 @@ async def test_a_promotion_while_messages_flow_loses_and_duplicates_nothing(
             async def watch() -> None:
                 deadline = time.monotonic() + 60
                 while (store.annotation(chats[0].cid, last[0]) or {}).get("model_version") != "v2":
-                    assert time.monotonic() < deadline, (tmp_path / "nlu.log").read_text()[-3000:]
+                    assert time.monotonic() < deadline, nlu_log.read_text()[-3000:]
                     await asyncio.sleep(0.2)
                 switched.set_result(True)
 
@@ -380,17 +364,23 @@ async def test_a_promotion_while_messages_flow_loses_and_duplicates_nothing(
                 first_v2 = next((i for i, (_, v) in enumerate(got) if v == "v2"), len(got))
                 # Batches run side by side on the worker's threads: only while it switches may a message be
                 # read by v1 after one read by v2 (docs/nlu.md: model versions); never before or after.
-                assert {w for w, v in got[first_v2:] if v == "v1"} <= {"during", "switching"}, got
+                assert {w for w, v in got[first_v2:] if v == v1} <= {"during", "switching"}, got
                 for (when, _), a in zip(mine, anns, strict=True):
                     read_by.setdefault(when, []).append((a["model_version"], a["intent_confidence"]))
                 await chat.close()
-        assert {v for v, _ in read_by["before"]} == {"v1"}
+        assert {v for v, _ in read_by["before"]} == {v1}
         assert len(read_by["during"]) >= 8 and {v for v, _ in read_by["after"]} == {"v2"}
-        v1 = [c for v, c in read_by["before"] + read_by["during"] if v == "v1"]
-        v2 = [c for v, c in read_by["after"]]
-        assert sum(v2) / len(v2) > sum(v1) / len(v1)  # v2 is the sharper model: it really serves
-        log = (tmp_path / "nlu.log").read_text()
-        assert '"NLU model version switched"' in log and '"model_version": "v2"' in log
+        before = [c for v, c in read_by["before"] + read_by["during"] if v == v1]
+        after = [c for v, c in read_by["after"]]
+        assert sum(after) / len(after) > sum(before) / len(before)  # v2 is the sharper model: it really serves
+        assert switched_to(nlu_log, "v2", log_from)
     finally:
-        for p in procs:
-            p.stop()
+        # The tests after this one get the product as it was: v1 current again, and served.
+        if versions.current_name(models) != v1:
+            log_from = nlu_log.stat().st_size
+            assert promote(["--rollback", "--models", str(models)]) == 0
+            assert versions.current_name(models) == v1
+            deadline = time.monotonic() + 60
+            while not switched_to(nlu_log, v1, log_from):
+                assert time.monotonic() < deadline, nlu_log.read_text()[-3000:]
+                await asyncio.sleep(0.2)
