@@ -23,6 +23,8 @@ from dialogue.check import ConversationFileError, load_conversations
 from dialogue.facts import check_shop
 from dialogue.policy import DEFAULT_FILE
 
+from .conftest import run_main
+
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = ROOT / "tests" / "conversations"
 
@@ -80,7 +82,8 @@ def test_the_smoke_conversations_run_on_real_models_and_a_failure_shows_its_diff
         }
     ]
     (tmp_path / "wrong.yaml").write_text(yaml.safe_dump(wrong), encoding="utf-8")
-    done = run_check(str(tmp_path), "--models", str(pipeline_models), "--tag", "smoke")
+    # In this process (its main(argv)): the bad-file test above runs the command as a real process.
+    done = run_main("dialogue.check", str(tmp_path), "--models", str(pipeline_models), "--tag", "smoke")
     assert done.returncode == 1, done.stderr[-2000:]
     lines = done.stdout.strip().splitlines()
     summary = json.loads(lines[-1])
