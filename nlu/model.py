@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .base_models import load_tokenizer
 from .language import LANGUAGES
 from .lexical import LEXICAL_FILE, LexicalModel, blend
 
@@ -324,7 +325,7 @@ def save_model(
 def load_model(path: str | Path, device: str | torch.device | None = None, int8: bool = False) -> LoadedModel:
     """Load a model directory written by ``nlu.train``; fp16 on CUDA, int8 weights on CPU if ``int8``."""
     from safetensors.torch import load_file
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoModel
     from transformers.utils import logging as hf_logging
 
     p = Path(path)
@@ -366,7 +367,7 @@ def load_model(path: str | Path, device: str | torch.device | None = None, int8:
     hf_logging.set_verbosity_error()  # the encoder has no pooler weights by design
     try:
         encoder = AutoModel.from_pretrained(p, add_pooling_layer=False)
-        tokenizer = AutoTokenizer.from_pretrained(p)
+        tokenizer = load_tokenizer(p)  # one per process for the models that share it
     finally:
         hf_logging.set_verbosity(verbosity)
     model = TextClassifier(encoder, len(labels), meta.freeze_layers)

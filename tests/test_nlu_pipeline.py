@@ -134,6 +134,29 @@ def test_cli_errors_for_bad_model_dir_and_data(tmp_path, small_models):
         load_model(tmp_path / "nothing")
 
 
+def test_models_with_the_same_tokenizer_share_one_and_its_callers_take_turns(small_models):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from transformers import AutoTokenizer
+
+    from nlu.base_models import load_tokenizer, resolve_base_model
+
+    intent = load_model(small_models["intent_dir"], "cpu")
+    sentiment = load_model(small_models["sentiment_dir"], "cpu")
+    assert intent.tokenizer is sentiment.tokenizer  # one per process: e5's takes about 320 MB
+    assert load_tokenizer(resolve_base_model("minilm")) is not intent.tokenizer  # another tokenizer: its own
+    alone = AutoTokenizer.from_pretrained(small_models["intent_dir"])
+    texts = ["where is my parcel, it has been two weeks", "我的快递到哪了，怎么还没到", "refund please"]
+
+    def call(k: int) -> tuple[int, list[list[int]]]:  # each thread its own truncation, as the models and encoder
+        return k, intent.tokenizer(texts, truncation=True, max_length=4 + 4 * (k % 3))["input_ids"]
+
+    with ThreadPoolExecutor(8) as pool:
+        for k, ids in pool.map(call, range(48)):
+            assert ids == alone(texts, truncation=True, max_length=4 + 4 * (k % 3))["input_ids"]
+    assert len(intent.tokenizer) == len(alone) and intent.tokenizer.pad_token_id == alone.pad_token_id
+
+
 def test_annotate_shares_the_trunk_and_matches_each_model_alone(small_models):
     nlu = NLU.load(small_models["intent_dir"], small_models["sentiment_dir"], device="cpu")
     assert nlu.shared_trunk
