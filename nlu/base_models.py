@@ -376,7 +376,15 @@ class SharedTokenizer:
         return len(self._tok)
 
     def __getattr__(self, name: str):
+        if name.startswith("__") or name in ("_tok", "_lock"):  # copy and pickle ask before __init__ has run
+            raise AttributeError(name)
         return getattr(self._tok, name)
+
+    def __deepcopy__(self, memo) -> SharedTokenizer:
+        """A tokenizer of its own (320 MB more for e5's), as deepcopy promises; the cache keeps this one."""
+        import copy
+
+        return SharedTokenizer(copy.deepcopy(self._tok, memo))
 
 
 def _tokenizer_key(folder: Path) -> str | None:

@@ -135,6 +135,7 @@ def test_cli_errors_for_bad_model_dir_and_data(tmp_path, small_models):
 
 
 def test_models_with_the_same_tokenizer_share_one_and_its_callers_take_turns(small_models):
+    import copy
     from concurrent.futures import ThreadPoolExecutor
 
     from transformers import AutoTokenizer
@@ -157,6 +158,8 @@ def test_models_with_the_same_tokenizer_share_one_and_its_callers_take_turns(sma
         for k, ids in pool.map(call, range(48)):
             assert ids == alone(texts, truncation=True, max_length=4 + 4 * (k % 3))["input_ids"]
     assert len(intent.tokenizer) == len(alone) and intent.tokenizer.pad_token_id == alone.pad_token_id
+    copied = copy.deepcopy(intent.tokenizer)  # deepcopy means a tokenizer of its own
+    assert copied is not intent.tokenizer and copied(texts)["input_ids"] == alone(texts)["input_ids"]
 
 
 def test_annotate_shares_the_trunk_and_matches_each_model_alone(small_models):
