@@ -59,9 +59,10 @@ def wait_for(check, timeout: float, what: str, proc: subprocess.Popen | None = N
 
 
 class RedisServer:
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, aof: bool = False):
         self.port = free_port()
         self.dir = workdir
+        self.aof = aof  # append-only file, synced every second (as ``scripts/start.sh`` runs it)
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -71,8 +72,8 @@ class RedisServer:
     def start(self) -> RedisServer:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.dir)],
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes" if self.aof else "no", "--appendfsync", "everysec", "--dir", str(self.dir)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
 

@@ -656,6 +656,30 @@ def test_asking_how_to_do_it_gets_the_how_even_about_ones_own_order(shop):
     assert need.action == "ask:order_number", need.action
 
 
+def test_an_order_not_placed_yet_or_a_question_preface_is_a_general_question(shop):
+    sure = dict(conf=0.99)
+    # Ordering is still to come: "my door" is the shopper's, but there is no order to look up.
+    later = (
+        "I'm thinking of ordering a couple of things, roughly how many days would it take "
+        "between me placing the order and the parcel being at my door?"
+    )
+    for text, lang in [
+        (later, "en"),
+        ("if I order today how long until it gets to my place?", "en"),
+        ("如果我今天下单,多久能送到?", "zh"),
+        ("I'd like to know how long delivery takes", "en"),
+        ("我想问下一般几天能送到", "zh"),  # 我想问下: "I'd like to ask", not "I want" of an order
+    ]:
+        r = talk(shop, [(text, ann("delivery_period", lang, **sure))])[0]
+        assert r.action == "faq:shipping-time", (text, r.action)
+        assert r.replies[-1].text == POLICY.message("ask_order_number_after_faq", lang)
+    # The shopper's own order, asked with the same preface: its number first.
+    for text, lang in [("I'd like to know when my order arrives", "en"), ("我想问下我的快递几天能到", "zh")]:
+        r = talk(shop, [(text, ann("delivery_period", lang, **sure))])[0]
+        assert r.action == "ask:order_number", (text, r.action)
+    assert talk(shop, [("我想取消订单", ann("cancel_order", "zh", **sure))])[0].action == "ask:order_number"
+
+
 def test_personal_words_with_an_unsure_order_intent_get_the_sure_faq_answer_then_the_offer(shop):
     text = "用礼品卡买的东西退了钱退到哪"  # 到哪 reads as "where is mine", but it asks where refunds are paid to
     unsure = talk(shop, [(text, ann("track_refund", "zh", conf=POLICY.orders.personal_sure - 0.2))])[0]
