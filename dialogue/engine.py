@@ -356,6 +356,8 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
 
     if angry and s.angry >= policy.angry_handoff_after and not _order_question(turn, confident):
         return _hand_off(policy, s, "angry", now)
+    if angry and confident and ann.intent in policy.angry_handoff_intents and _says_lost(turn):
+        return _hand_off(policy, s, "angry", now)  # "you idiots lost my parcel again": no answer finds it
     if falling and not s.mood_boost:
         s.mood_boost = 1
         if policy.mood.on_falling == "handoff":
@@ -636,6 +638,15 @@ def _puts_through(turn: _Turn) -> bool:
     p = turn.policy
     words = p.put_through.get(turn.lang)
     return turn.ann.intent in p.put_through_intents and words is not None and bool(words.search(turn.text[:300]))
+
+
+def _says_lost(turn: _Turn) -> bool:
+    """The message says a parcel is lost (orders.lost) and names no order to look up."""
+    p = turn.policy
+    words = p.orders.lost.get(turn.lang)
+    if words is None or not words.search(turn.text[:300]):
+        return False
+    return not ("order_number" in p.slot_patterns and extract_slot(p, "order_number", turn.text))
 
 
 def _order_question(turn: _Turn, confident: bool) -> bool:

@@ -137,6 +137,9 @@ class OrderPolicy:
     # Money said to be due and missing ("I never got my money back"): with a low mood, a refund asked for a
     # delivered order is a dispute (otherwise a return); a refund already sent is a dispute however calm.
     refund_missing: dict[str, re.Pattern[str]] = field(default_factory=dict)
+    # A parcel said to be lost ("you lost my parcel again", "快递弄丢了"): nothing the bot can look up finds
+    # it, so an angry complaint that says so, without an order number, goes to a person at once.
+    lost: dict[str, re.Pattern[str]] = field(default_factory=dict)
     # An intent confidence too low to act on, at which "where is it" (track_order, delivery_period) is
     # still taken as the likeliest reading of a message with an order number, or about the current order.
     unsure_where: float = 0.3
@@ -444,6 +447,7 @@ def _orders(raw: dict, intents: dict[str, IntentPolicy]) -> OrderPolicy:
         "cancelled_question",
         "return_words",
         "refund_missing",
+        "lost",
     }
     if unknown := set(spec) - known:
         raise PolicyError(f"orders: unknown setting(s) {', '.join(sorted(unknown))}")
@@ -484,11 +488,12 @@ def _orders(raw: dict, intents: dict[str, IntentPolicy]) -> OrderPolicy:
     cancelled_question = _regex(cq, "orders.cancelled_question") if cq else {}
     return_words = _regex(spec["return_words"], "orders.return_words") if spec.get("return_words") else {}
     missing = _regex(spec["refund_missing"], "orders.refund_missing") if spec.get("refund_missing") else {}
+    lost = _regex(spec["lost"], "orders.lost") if spec.get("lost") else {}
     try:
         return OrderPolicy(
             order_intents, context_turns, follow_ups, faq_follow_ups, actions, bare, personal,
             complaint_topics=complaint_topics, unsure_where=unsure_where, personal_sure=personal_sure, how=how,
-            cancelled_question=cancelled_question, return_words=return_words, refund_missing=missing,
+            cancelled_question=cancelled_question, return_words=return_words, refund_missing=missing, lost=lost,
         )  # fmt: skip
     except (TypeError, ValueError) as exc:
         raise PolicyError(f"orders.context_turns: {exc}") from exc

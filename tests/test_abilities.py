@@ -320,6 +320,19 @@ def test_a_category_word_inside_a_product_name_does_not_hide_the_product(shop):
     assert r.action == "products_none" and "Fitness watch" in r.replies[0].text and "179.00" in r.replies[0].text
 
 
+def test_product_questions_in_chat_slang_search_the_catalogue(shop):
+    # "got anything ...", "有木有" (有没有 as typed in chat) ask for products, whatever the intent model reads.
+    for text, lang, name in [
+        ("got anything to keep my drink hot when I'm out hiking?", "en", "Insulated bottle"),
+        ("有木有那种跑步戴手上测心跳的东西", "zh", "运动手表"),
+    ]:
+        r = talk(shop, [(text, ann("out_of_scope", lang=lang, conf=0.96))])[0]
+        assert r.action == "products" and name in r.replies[0].text, (text, r.action)
+    # "got any" inside a sentence is no product question.
+    refund = talk(shop, [("I still haven't got any refund for 10027", ann("track_refund"))])[0]
+    assert refund.action == "order:track_refund", refund.action
+
+
 def test_a_clear_lead_answers_unless_the_intent_model_is_sure_the_message_is_out_of_scope(shop):
     text = "and what if something arrives broken"
     unsure = talk(shop, [(text, ann("out_of_scope", conf=0.79))])[0]
@@ -640,6 +653,17 @@ def test_a_furious_complaint_that_names_an_order_matter_asks_for_the_number_firs
     # Fury that names nothing the bot can look up: a person at once.
     vague = talk(shop, [("absolutely useless, worst shop ever", ann("complaint", **furious))])[0]
     assert vague.handoff and vague.handoff.reason == "angry"
+    # A parcel said to be lost is nothing to look up either (nor an FAQ entry's to answer): a person at once.
+    for text, lang in [
+        ("you useless lot have lost my parcel AGAIN, worst shop ever", "en"),
+        ("你们这帮骗子 包裹又给我弄丢了 恶心死了", "zh"),
+    ]:
+        r = talk(shop, [(text, ann("complaint", lang, **furious))])[0]
+        assert r.handoff and r.handoff.reason == "angry", (text, r.action)
+    # With its order number, the order is shown (with the apology); said calmly, it is no hand-off.
+    shown = talk(shop, [("you lost my parcel 10022, unbelievable!!", ann("complaint", **furious))])[0]
+    assert shown.handoff is None and "10022" in shown.replies[0].text, shown.action
+    assert talk(shop, [("I think my parcel got lost", ann("complaint"))])[0].handoff is None
 
 
 def test_asking_how_to_do_it_gets_the_how_even_about_ones_own_order(shop):
