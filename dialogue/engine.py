@@ -20,7 +20,7 @@ from .catalog import ProductQuery, parse_query
 from .knowledge import decide
 from .orders import OrderSourceError
 from .policy import FaqTexts, Policy
-from .retrieval import decode, key, product_signal
+from .retrieval import clauses, decode, key, product_signal
 from .state import ConversationState
 
 # The intent model's class for what a shop's bot cannot serve (poems, weather, other
@@ -487,6 +487,8 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
         and ann.intent_confidence >= policy.min_intent_confidence
         and not _about_the_shop(turn)
     )
+    if (several := _clause_answers(turn)) is not None:
+        return several  # "how much is shipping to the UK, do you take PayPal, and how long does it take?"
     if faq is not None and faq.action == "clarify" and not sure_out_of_scope:
         return _did_you_mean(turn, faq.hits)
 
@@ -496,6 +498,23 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
         reply = Reply(policy.out_of_scope[turn.lang], quick_replies=turn.qr(), kind="fallback")
         return StepResult(s, (reply,), action="out_of_scope")
     return _not_understood(turn)
+
+
+def _clause_answers(turn: _Turn) -> StepResult | None:
+    """A message of several parts that the knowledge base does not answer as a whole: the FAQ's answer to
+    each part it is sure of (up to three entries, in the message's order), or None."""
+    parts = clauses(turn.text) if turn.shop is not None else []
+    fp, entries = turn.policy.faq, []
+    for part in parts:
+        hits = turn.shop.faq(turn.vector(part), k=5)  # type: ignore[union-attr]
+        d = decide(hits[:3], fp.answer_score, fp.suggest_score, fp.min_lead)
+        if d.action == "answer" and all(e.id != d.hits[0].entry.id for e in entries):
+            entries.append(d.hits[0].entry)
+    if not entries:
+        return None
+    answers = [_faq_answer(turn, e) for e in entries[:3]]
+    turn.s.misunderstood = 0
+    return StepResult(turn.s, tuple(r for a in answers for r in a.replies), action=answers[0].action)
 
 
 def _not_understood(turn: _Turn) -> StepResult:
@@ -837,6 +856,8 @@ def _backed(turn: _Turn, entry) -> bool:
 
 
 def _did_you_mean(turn: _Turn, hits, *also) -> StepResult:
+    if (several := _clause_answers(turn)) is not None:
+        return several  # a long message with its question in one part: that part's sure answer
     entries = [h.entry for h in hits] + [e for e in also if e is not None]
     options = tuple(dict.fromkeys(e.question_in(turn.lang) for e in entries))
     facts = _faq_facts(turn, entries)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 from collections.abc import Mapping
 
 import numpy as np
@@ -75,14 +76,43 @@ def subject(policy: Policy, text: str, lang: str) -> str:
     return parse_query(text, pp.categories, pp.filler[lang]).subject
 
 
+# Where a message's questions part: sentence ends, commas, "and also", 还有 / 另外 / 顺便问下.
+_CLAUSE_BREAK = re.compile(
+    r"[?？!！;；。\n]+|\.(?:\s+|$)|[,，、]\s*(?:and\s+|also\s+|plus\s+)?|\s+(?:and also|also|plus)\s+"
+    r"|还有|另外|以及|顺便问一?下|然后|(?<=[\u4e00-\u9fff])\s+(?=[\u4e00-\u9fff])"  # 中文 typed with spaces
+)
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+# A part that asks something: a question word or mark (statements, greetings and thanks are not searched).
+_ASKS = re.compile(
+    r"[?？]|\b(how|what|when|where|which|who|why|do|does|did|can|could|is|are|will|would|should|any)\b"
+    r"|吗|呢|多少|几[天个号块]|怎么|什么|啥|哪|是否|能不能|可不可以|有没有|多久|咋|么$",
+    re.IGNORECASE,
+)
+MAX_CLAUSES = 6
+
+
+def clauses(text: str) -> list[str]:
+    """The parts of a message of several parts that ask something, each of which may be a question of its own
+    ("how much is shipping to the UK, do you take PayPal, and how long does it take?", a long letter with its
+    question in the middle): up to three, of three words (four Chinese characters) or more, or none."""
+    parts = [p.strip(" ,.-~") for p in _CLAUSE_BREAK.split(text[:400])]
+    parts = [p for p in parts if len(_CJK.findall(p)) >= 4 or len(p.split()) >= 3]
+    if len(parts) < 2:
+        return []
+    return [p for p in parts[:MAX_CLAUSES] if _ASKS.search(p)][:3]
+
+
 def retrieval_texts(policy: Policy, text: str, language: str, intent: str = "") -> list[str]:
     """The texts a dialogue step may embed for this message, the message first, each once.
 
     The subject is added for messages the step may search the catalogue with (a product signal, or the
-    place-order intent), in the message's language (both, when the language is neither of the two)."""
+    place-order intent), in the message's language (both, when the language is neither of the two); the
+    message's clauses (:func:`clauses`) for a message of several parts, which the step may search the FAQ
+    with one by one."""
     texts = [text]
     if text.strip() and policy.products is not None and (product_signal(policy, text) or intent == "place_order"):
         for lang in (language,) if language in LANGUAGES else LANGUAGES:
             texts.append(subject(policy, text, lang))
+    texts += clauses(text)
     seen: set[str] = set()
     return [t for t in texts if t.strip() and not (key(t) in seen or seen.add(key(t)))]

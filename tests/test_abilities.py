@@ -217,6 +217,37 @@ def test_the_step_searches_with_the_vectors_the_nlu_pass_computed(shop):
     assert decode({"x": "not base64!"}) == {} and decode(None) == {}
 
 
+def test_a_message_of_several_questions_gets_the_answer_to_each_it_is_sure_of(shop):
+    from dialogue.retrieval import clauses
+
+    text = "Hi there! Quick questions: how much is shipping to the UK, do you take PayPal, and how long does it take?"
+    assert clauses(text) == [
+        "Quick questions: how much is shipping to the UK",
+        "do you take PayPal",
+        "how long does it take",
+    ]
+    r = talk(shop, [(text, ann("check_payment_methods", conf=0.49))])[0]
+    assert r.action == "faq:payment-methods", r.action  # the one part the knowledge base is sure of
+    for text, lang, facts in [
+        ("two things: how much is shipping? and do you take PayPal?", "en", ("5.90", "PayPal")),
+        ("运费多少钱 另外支持支付宝吗", "zh", ("5.90", "支付宝")),
+    ]:
+        r = talk(shop, [(text, ann("check_payment_methods", lang, conf=0.5))])[0]
+        said = " ".join(x.text for x in r.replies)
+        assert r.action == "faq:shipping-cost" and all(f in said for f in facts), (text, r.action, said)
+        assert [x.kind for x in r.replies[:2]] == ["faq", "faq"]
+    # A long letter with its question in one part, typed with spaces for punctuation: that part's answer.
+    letter = (
+        "您好 打扰您了 我是帮我女儿问的 她上个月买了一条羊毛围巾 颜色不太合适 "
+        "想问一下收到货以后多少天之内还可以退货 麻烦您了 谢谢"
+    )
+    assert clauses(letter) == ["想问一下收到货以后多少天之内还可以退货"]  # the parts that ask something
+    r = talk(shop, [(letter, ann("check_refund_policy", "zh", conf=0.99))])[0]
+    assert r.action == "faq:return-policy" and "30 天" in r.replies[0].text, r.action
+    # One part, or parts that ask nothing, are no questions to search one by one.
+    assert clauses("where is my order") == [] and clauses("thanks so much, you have been great. bye now") == []
+
+
 def test_no_confident_answer_below_the_threshold(shop):
     for text, lang in [("what's the capital of France", "en"), ("帮我写一首诗", "zh")]:
         r = talk(shop, [(text, ann("review", lang=lang, conf=0.1))])[0]

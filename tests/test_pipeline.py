@@ -507,8 +507,9 @@ async def test_health_and_transcripts_in_sql(product):
 
 
 async def test_the_nlu_pass_embeds_what_the_dialogue_searches_with_so_the_dialogue_runs_no_model(product):
-    """The NLU worker's batch computes the retrieval vectors (the message; a product question's subject too)
-    and stores them with the annotation; the dialogue worker answers from them without embedding anything."""
+    """The NLU worker's batch computes the retrieval vectors (the message; a product question's subject too;
+    the questions of a message of several parts) and stores them with the annotation; the dialogue worker
+    answers from them without embedding anything."""
     import numpy as np
 
     from dialogue.retrieval import decode, key, retrieval_texts
@@ -523,7 +524,8 @@ async def test_the_nlu_pass_embeds_what_the_dialogue_searches_with_so_the_dialog
     async with aiohttp.ClientSession() as http:
         chat = await Chat(http, product["url"]).open()
         asked = {}
-        for text in ("How much is shipping?", "do you sell yoga mats?"):
+        several = "Quick one: how much is shipping to the UK, and do you take PayPal?"
+        for text in ("How much is shipping?", "do you sell yoga mats?", several):
             asked[text] = (await chat.say(text))["message_id"]
             reply = await chat.next_message()
             while reply["text"] == HELPED:  # the question after the answer before
@@ -537,6 +539,7 @@ async def test_the_nlu_pass_embeds_what_the_dialogue_searches_with_so_the_dialog
         assert set(vectors) == {key(t) for t in wanted}
         assert all(v.shape == (384,) and abs(float(np.linalg.norm(v)) - 1) < 1e-3 for v in vectors.values())
     assert len(decode(store.annotation(chat.cid, asked["do you sell yoga mats?"])["vectors"])) == 2
+    assert len(decode(store.annotation(chat.cid, asked[several])["vectors"])) == 3  # the message and its 2 questions
     logs = dialogue_logs()
     assert chat.cid in logs and logs.count(miss) == misses_before
 
