@@ -396,8 +396,9 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
             return general  # "will there be import tax when the package comes?" after an order: not that order's
         if shop is not None and no_order:
             # No order to look up: a question about products, or a general one the FAQ answers.
-            if signal and (found := _products(turn, signal)) is not None and found.action == "products":
-                return found
+            if signal and (found := _products(turn, signal)) is not None:
+                if found.action == "products" or _price_bound(turn):
+                    return found  # "那60块以下的机械键盘呢": a price bound is a product question, found or not
             if (general := _general_answer(turn, ann.intent)) is not None:
                 return general
         return _with_slots(turn, ann.intent)
@@ -408,6 +409,10 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
         if not number and (other := _other_entry(turn, ann.intent)) is not None:
             return other  # "is the speaker under warranty?" after an order: the FAQ is sure, and it is no return
         return _with_slots(turn, _complaint_topic(turn, follow), follow_up=True)
+    carrier = policy.orders.carrier_question.get(turn.lang)
+    if not number and _current_order(turn) and carrier is not None and carrier.search(text[:300]):
+        s.misunderstood = 0  # "fine. which carrier has it?" about the order shown: its status names the carrier
+        return _with_slots(turn, "track_order", follow_up=True)
     if not number and _current_order(turn) and turn.near and turn.near[0].score >= policy.faq.suggest_score:
         follow = policy.orders.faq_follow_ups.get(turn.near[0].entry.id)
         if follow and (not confident or _disagree(turn, ann.intent)):
@@ -439,7 +444,7 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
             return _with_slots(turn, follow, follow_up=True)
         ip = policy.intents.get(ann.intent)
         qr = ip.quick_replies.get(turn.lang, ()) if confident and ip and entry.id in ip.faq else ()
-        return _faq_answer(turn, entry, qr)
+        return _with_other_parts(turn, _faq_answer(turn, entry, qr), entry.id)
 
     current = _current_order(turn)
     unsure_order = ann.intent in policy.order_intents and ann.intent_confidence >= policy.orders.unsure_where
@@ -500,9 +505,9 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
     return _not_understood(turn)
 
 
-def _clause_answers(turn: _Turn) -> StepResult | None:
-    """A message of several parts that the knowledge base does not answer as a whole: the FAQ's answer to
-    each part it is sure of (up to three entries, in the message's order), or None."""
+def _clause_entries(turn: _Turn) -> list:
+    """The FAQ entries the knowledge base is sure of for the parts of a message of several (in order, each
+    once): none for a message of one part."""
     parts = clauses(turn.text) if turn.shop is not None else []
     fp, entries = turn.policy.faq, []
     for part in parts:
@@ -510,11 +515,35 @@ def _clause_answers(turn: _Turn) -> StepResult | None:
         d = decide(hits[:3], fp.answer_score, fp.suggest_score, fp.min_lead)
         if d.action == "answer" and all(e.id != d.hits[0].entry.id for e in entries):
             entries.append(d.hits[0].entry)
+    return entries
+
+
+def _clause_answers(turn: _Turn) -> StepResult | None:
+    """A message of several parts that the knowledge base does not answer as a whole: the FAQ's answer to
+    each part it is sure of (up to three entries, in the message's order), or None."""
+    entries = _clause_entries(turn)
     if not entries:
         return None
     answers = [_faq_answer(turn, e) for e in entries[:3]]
     turn.s.misunderstood = 0
     return StepResult(turn.s, tuple(r for a in answers for r in a.replies), action=answers[0].action)
+
+
+def _with_other_parts(turn: _Turn, result: StepResult, answered: str) -> StepResult:
+    """An FAQ answer to the whole message, and the answers to its other parts the knowledge base is sure of
+    ("how much is express delivery, and do you take WeChat Pay?"): up to three entries in all."""
+    others = [e for e in _clause_entries(turn) if e.id != answered][:2]
+    if not others:
+        return result
+    more = tuple(r for e in others for r in _faq_answer(turn, e).replies)
+    return replace(result, replies=(*result.replies, *more))
+
+
+def _price_bound(turn: _Turn) -> bool:
+    """The message bounds a price ("under 30", "60块以下", "between 15 and 25")."""
+    pp = turn.policy.products
+    q = parse_query(turn.text, pp.categories) if pp is not None else None
+    return q is not None and (q.min_price is not None or q.max_price is not None)
 
 
 def _not_understood(turn: _Turn) -> StepResult:

@@ -140,6 +140,8 @@ class OrderPolicy:
     # A parcel said to be lost ("you lost my parcel again", "快递弄丢了"): nothing the bot can look up finds
     # it, so an angry complaint that says so, without an order number, goes to a person at once.
     lost: dict[str, re.Pattern[str]] = field(default_factory=dict)
+    # "Which carrier has it?" with an order in the conversation: that order's status (it names the carrier).
+    carrier_question: dict[str, re.Pattern[str]] = field(default_factory=dict)
     # An intent confidence too low to act on, at which "where is it" (track_order, delivery_period) is
     # still taken as the likeliest reading of a message with an order number, or about the current order.
     unsure_where: float = 0.3
@@ -448,6 +450,7 @@ def _orders(raw: dict, intents: dict[str, IntentPolicy]) -> OrderPolicy:
         "return_words",
         "refund_missing",
         "lost",
+        "carrier_question",
     }
     if unknown := set(spec) - known:
         raise PolicyError(f"orders: unknown setting(s) {', '.join(sorted(unknown))}")
@@ -489,11 +492,13 @@ def _orders(raw: dict, intents: dict[str, IntentPolicy]) -> OrderPolicy:
     return_words = _regex(spec["return_words"], "orders.return_words") if spec.get("return_words") else {}
     missing = _regex(spec["refund_missing"], "orders.refund_missing") if spec.get("refund_missing") else {}
     lost = _regex(spec["lost"], "orders.lost") if spec.get("lost") else {}
+    carrier = _regex(spec["carrier_question"], "orders.carrier_question") if spec.get("carrier_question") else {}
     try:
         return OrderPolicy(
             order_intents, context_turns, follow_ups, faq_follow_ups, actions, bare, personal,
             complaint_topics=complaint_topics, unsure_where=unsure_where, personal_sure=personal_sure, how=how,
             cancelled_question=cancelled_question, return_words=return_words, refund_missing=missing, lost=lost,
+            carrier_question=carrier,
         )  # fmt: skip
     except (TypeError, ValueError) as exc:
         raise PolicyError(f"orders.context_turns: {exc}") from exc

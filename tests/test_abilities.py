@@ -248,6 +248,37 @@ def test_a_message_of_several_questions_gets_the_answer_to_each_it_is_sure_of(sh
     assert clauses("where is my order") == [] and clauses("thanks so much, you have been great. bye now") == []
 
 
+def test_an_answered_message_also_gets_the_answers_to_its_other_questions(shop):
+    text = "how much is express delivery, and do you take WeChat Pay?"
+    r = talk(shop, [(text, ann("delivery_options", conf=0.75))])[0]
+    said = " ".join(x.text for x in r.replies)
+    assert r.action == "faq:express" and "14.90" in said and "WeChat Pay" in said, (r.action, said)
+    # A message of one question gets one answer.
+    one = talk(shop, [("how much is express delivery?", ann("delivery_options", conf=0.75))])[0]
+    assert one.action == "faq:express" and [x.kind for x in one.replies].count("faq") == 1
+
+
+def test_which_carrier_has_it_is_asked_of_the_order_shown(shop):
+    for first, then, lang, carrier in [
+        ("where is 10022", "fine. which carrier has it?", "en", "DHL"),
+        ("10021到哪了", "哪家快递送的", "zh", "UPS"),
+    ]:
+        shown, asked = talk(shop, [(first, ann(lang=lang)), (then, ann("delivery_options", lang, conf=0.99))])
+        assert asked.action == "order:track_order" and carrier in asked.replies[0].text, (then, asked.action)
+    # With no order in the conversation it is a general question (no order is looked up).
+    alone = talk(shop, [("which carrier do you use?", ann("delivery_options", conf=0.99))])[0]
+    assert not alone.action.startswith("order:"), alone.action
+
+
+def test_a_price_bound_is_a_product_question_whatever_order_intent_is_read(shop):
+    # "那60块以下的机械键盘呢", read as where an order is: no keyboard that cheap, and it says so.
+    r = talk(shop, [("那60块以下的机械键盘呢", ann("track_order", "zh", conf=0.73))])[0]
+    assert r.action == "products_none" and "键盘" in r.replies[0].text, r.action
+    # "what about" is filler, not what is searched for: "clothing" is the category.
+    clothes = talk(shop, [("what about clothing between 20 and 60?", ann("out_of_scope", conf=0.76))])[0]
+    assert clothes.action == "products" and "T-shirt" in clothes.replies[0].text, clothes.action
+
+
 def test_no_confident_answer_below_the_threshold(shop):
     for text, lang in [("what's the capital of France", "en"), ("帮我写一首诗", "zh")]:
         r = talk(shop, [(text, ann("review", lang=lang, conf=0.1))])[0]
