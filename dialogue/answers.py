@@ -109,9 +109,11 @@ def for_order(
     negative: bool,
     faq: FaqTexts | None = None,
     says_missing: bool = False,
+    angry: bool = False,
 ) -> Answer:
     """The answer to an order intent, from the order's real status (and the shop's FAQ answers it quotes).
-    ``says_missing``: the message says money due is not there (orders.refund_missing)."""
+    ``says_missing``: the message says money due is not there (orders.refund_missing); ``angry``: its mood is
+    at or below thresholds.angry_sentiment_score (``negative``: at or below mood.negative_score)."""
     m = _say(policy, lang, faq)
     st, number = order.status, order.order_number
     facts = order_facts(order, verified)
@@ -159,9 +161,10 @@ def for_order(
         if st == "shipped":
             return ans(m("refund_after_delivery", order_number=number))
         if st == "delivered":
-            # In a low mood and saying money is missing ("I never got my money back"): a dispute. Only in a low
-            # mood ("the mugs aren't my style. refund?"): a return, with the apology the mood brings.
-            if negative and says_missing:
+            # Angry ("just give me my money back NOW!!!"), or in a low mood and saying money is missing ("I never
+            # got my money back"): a dispute. Only in a low mood ("the mugs aren't my style. refund?"): a return,
+            # with the apology the mood brings.
+            if angry or (negative and says_missing):
                 return ans(m("refund_dispute", order_number=number), handoff="refund_dispute")
             return ans(m("refund_return", order_number=number, total=total))
         # A refund asked again for an order already refunded or returned: a dispute for a person.

@@ -392,7 +392,12 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
         no_order = not number and not _current_order(turn)
         if not number and (other := _other_entry(turn, ann.intent)) is not None:
             return other  # "my watch stopped working, is it under warranty?": not an order matter after all
-        if not number and not no_order and (general := _general_entry(turn, ann.intent)) is not None:
+        if (
+            not number
+            and not no_order
+            and not _about_the_current_order(turn)
+            and (general := _general_entry(turn, ann.intent)) is not None
+        ):
             return general  # "will there be import tax when the package comes?" after an order: not that order's
         if shop is not None and no_order:
             # No order to look up: a question about products, or a general one the FAQ answers.
@@ -406,6 +411,8 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
     if confident and (follow := policy.orders.follow_ups.get(ann.intent)) and (number or _current_order(turn)):
         # "Can I return it?" about the order just shown (or named in the message).
         s.misunderstood = 0
+        if angry and not number and ann.intent in policy.angry_handoff_intents and not _complaint_topic(turn, ""):
+            return _hand_off(policy, s, "angry", now)  # "垃圾客服,我要投诉!!!": fury that names nothing to look up
         if not number and (other := _other_entry(turn, ann.intent)) is not None:
             return other  # "is the speaker under warranty?" after an order: the FAQ is sure, and it is no return
         return _with_slots(turn, _complaint_topic(turn, follow), follow_up=True)
@@ -651,10 +658,25 @@ def _other_entry(turn: _Turn, intent: str) -> StepResult | None:
     faq = turn.faq  # None without a shop
     if faq is None or faq.action != "answer" or faq.hits[0].entry.id in (*ip.faq, *ip.related_faq):
         return None
+    if _about_the_current_order(turn):
+        return None  # "我要退款" after an order was shown: that order's refund, not how refunds are paid
     follow = turn.policy.orders.faq_follow_ups.get(faq.hits[0].entry.id)
     if follow and _current_order(turn):
         return _with_slots(turn, follow, follow_up=True)
     return _faq_answer(turn, faq.hits[0].entry)
+
+
+def _about_the_current_order(turn: _Turn) -> bool:
+    """A near-certain order intent in personal words, with an order in the conversation (orders.order_sure)."""
+    op = turn.policy.orders
+    personal = op.personal.get(turn.lang)
+    return (
+        op.order_sure is not None
+        and turn.ann.intent_confidence >= op.order_sure
+        and _current_order(turn) is not None
+        and personal is not None
+        and bool(personal.search(turn.text))
+    )
 
 
 def _general_entry(turn: _Turn, intent: str) -> StepResult | None:
@@ -887,6 +909,8 @@ def _backed(turn: _Turn, entry) -> bool:
 def _did_you_mean(turn: _Turn, hits, *also) -> StepResult:
     if (several := _clause_answers(turn)) is not None:
         return several  # a long message with its question in one part: that part's sure answer
+    if _in_person(turn):
+        return _not_understood(turn)  # "a physical store in Melbourne?": no FAQ entry near it helps; a person may
     entries = [h.entry for h in hits] + [e for e in also if e is not None]
     options = tuple(dict.fromkeys(e.question_in(turn.lang) for e in entries))
     facts = _faq_facts(turn, entries)
@@ -918,10 +942,11 @@ def _order(turn: _Turn, intent: str, number: str, follow_up: bool = False) -> St
         if words is not None and words.search(turn.text):
             intent = "get_refund"  # "有点杂音 我想退了" about a delivered order: a return, nothing to cancel
     negative = turn.ann.sentiment == "negative" and turn.ann.sentiment_score <= turn.policy.mood.negative_score
+    angry = turn.ann.sentiment == "negative" and turn.ann.sentiment_score <= turn.policy.angry_sentiment_score
     missing = turn.policy.orders.refund_missing.get(turn.lang)
     ans = answers.for_order(
         turn.policy, turn.lang, intent, order, verified=owner is True, negative=negative, faq=turn.faq_texts(),
-        says_missing=missing is not None and bool(missing.search(turn.text)),
+        says_missing=missing is not None and bool(missing.search(turn.text)), angry=angry,
     )  # fmt: skip
     if not ans.quick_replies:
         ans = replace(ans, quick_replies=turn.policy.intents[intent].quick_replies.get(turn.lang, ()))

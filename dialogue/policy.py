@@ -149,6 +149,9 @@ class OrderPolicy:
     # question the knowledge base is sure of gets the FAQ's answer, then the offer to check an order
     # ("用礼品卡买的东西退了钱退到哪": "到哪" is personal, the question is how refunds are paid). None: always.
     personal_sure: float | None = None
+    # An order intent this sure, in personal words, about the order in the conversation: that order's request,
+    # not the FAQ entry the knowledge base finds closer. None: the entry wins.
+    order_sure: float | None = None
 
 
 @dataclass(frozen=True)
@@ -451,6 +454,7 @@ def _orders(raw: dict, intents: dict[str, IntentPolicy]) -> OrderPolicy:
         "refund_missing",
         "lost",
         "carrier_question",
+        "order_sure",
     }
     if unknown := set(spec) - known:
         raise PolicyError(f"orders: unknown setting(s) {', '.join(sorted(unknown))}")
@@ -484,6 +488,10 @@ def _orders(raw: dict, intents: dict[str, IntentPolicy]) -> OrderPolicy:
         personal_sure = None if spec.get("personal_sure") is None else float(spec["personal_sure"])
     except (TypeError, ValueError) as exc:
         raise PolicyError(f"orders.personal_sure: {exc}") from exc
+    try:
+        order_sure = None if spec.get("order_sure") is None else float(spec["order_sure"])
+    except (TypeError, ValueError) as exc:
+        raise PolicyError(f"orders.order_sure: {exc}") from exc
     bare = _regex(spec["bare"], "orders.bare") if spec.get("bare") else {}
     personal = _regex(spec["personal"], "orders.personal") if spec.get("personal") else {}
     how = _regex(spec["how"], "orders.how") if spec.get("how") else {}
@@ -498,7 +506,7 @@ def _orders(raw: dict, intents: dict[str, IntentPolicy]) -> OrderPolicy:
             order_intents, context_turns, follow_ups, faq_follow_ups, actions, bare, personal,
             complaint_topics=complaint_topics, unsure_where=unsure_where, personal_sure=personal_sure, how=how,
             cancelled_question=cancelled_question, return_words=return_words, refund_missing=missing, lost=lost,
-            carrier_question=carrier,
+            carrier_question=carrier, order_sure=order_sure,
         )  # fmt: skip
     except (TypeError, ValueError) as exc:
         raise PolicyError(f"orders.context_turns: {exc}") from exc
