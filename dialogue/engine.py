@@ -364,7 +364,9 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
             return _hand_off(policy, s, "mood", now)
 
     put_through = _puts_through(turn)
-    if (confident and ann.intent in policy.handoff_intents) or put_through:
+    asks_products = not put_through and _product_signal(turn) == "strong" and not _names_person(turn)
+    if ((confident and ann.intent in policy.handoff_intents) or put_through) and not asks_products:
+        # ("请问有没有mug 想送同事", read as asking for a person, asks for products and names none.)
         if not put_through and _praise(turn):
             return _small_talk(turn, "thanks")  # "you've been super helpful, great bot": praise, no call for a person
         s.misunderstood = 0
@@ -416,6 +418,9 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
         if not number and (other := _other_entry(turn, ann.intent)) is not None:
             return other  # "is the speaker under warranty?" after an order: the FAQ is sure, and it is no return
         return _with_slots(turn, _complaint_topic(turn, follow), follow_up=True)
+    if not number and _current_order(turn) and _money_missing(turn):
+        s.misunderstood = 0  # "可是钱还没到账啊" after a refunded order was shown: its refund (a dispute if sent)
+        return _with_slots(turn, "track_refund", follow_up=True)
     carrier = policy.orders.carrier_question.get(turn.lang)
     if not number and _current_order(turn) and carrier is not None and carrier.search(text[:300]):
         s.misunderstood = 0  # "fine. which carrier has it?" about the order shown: its status names the carrier
@@ -462,10 +467,15 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
         return _ask_order_action(turn, current)
 
     if signal and not number and (found := _products(turn, signal)) is not None:
-        # Nothing found: "not found" unless the intent model is sure the message is something else.
-        other = ann.intent not in ("place_order", OUT_OF_SCOPE) and ann.intent_confidence >= 0.9
+        # Nothing found: "not found" unless the intent model is sure the message is something else, or the
+        # knowledge base is sure of a part of it ("有没有gift card啊 想送闺蜜": gift cards are no product).
+        other = (
+            ann.intent not in ("place_order", OUT_OF_SCOPE, *policy.handoff_intents) and ann.intent_confidence >= 0.9
+        )
         if found.action == "products" or (signal == "strong" and not other and not _about_the_shop(turn)):
             s.misunderstood = 0
+            if found.action != "products" and (several := _clause_answers(turn)) is not None:
+                return several
             return found
 
     if confident and ann.intent == "place_order" and shop is not None:
@@ -666,6 +676,15 @@ def _other_entry(turn: _Turn, intent: str) -> StepResult | None:
     return _faq_answer(turn, faq.hits[0].entry)
 
 
+def _money_missing(turn: _Turn) -> bool:
+    """The message says money due has not come (orders.refund_missing with the words of money,
+    orders.complaint_topics.track_refund): "I never got my money back", "钱还没到账"."""
+    op = turn.policy.orders
+    missing, money = op.refund_missing.get(turn.lang), op.complaint_topics.get("track_refund", {}).get(turn.lang)
+    text = turn.text[:300]
+    return missing is not None and money is not None and bool(missing.search(text) and money.search(text))
+
+
 def _about_the_current_order(turn: _Turn) -> bool:
     """A near-certain order intent in personal words, with an order in the conversation (orders.order_sure)."""
     op = turn.policy.orders
@@ -698,8 +717,13 @@ def _positive(turn: _Turn) -> bool:
 def _praise(turn: _Turn) -> bool:
     """A positive message that names no person (handoff.person): praise of the bot or the shop, which the
     intent model may read as asking for a person ("great bot, thanks")."""
+    return _positive(turn) and turn.policy.handoff_person.get(turn.lang) is not None and not _names_person(turn)
+
+
+def _names_person(turn: _Turn) -> bool:
+    """The message names a person to talk to (handoff.person: "agent", "human", "人工", "客服")."""
     person = turn.policy.handoff_person.get(turn.lang)
-    return _positive(turn) and person is not None and not person.search(turn.text[:300])
+    return person is not None and bool(person.search(turn.text[:300]))
 
 
 def _puts_through(turn: _Turn) -> bool:

@@ -332,6 +332,31 @@ def test_a_shop_to_visit_in_person_is_not_understood_rather_than_did_you_mean(sh
     assert talk(shop, [("ok ta", ann(conf=0.55))])[0].action == "small_talk:thanks"
 
 
+def test_product_questions_the_intent_model_misreads_still_search_the_catalogue(shop):
+    # "the most expensive ...", "最便宜的..." ask for products, whatever the intent model reads.
+    dear = talk(shop, [("what's the most expensive skincare thing you have", ann("out_of_scope", conf=1.0))])[0]
+    assert dear.action == "products", dear.action
+    # Read as asking for a person, but asking for products and naming no person: no hand-off.
+    mug = talk(shop, [("请问有没有马克杯", ann("contact_human_agent", "zh", conf=0.99))])[0]
+    assert mug.handoff is None and mug.action == "products" and "马克杯" in mug.replies[0].text, mug.action
+    person = talk(shop, [("有没有人工客服", ann("contact_human_agent", "zh", conf=0.99))])[0]
+    assert person.handoff is not None and person.handoff.reason == "requested"
+    # Nothing in the catalogue, but a part the knowledge base is sure of: gift cards are an FAQ matter.
+    card = talk(shop, [("有没有gift card啊 想送闺蜜", ann("place_order", "zh", conf=0.75))])[0]
+    assert card.action == "faq:gift-card", card.action
+
+
+def test_money_said_missing_about_the_order_shown_is_its_refund(shop):
+    shown, missing = talk(
+        shop,
+        [("10027退款了吗", ann("track_refund", "zh")), ("可是钱还没到账啊", ann("payment_issue", "zh", conf=0.58))],
+    )
+    assert missing.action == "order:track_refund" and missing.handoff.reason == "refund_dispute", missing.action
+    # Not received, but no money named: not a refund question ("I haven't received it yet" is where it is).
+    shown, parcel = talk(shop, [("where is 10022", ann()), ("I haven't received it yet", ann("track_order"))])
+    assert parcel.action == "order:track_order", parcel.action
+
+
 def test_no_confident_answer_below_the_threshold(shop):
     for text, lang in [("what's the capital of France", "en"), ("帮我写一首诗", "zh")]:
         r = talk(shop, [(text, ann("review", lang=lang, conf=0.1))])[0]
