@@ -718,6 +718,10 @@ def test_a_corrected_number_keeps_the_request_it_answers(shop):
     for first, again, lang in [("取消订单99999", "哦是10025", "zh"), ("cancel order 99999", "oh yes 10025", "en")]:
         _, fixed = talk(shop, [(first, ann("cancel_order", lang)), (again, ann("track_order", lang, 0.99))])
         assert fixed.action == "order:cancel_order" and "10025" in fixed.replies[0].text, again
+    # "my bad" is a correction too; "这个单" (this order) asks nothing: what to do with it is asked.
+    _, fixed = talk(shop, [("where is 99999", ann()), ("my bad, I meant 10028", ann("cancel_order", conf=0.51))])
+    assert fixed.action == "order:track_order" and "10028" in fixed.replies[0].text, fixed.action
+    assert talk(shop, [("10024这个单", ann(lang="zh", conf=0.92))])[0].action == "ask_order_action"
 
 
 def test_asking_to_be_put_through_is_a_hand_off_whichever_contact_intent_is_read():
