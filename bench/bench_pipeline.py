@@ -257,22 +257,30 @@ def nlu_share(log: Path, since: float, until: float) -> float:
     return round(busy / max(until - since, 1e-9), 3)
 
 
-async def main_async(args) -> dict:
-    tmp = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+def bench_env(tmp: Path, redis_url: str, models: str, extra: list[str]) -> dict[str, str]:
+    """The product's settings for a benchmark: its policies with hand-offs off (so every message gets
+    exactly one reply: a missing or second one is a lost or duplicated one), the product's defaults
+    rather than the tests' short ones, no rate limits for the one client address, and ``extra``
+    (NAME=VALUE) last."""
     raw = yaml.safe_load((ROOT / "dialogue" / "policies.yaml").read_text(encoding="utf-8"))
     raw["handoff"]["intents"] = []
     raw["thresholds"].update(misunderstood_handoff_after=10**6, angry_sentiment_score=-2)
     policies = tmp / "policies.yaml"
     policies.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-    redis = RedisServer(tmp / "redis").start()
-    env = product_env(
-        redis.url, Path(args.models).resolve(), tmp, policies, SHOPBOT_LOG_LEVEL="INFO",
+    return product_env(
+        redis_url, Path(models).resolve(), tmp, policies, SHOPBOT_LOG_LEVEL="INFO",
         # the product's defaults, not the tests' short ones
         SHOPBOT_STALL_AFTER_S="10", SHOPBOT_SWEEP_INTERVAL_S="2",
         # every simulated shopper comes from this one client IP, faster than one person types
         SHOPBOT_RATE_IP_PER_MIN="1000000", SHOPBOT_RATE_SESSION_PER_MIN="1000", SHOPBOT_SOCKETS_PER_IP="1000000",
-        **dict(e.split("=", 1) for e in args.env),
+        **dict(e.split("=", 1) for e in extra),
     )  # fmt: skip
+
+
+async def main_async(args) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    redis = RedisServer(tmp / "redis").start()
+    env = bench_env(tmp, redis.url, args.models, args.env)
     texts = chat_messages(Path(args.data))
     int8 = any(
         e.split("=", 1)[0] == "SHOPBOT_NLU_INT8" and e.split("=", 1)[1].lower() in ("1", "true") for e in args.env

@@ -46,13 +46,13 @@ from collections import Counter
 from pathlib import Path
 
 import aiohttp
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
 from bench_nlu import chat_messages  # noqa: E402
-from services import RedisServer, gateway, product_env, wait_for, wait_ready, worker  # noqa: E402
+from bench_pipeline import bench_env  # noqa: E402
+from services import RedisServer, gateway, wait_for, wait_ready, worker  # noqa: E402
 
 FAULTS = ("nlu", "dialogue", "redis", "gateway")
 
@@ -151,18 +151,8 @@ def _beat_since(redis_url: str, role: str, since: float) -> bool:
 
 async def main_async(args) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="bench-recovery-"))
-    raw = yaml.safe_load((ROOT / "dialogue" / "policies.yaml").read_text(encoding="utf-8"))
-    raw["handoff"]["intents"] = []
-    raw["thresholds"].update(misunderstood_handoff_after=10**6, angry_sentiment_score=-2)
-    policies = tmp / "policies.yaml"
-    policies.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     redis = RedisServer(tmp / "redis", aof=True).start()
-    env = product_env(
-        redis.url, Path(args.models).resolve(), tmp, policies, SHOPBOT_LOG_LEVEL="INFO",
-        SHOPBOT_STALL_AFTER_S="10", SHOPBOT_SWEEP_INTERVAL_S="2",  # the product's defaults
-        SHOPBOT_RATE_IP_PER_MIN="1000000", SHOPBOT_RATE_SESSION_PER_MIN="1000", SHOPBOT_SOCKETS_PER_IP="1000000",
-        **dict(e.split("=", 1) for e in args.env),
-    )  # fmt: skip
+    env = bench_env(tmp, redis.url, args.models, args.env)
     texts = chat_messages(Path(args.data))
     procs = {
         "nlu": worker(env, tmp / "worker-nlu.log", "nlu"),

@@ -20,7 +20,7 @@ from .catalog import ProductQuery, parse_query
 from .knowledge import decide
 from .orders import OrderSourceError
 from .policy import FaqTexts, Policy
-from .retrieval import clauses, decode, key, product_signal
+from .retrieval import clauses, decode, key, price_bound, product_signal
 from .state import ConversationState
 
 # The intent model's class for what a shop's bot cannot serve (poems, weather, other
@@ -125,6 +125,19 @@ class _Turn:
         )
         clear = None if ann.intent == OUT_OF_SCOPE and ann.intent_confidence >= floor else fp.clear_lead
         return decide(self.near[:3], fp.answer_score, fp.suggest_score, fp.min_lead, clear)
+
+    @cached_property
+    def clause_entries(self) -> list:
+        """The FAQ entries the knowledge base is sure of for the parts of a message of several (in order, each
+        once): none for a message of one part (dialogue.retrieval.clauses); searched once, when first asked for."""
+        parts = clauses(self.text) if self.shop is not None else []
+        fp, entries = self.policy.faq, []
+        for part in parts:
+            hits = self.shop.faq(self.vector(part), k=5)  # type: ignore[union-attr]
+            d = decide(hits[:3], fp.answer_score, fp.suggest_score, fp.min_lead)
+            if d.action == "answer" and all(e.id != d.hits[0].entry.id for e in entries):
+                entries.append(d.hits[0].entry)
+        return entries
 
     @cached_property
     def catalogue(self):
@@ -364,7 +377,8 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
             return _hand_off(policy, s, "mood", now)
 
     put_through = _puts_through(turn)
-    asks_products = not put_through and _product_signal(turn) == "strong" and not _names_person(turn)
+    product_words = _product_signal(turn)
+    asks_products = not put_through and product_words == "strong" and not _names_person(turn)
     if ((confident and ann.intent in policy.handoff_intents) or put_through) and not asks_products:
         # ("请问有没有mug 想送同事", read as asking for a person, asks for products and names none.)
         if not put_through and _praise(turn):
@@ -373,8 +387,8 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
         return _hand_off(policy, s, "requested", now)
 
     shop = turn.shop
-    number = extract_slot(policy, "order_number", text) if "order_number" in policy.slot_patterns else None
-    signal = _product_signal(turn) if shop is not None else None
+    number = _order_number(turn)
+    signal = product_words if shop is not None else None
     if number and signal and _is_price(turn, number):
         number = None  # "1000块以内": a price, not an order number
 
@@ -404,7 +418,7 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
         if shop is not None and no_order:
             # No order to look up: a question about products, or a general one the FAQ answers.
             if signal and (found := _products(turn, signal)) is not None:
-                if found.action == "products" or _price_bound(turn):
+                if found.action == "products" or price_bound(turn.policy, turn.text):
                     return found  # "那60块以下的机械键盘呢": a price bound is a product question, found or not
             if (general := _general_answer(turn, ann.intent)) is not None:
                 return general
@@ -522,23 +536,10 @@ def _decide(turn: _Turn, confident: bool, angry: bool, falling: bool) -> StepRes
     return _not_understood(turn)
 
 
-def _clause_entries(turn: _Turn) -> list:
-    """The FAQ entries the knowledge base is sure of for the parts of a message of several (in order, each
-    once): none for a message of one part."""
-    parts = clauses(turn.text) if turn.shop is not None else []
-    fp, entries = turn.policy.faq, []
-    for part in parts:
-        hits = turn.shop.faq(turn.vector(part), k=5)  # type: ignore[union-attr]
-        d = decide(hits[:3], fp.answer_score, fp.suggest_score, fp.min_lead)
-        if d.action == "answer" and all(e.id != d.hits[0].entry.id for e in entries):
-            entries.append(d.hits[0].entry)
-    return entries
-
-
 def _clause_answers(turn: _Turn) -> StepResult | None:
     """A message of several parts that the knowledge base does not answer as a whole: the FAQ's answer to
     each part it is sure of (up to three entries, in the message's order), or None."""
-    entries = _clause_entries(turn)
+    entries = turn.clause_entries
     if not entries:
         return None
     answers = [_faq_answer(turn, e) for e in entries[:3]]
@@ -549,18 +550,11 @@ def _clause_answers(turn: _Turn) -> StepResult | None:
 def _with_other_parts(turn: _Turn, result: StepResult, answered: str) -> StepResult:
     """An FAQ answer to the whole message, and the answers to its other parts the knowledge base is sure of
     ("how much is express delivery, and do you take WeChat Pay?"): up to three entries in all."""
-    others = [e for e in _clause_entries(turn) if e.id != answered][:2]
+    others = [e for e in turn.clause_entries if e.id != answered][:2]
     if not others:
         return result
     more = tuple(r for e in others for r in _faq_answer(turn, e).replies)
     return replace(result, replies=(*result.replies, *more))
-
-
-def _price_bound(turn: _Turn) -> bool:
-    """The message bounds a price ("under 30", "60块以下", "between 15 and 25")."""
-    pp = turn.policy.products
-    q = parse_query(turn.text, pp.categories) if pp is not None else None
-    return q is not None and (q.min_price is not None or q.max_price is not None)
 
 
 def _not_understood(turn: _Turn) -> StepResult:
@@ -736,11 +730,14 @@ def _puts_through(turn: _Turn) -> bool:
 
 def _says_lost(turn: _Turn) -> bool:
     """The message says a parcel is lost (orders.lost) and names no order to look up."""
+    words = turn.policy.orders.lost.get(turn.lang)
+    return words is not None and bool(words.search(turn.text[:300])) and not _order_number(turn)
+
+
+def _order_number(turn: _Turn) -> str | None:
+    """The order number the message names, if the policies know how one looks."""
     p = turn.policy
-    words = p.orders.lost.get(turn.lang)
-    if words is None or not words.search(turn.text[:300]):
-        return False
-    return not ("order_number" in p.slot_patterns and extract_slot(p, "order_number", turn.text))
+    return extract_slot(p, "order_number", turn.text) if "order_number" in p.slot_patterns else None
 
 
 def _order_question(turn: _Turn, confident: bool) -> bool:
@@ -749,9 +746,7 @@ def _order_question(turn: _Turn, confident: bool) -> bool:
     p = turn.policy
     if turn.shop is None or not confident or turn.ann.intent not in p.order_intents:
         return False
-    return bool(
-        _current_order(turn) or ("order_number" in p.slot_patterns and extract_slot(p, "order_number", turn.text))
-    )
+    return bool(_current_order(turn) or _order_number(turn))
 
 
 def _current_order(turn: _Turn) -> str | None:

@@ -273,6 +273,11 @@ def _regex(spec: dict, where: str) -> dict[str, re.Pattern[str]]:
     return out
 
 
+def _optional_regex(section: dict, key: str, where: str) -> dict[str, re.Pattern[str]]:
+    """``_regex`` of ``section[key]`` (named ``where`` in errors), or none where the key is left out."""
+    return _regex(section[key], where) if section.get(key) else {}
+
+
 def _section(cls, raw: dict, name: str, **extra):
     """A dataclass from an optional YAML section: defaults for what is left out, errors for unknown keys."""
     spec = raw.get(name) or {}
@@ -393,8 +398,8 @@ def load_policy(path: str | Path | None = None) -> Policy:
             angry_handoff_after=int(th.get("angry_handoff_after", 1)),
             handoff_intents=frozenset(_need(ho, "intents", "handoff")),
             put_through_intents=frozenset((ho.get("put_through") or {}).get("intents") or ()),
-            put_through=_regex(ho["put_through"], "handoff.put_through") if ho.get("put_through") else {},
-            handoff_person=_regex(ho["person"], "handoff.person") if ho.get("person") else {},
+            put_through=_optional_regex(ho, "put_through", "handoff.put_through"),
+            handoff_person=_optional_regex(ho, "person", "handoff.person"),
             angry_handoff_intents=frozenset(th.get("angry_handoff_intents") or ()),
             priority=priority,
             slot_patterns=slots,
@@ -407,10 +412,10 @@ def load_policy(path: str | Path | None = None) -> Policy:
             orders=_orders(raw, intents),
             status_names=status_names,
             small_talk=_small_talk(raw),
-            fillers=_regex(raw["fillers"], "fillers") if raw.get("fillers") else {},
+            fillers=_optional_regex(raw, "fillers", "fillers"),
             out_of_scope=_texts(msgs["out_of_scope"], "messages.out_of_scope") if "out_of_scope" in msgs else {},
-            about_the_shop=_regex(raw["about_the_shop"], "about_the_shop") if raw.get("about_the_shop") else {},
-            in_person=_regex(raw["in_person"], "in_person") if raw.get("in_person") else {},
+            about_the_shop=_optional_regex(raw, "about_the_shop", "about_the_shop"),
+            in_person=_optional_regex(raw, "in_person", "in_person"),
         )
     except PolicyError as exc:
         raise PolicyError(f"{where}: {exc}") from exc
@@ -484,29 +489,18 @@ def _orders(raw: dict, intents: dict[str, IntentPolicy]) -> OrderPolicy:
         unsure_where = float(spec.get("unsure_where", 0.3))
     except (TypeError, ValueError) as exc:
         raise PolicyError(f"orders.unsure_where: {exc}") from exc
-    try:
-        personal_sure = None if spec.get("personal_sure") is None else float(spec["personal_sure"])
-    except (TypeError, ValueError) as exc:
-        raise PolicyError(f"orders.personal_sure: {exc}") from exc
-    try:
-        order_sure = None if spec.get("order_sure") is None else float(spec["order_sure"])
-    except (TypeError, ValueError) as exc:
-        raise PolicyError(f"orders.order_sure: {exc}") from exc
-    bare = _regex(spec["bare"], "orders.bare") if spec.get("bare") else {}
-    personal = _regex(spec["personal"], "orders.personal") if spec.get("personal") else {}
-    how = _regex(spec["how"], "orders.how") if spec.get("how") else {}
-    cq = spec.get("cancelled_question")
-    cancelled_question = _regex(cq, "orders.cancelled_question") if cq else {}
-    return_words = _regex(spec["return_words"], "orders.return_words") if spec.get("return_words") else {}
-    missing = _regex(spec["refund_missing"], "orders.refund_missing") if spec.get("refund_missing") else {}
-    lost = _regex(spec["lost"], "orders.lost") if spec.get("lost") else {}
-    carrier = _regex(spec["carrier_question"], "orders.carrier_question") if spec.get("carrier_question") else {}
+    sure: dict[str, float | None] = {}
+    for name in ("personal_sure", "order_sure"):
+        try:
+            sure[name] = None if spec.get(name) is None else float(spec[name])
+        except (TypeError, ValueError) as exc:
+            raise PolicyError(f"orders.{name}: {exc}") from exc
+    patterns = ("bare", "personal", "how", "cancelled_question", "return_words", "refund_missing", "lost")
+    words = {name: _optional_regex(spec, name, f"orders.{name}") for name in (*patterns, "carrier_question")}
     try:
         return OrderPolicy(
-            order_intents, context_turns, follow_ups, faq_follow_ups, actions, bare, personal,
-            complaint_topics=complaint_topics, unsure_where=unsure_where, personal_sure=personal_sure, how=how,
-            cancelled_question=cancelled_question, return_words=return_words, refund_missing=missing, lost=lost,
-            carrier_question=carrier, order_sure=order_sure,
+            order_intents, context_turns, follow_ups, faq_follow_ups, actions,
+            complaint_topics=complaint_topics, unsure_where=unsure_where, **sure, **words,
         )  # fmt: skip
     except (TypeError, ValueError) as exc:
         raise PolicyError(f"orders.context_turns: {exc}") from exc
@@ -529,6 +523,6 @@ def _products(raw: dict) -> ProductPolicy | None:
         filler=_regex(spec.get("filler") or {lang: "(?!)" for lang in LANGUAGES}, "products.filler"),
         categories=cats,
         exchange_rates=rates,
-        weak_trigger=_regex(spec["weak_trigger"], "products.weak_trigger") if spec.get("weak_trigger") else {},
-        generic=_regex(spec["generic"], "products.generic") if spec.get("generic") else {},
+        weak_trigger=_optional_regex(spec, "weak_trigger", "products.weak_trigger"),
+        generic=_optional_regex(spec, "generic", "products.generic"),
     )  # fmt: skip

@@ -58,14 +58,18 @@ def product_signal(policy: Policy, text: str) -> str | None:
     if pp is None:
         return None
     text = text[:300]
-    if any(p.search(text) for p in pp.trigger.values()):
-        return "strong"
-    q = parse_query(text, pp.categories)
-    if q.min_price is not None or q.max_price is not None:
+    if any(p.search(text) for p in pp.trigger.values()) or price_bound(policy, text):
         return "strong"
     if any(p.search(text) for p in pp.weak_trigger.values()):
         return "weak"
     return None
+
+
+def price_bound(policy: Policy, text: str) -> bool:
+    """The message bounds a price ("under 30", "60块以下", "between 15 and 25")."""
+    pp = policy.products
+    q = parse_query(text[:300], pp.categories) if pp is not None else None
+    return q is not None and (q.min_price is not None or q.max_price is not None)
 
 
 def subject(policy: Policy, text: str, lang: str) -> str:
